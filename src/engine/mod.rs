@@ -1,0 +1,12 @@
+//! The inference engine: file formats, tokenizer, models and generation. Compiles natively
+//! and for wasm32; nothing here touches the DOM.
+
+pub mod chat;
+pub mod clock;
+pub mod generate;
+pub mod generation_config;
+pub mod gguf;
+pub mod loop_guard;
+pub mod model;
+pub mod sampler;
+pub mod tokenizer;

@@ -1,0 +1,254 @@
+//! Building blocks shared by every decoder: projections, norms, rotary embedding, KV cache,
+//! and token-embedding lookup straight from quantized rows.
+
+use std::sync::Arc;
+
+use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+
+/// A linear projection over quantized (or f32/f16) weights, `y = x Wᵀ`.
+#[derive(Debug, Clone)]
+pub struct Linear {
+    weight: QMatMul,
+}
+
+impl Linear {
+    /// Wraps a `[out, in]` weight.
+    pub fn new(weight: QTensor) -> Result<Self> {
+        Self::shared(Arc::new(weight))
+    }
+
+    /// Wraps a weight that is also used elsewhere (tied embeddings).
+    pub fn shared(weight: Arc<QTensor>) -> Result<Self> {
+        Ok(Self {
+            weight: QMatMul::from_arc(weight)?,
+        })
+    }
+
+    /// Applies the projection to `[.., in]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        self.weight.forward(xs)
+    }
+}
+
+/// Root-mean-square layer norm with a learned scale.
+#[derive(Debug, Clone)]
+pub struct RmsNorm {
+    weight: Tensor,
+    eps: f32,
+}
+
+impl RmsNorm {
+    /// Builds the norm from its (dequantized) scale vector.
+    pub fn new(weight: Tensor, eps: f64) -> Self {
+        Self {
+            weight,
+            eps: eps as f32,
+        }
+    }
+
+    /// Normalises the last dimension.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        candle_nn::ops::rms_norm(&xs.contiguous()?, &self.weight, self.eps)
+    }
+}
+
+/// Rotary position embedding tables.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    cos: Tensor,
+    sin: Tensor,
+    /// NeoX layout (rotate halves) rather than interleaved pairs.
+    neox: bool,
+}
+
+impl Rope {
+    /// Precomputes `max_positions` rows for heads of size `head_dim`.
+    pub fn new(
+        head_dim: usize,
+        base: f32,
+        max_positions: usize,
+        neox: bool,
+        device: &Device,
+    ) -> Result<Self> {
+        let inv_freq: Vec<f32> = (0..head_dim)
+            .step_by(2)
+            .map(|i| 1f32 / base.powf(i as f32 / head_dim as f32))
+            .collect();
+        let inv_freq = Tensor::new(inv_freq.as_slice(), device)?;
+        let positions = Tensor::arange(0, max_positions as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((max_positions, 1))?;
+        let angles = positions.matmul(&inv_freq.reshape((1, head_dim / 2))?)?;
+        Ok(Self {
+            cos: angles.cos()?,
+            sin: angles.sin()?,
+            neox,
+        })
+    }
+
+    /// Number of positions the tables cover.
+    pub fn max_positions(&self) -> usize {
+        self.cos.dim(0).unwrap_or(0)
+    }
+
+    /// Rotates `[batch, heads, seq, head_dim]` for positions `start..start + seq`.
+    pub fn apply(&self, xs: &Tensor, start: usize) -> Result<Tensor> {
+        let seq = xs.dim(2)?;
+        let cos = self.cos.narrow(0, start, seq)?;
+        let sin = self.sin.narrow(0, start, seq)?;
+        let xs = xs.contiguous()?;
+        if self.neox {
+            candle_nn::rotary_emb::rope(&xs, &cos, &sin)
+        } else {
+            candle_nn::rotary_emb::rope_i(&xs, &cos, &sin)
+        }
+    }
+}
+
+/// Keys and values of the positions seen so far, for one attention layer.
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    kv: Option<(Tensor, Tensor)>,
+}
+
+impl KvCache {
+    /// Number of cached positions.
+    pub fn len(&self) -> usize {
+        self.kv
+            .as_ref()
+            .and_then(|(k, _)| k.dim(2).ok())
+            .unwrap_or(0)
+    }
+
+    /// True when nothing is cached.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends `[batch, kv_heads, seq, head_dim]` keys and values; returns all of them.
+    pub fn append(&mut self, k: Tensor, v: Tensor) -> Result<(Tensor, Tensor)> {
+        let (k, v) = match self.kv.take() {
+            None => (k, v),
+            Some((ck, cv)) => (Tensor::cat(&[&ck, &k], 2)?, Tensor::cat(&[&cv, &v], 2)?),
+        };
+        self.kv = Some((k.clone(), v.clone()));
+        Ok((k, v))
+    }
+
+    /// Keeps only the first `len` positions (to reuse a shared prompt prefix).
+    pub fn truncate(&mut self, len: usize) -> Result<()> {
+        if len == 0 {
+            self.kv = None;
+        } else if let Some((k, v)) = self.kv.take() {
+            let keep = len.min(k.dim(2)?);
+            self.kv = Some((k.narrow(2, 0, keep)?, v.narrow(2, 0, keep)?));
+        }
+        Ok(())
+    }
+}
+
+/// Token embeddings looked up from the quantized rows themselves, so the table is never held
+/// a second time as f32 (for Phi-3-mini that copy alone would be ~394 MB of wasm memory).
+#[derive(Debug)]
+pub struct Embedding {
+    table: Arc<QTensor>,
+    dim: usize,
+}
+
+impl Embedding {
+    /// Wraps a `[vocab, dim]` table.
+    pub fn new(table: QTensor) -> Result<Self> {
+        let dim = table.shape().dims2()?.1;
+        Ok(Self {
+            table: Arc::new(table),
+            dim,
+        })
+    }
+
+    /// The table (also the output projection of models with tied embeddings).
+    pub fn table(&self) -> Arc<QTensor> {
+        Arc::clone(&self.table)
+    }
+
+    /// Looks up `ids`, returning `[ids.len(), dim]` in f32.
+    pub fn forward(&self, ids: &[u32]) -> Result<Tensor> {
+        let dtype = self.table.dtype();
+        let vocab = self.table.shape().dims2()?.0;
+        let row_bytes = self.dim / dtype.block_size() * dtype.type_size();
+        let data = self.table.data()?;
+        let device = Device::Cpu;
+        let mut rows = Vec::with_capacity(ids.len());
+        for &id in ids {
+            let id = id as usize;
+            if id >= vocab {
+                candle_core::bail!("token id {id} is outside the vocabulary of {vocab}");
+            }
+            let bytes = &data[id * row_bytes..(id + 1) * row_bytes];
+            let row = match dtype {
+                GgmlDType::F32 => Tensor::from_vec(
+                    bytes
+                        .chunks_exact(4)
+                        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                        .collect::<Vec<_>>(),
+                    self.dim,
+                    &device,
+                )?,
+                _ => {
+                    qtensor_from_ggml(dtype, bytes, vec![self.dim], &device)?.dequantize(&device)?
+                }
+            };
+            rows.push(row);
+        }
+        Tensor::stack(&rows, 0)
+    }
+}
+
+/// Scaled dot-product attention with grouped-query heads and a causal mask over a cache:
+/// `q` is `[b, heads, seq, d]`, `k`/`v` are `[b, kv_heads, past + seq, d]`.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, head_dim: usize) -> Result<Tensor> {
+    let (b, heads, seq, d) = q.dims4()?;
+    let kv_heads = k.dim(1)?;
+    let total = k.dim(2)?;
+    let past = total - seq;
+    let group = heads / kv_heads;
+    // Fold the query heads of a group into the sequence axis instead of copying k and v.
+    let q = q.reshape((b, kv_heads, group * seq, d))?;
+    let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
+    let scores = if seq > 1 {
+        let mask: Vec<f32> = (0..seq)
+            .flat_map(|i| {
+                (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (seq, total), q.device())?;
+        let scores = scores.reshape((b, kv_heads, group, seq, total))?;
+        scores
+            .broadcast_add(&mask)?
+            .reshape((b, kv_heads, group * seq, total))?
+    } else {
+        scores
+    };
+    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    probs.matmul(&v.contiguous()?)?.reshape((b, heads, seq, d))
+}
+
+/// SiLU-gated feed-forward: `down(silu(gate) * up)`.
+pub fn gated_mlp(gate: &Tensor, up: &Tensor, down: &Linear) -> Result<Tensor> {
+    down.forward(&(candle_nn::ops::silu(gate)? * up)?)
+}
+
+/// The last position of `[b, seq, hidden]`, as `[b, hidden]`.
+pub fn last_position(xs: &Tensor) -> Result<Tensor> {
+    let seq = xs.dim(1)?;
+    xs.narrow(1, seq - 1, 1)?.squeeze(1)
+}
+
+/// Splits the last dimension at `first`.
+pub fn split_last(xs: &Tensor, first: usize) -> Result<(Tensor, Tensor)> {
+    let total = xs.dim(D::Minus1)?;
+    Ok((
+        xs.narrow(D::Minus1, 0, first)?,
+        xs.narrow(D::Minus1, first, total - first)?,
+    ))
+}

@@ -1,0 +1,383 @@
+//! Decoder-only transformers (Phi-3 and Llama) over quantized GGUF weights.
+//!
+//! One decoder serves both architectures; they differ only in how their projections are
+//! stored (Phi-3 fuses q/k/v and gate/up) and in the rotary layout, which the loader
+//! settles once.
+
+mod config;
+mod layers;
+
+use std::io::{Read, Seek};
+
+use candle_core::quantized::QTensor;
+use candle_core::{Device, Tensor};
+use thiserror::Error;
+
+use crate::engine::gguf::{GgufError, GgufFile};
+
+pub use config::{Architecture, ModelConfig};
+pub use layers::{Embedding, KvCache, Linear, RmsNorm, Rope};
+
+/// Why a model could not be loaded or run.
+#[derive(Debug, Error)]
+pub enum ModelError {
+    /// The GGUF file itself is unreadable or inconsistent.
+    #[error(transparent)]
+    Gguf(#[from] GgufError),
+    /// An architecture the engine does not implement.
+    #[error("{source_name}: architecture {arch:?} is not supported (phi3, llama are)")]
+    UnsupportedArchitecture {
+        /// The model file.
+        source_name: String,
+        /// `general.architecture`.
+        arch: String,
+    },
+    /// A feature of the model the engine does not implement.
+    #[error("{source_name}: {what} is not supported")]
+    Unsupported {
+        /// The model file.
+        source_name: String,
+        /// What is not supported.
+        what: String,
+    },
+    /// Hyper-parameters that do not fit together.
+    #[error("{source_name}: invalid model configuration: {what}")]
+    InvalidConfig {
+        /// The model file.
+        source_name: String,
+        /// What is wrong.
+        what: String,
+    },
+    /// A tensor the architecture needs is absent.
+    #[error("{source_name}: tensor {tensor} is missing")]
+    MissingTensor {
+        /// The model file.
+        source_name: String,
+        /// The tensor name.
+        tensor: String,
+    },
+    /// A tensor whose shape does not match the configuration.
+    #[error("{source_name}: tensor {tensor}: shape {found:?} but the configuration implies {expected:?}")]
+    Shape {
+        /// The model file.
+        source_name: String,
+        /// The tensor name.
+        tensor: String,
+        /// Shape from the configuration, `[rows, columns]`.
+        expected: Vec<usize>,
+        /// Shape in the file.
+        found: Vec<usize>,
+    },
+    /// The prompt and reply would not fit in the context.
+    #[error("context full: {needed} positions needed, the context holds {capacity}")]
+    ContextFull {
+        /// Positions the call needs.
+        needed: usize,
+        /// The context cap.
+        capacity: usize,
+    },
+    /// A tensor operation failed.
+    #[error("{context}: {source}")]
+    Candle {
+        /// What was being done.
+        context: String,
+        /// candle's error.
+        source: candle_core::Error,
+    },
+}
+
+trait CandleContext<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, ModelError>;
+}
+
+impl<T> CandleContext<T> for candle_core::Result<T> {
+    fn context(self, what: impl FnOnce() -> String) -> Result<T, ModelError> {
+        self.map_err(|source| ModelError::Candle {
+            context: what(),
+            source,
+        })
+    }
+}
+
+/// How to load a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Most positions (prompt and reply) the KV cache may hold; capped by the trained context.
+    pub context_cap: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        Self { context_cap: 2048 }
+    }
+}
+
+#[derive(Debug)]
+enum Qkv {
+    Fused(Linear),
+    Split { q: Linear, k: Linear, v: Linear },
+}
+
+#[derive(Debug)]
+enum GateUp {
+    Fused(Linear),
+    Split { gate: Linear, up: Linear },
+}
+
+#[derive(Debug)]
+struct Block {
+    attn_norm: RmsNorm,
+    qkv: Qkv,
+    attn_output: Linear,
+    ffn_norm: RmsNorm,
+    gate_up: GateUp,
+    ffn_down: Linear,
+    cache: KvCache,
+}
+
+/// A loaded model with its KV cache.
+#[derive(Debug)]
+pub struct Model {
+    config: ModelConfig,
+    embedding: Embedding,
+    blocks: Vec<Block>,
+    output_norm: RmsNorm,
+    output: Linear,
+    rope: Rope,
+    device: Device,
+}
+
+struct Loader<'a, R> {
+    file: &'a GgufFile,
+    reader: &'a mut R,
+    device: Device,
+}
+
+impl<R: Read + Seek> Loader<'_, R> {
+    fn qtensor(&mut self, name: &str, rows: usize, cols: usize) -> Result<QTensor, ModelError> {
+        let info = self
+            .file
+            .tensor_info(name)
+            .ok_or_else(|| ModelError::MissingTensor {
+                source_name: self.file.source().to_string(),
+                tensor: name.to_string(),
+            })?;
+        let found: Vec<usize> = info.dims.iter().rev().copied().collect();
+        let expected = if rows == 1 {
+            vec![cols]
+        } else {
+            vec![rows, cols]
+        };
+        if found != expected {
+            return Err(ModelError::Shape {
+                source_name: self.file.source().to_string(),
+                tensor: name.to_string(),
+                expected,
+                found,
+            });
+        }
+        Ok(self.file.tensor(self.reader, name, &self.device)?)
+    }
+
+    fn linear(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, ModelError> {
+        let t = self.qtensor(name, rows, cols)?;
+        Linear::new(t).context(|| format!("{}: {name}", self.file.source()))
+    }
+
+    fn norm(&mut self, name: &str, size: usize, eps: f64) -> Result<RmsNorm, ModelError> {
+        let t = self.qtensor(name, 1, size)?;
+        let weight = t
+            .dequantize(&self.device)
+            .context(|| format!("{}: {name}", self.file.source()))?;
+        Ok(RmsNorm::new(weight, eps))
+    }
+}
+
+impl Model {
+    /// Loads a model from an opened GGUF file, reading one tensor at a time from `reader`.
+    pub fn from_gguf<R: Read + Seek>(
+        file: &GgufFile,
+        reader: &mut R,
+        options: &LoadOptions,
+    ) -> Result<Self, ModelError> {
+        let config = ModelConfig::from_gguf(file)?;
+        let device = Device::Cpu;
+        let mut load = Loader {
+            file,
+            reader,
+            device: device.clone(),
+        };
+        let c = &config;
+        let (hd, q_rows, kv_rows) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let embedding = Embedding::new(load.qtensor("token_embd.weight", c.vocab, hd)?)
+            .context(|| format!("{}: token_embd.weight", file.source()))?;
+        let mut blocks = Vec::with_capacity(c.layers);
+        for i in 0..c.layers {
+            let p = format!("blk.{i}");
+            let qkv = match c.arch {
+                Architecture::Phi3 => Qkv::Fused(load.linear(
+                    &format!("{p}.attn_qkv.weight"),
+                    q_rows + 2 * kv_rows,
+                    hd,
+                )?),
+                Architecture::Llama => Qkv::Split {
+                    q: load.linear(&format!("{p}.attn_q.weight"), q_rows, hd)?,
+                    k: load.linear(&format!("{p}.attn_k.weight"), kv_rows, hd)?,
+                    v: load.linear(&format!("{p}.attn_v.weight"), kv_rows, hd)?,
+                },
+            };
+            let gate_up = match c.arch {
+                Architecture::Phi3 => {
+                    GateUp::Fused(load.linear(&format!("{p}.ffn_up.weight"), 2 * c.ffn, hd)?)
+                }
+                Architecture::Llama => GateUp::Split {
+                    gate: load.linear(&format!("{p}.ffn_gate.weight"), c.ffn, hd)?,
+                    up: load.linear(&format!("{p}.ffn_up.weight"), c.ffn, hd)?,
+                },
+            };
+            blocks.push(Block {
+                attn_norm: load.norm(&format!("{p}.attn_norm.weight"), hd, c.rms_eps)?,
+                qkv,
+                attn_output: load.linear(&format!("{p}.attn_output.weight"), hd, q_rows)?,
+                ffn_norm: load.norm(&format!("{p}.ffn_norm.weight"), hd, c.rms_eps)?,
+                gate_up,
+                ffn_down: load.linear(&format!("{p}.ffn_down.weight"), hd, c.ffn)?,
+                cache: KvCache::default(),
+            });
+        }
+        let output_norm = load.norm("output_norm.weight", hd, c.rms_eps)?;
+        let output = if file.tensor_info("output.weight").is_some() {
+            load.linear("output.weight", c.vocab, hd)?
+        } else {
+            // Tied embeddings (SmolLM2): the output projection is the embedding table.
+            Linear::shared(embedding.table())
+                .context(|| format!("{}: tied output", file.source()))?
+        };
+        let positions = options.context_cap.min(c.trained_context).max(1);
+        let rope = Rope::new(
+            c.head_dim,
+            c.rope_base,
+            positions,
+            c.arch == Architecture::Phi3,
+            &device,
+        )
+        .context(|| "rotary tables".to_string())?;
+        Ok(Self {
+            config,
+            embedding,
+            blocks,
+            output_norm,
+            output,
+            rope,
+            device,
+        })
+    }
+
+    /// The model's hyper-parameters.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Most positions the KV cache may hold.
+    pub fn context_length(&self) -> usize {
+        self.rope.max_positions()
+    }
+
+    /// Positions currently in the KV cache.
+    pub fn cached_len(&self) -> usize {
+        self.blocks.first().map_or(0, |b| b.cache.len())
+    }
+
+    /// Drops cached positions from `len` on (0 clears the cache).
+    pub fn truncate_cache(&mut self, len: usize) -> Result<(), ModelError> {
+        for block in &mut self.blocks {
+            block
+                .cache
+                .truncate(len)
+                .context(|| "truncating the KV cache".to_string())?;
+        }
+        Ok(())
+    }
+
+    /// Runs `ids` after the cached positions and returns the logits of the last position
+    /// (`[vocab]`), or of every position (`[ids.len(), vocab]`) when `all_positions`.
+    pub fn forward(&mut self, ids: &[u32], all_positions: bool) -> Result<Tensor, ModelError> {
+        let start = self.cached_len();
+        let needed = start + ids.len();
+        if needed > self.context_length() {
+            return Err(ModelError::ContextFull {
+                needed,
+                capacity: self.context_length(),
+            });
+        }
+        if ids.is_empty() {
+            return Err(ModelError::InvalidConfig {
+                source_name: "forward".into(),
+                what: "no tokens to run".into(),
+            });
+        }
+        self.forward_inner(ids, start, all_positions)
+            .context(|| format!("forward pass over {} tokens at position {start}", ids.len()))
+    }
+
+    fn forward_inner(
+        &mut self,
+        ids: &[u32],
+        start: usize,
+        all_positions: bool,
+    ) -> candle_core::Result<Tensor> {
+        let c = &self.config;
+        let seq = ids.len();
+        let mut xs = self.embedding.forward(ids)?.unsqueeze(0)?;
+        for block in &mut self.blocks {
+            let residual = &xs;
+            let h = block.attn_norm.forward(&xs)?;
+            let (q, k, v) = match &block.qkv {
+                Qkv::Fused(w) => {
+                    let qkv = w.forward(&h)?;
+                    let (q, kv) = layers::split_last(&qkv, c.heads * c.head_dim)?;
+                    let (k, v) = layers::split_last(&kv, c.kv_heads * c.head_dim)?;
+                    (q, k, v)
+                }
+                Qkv::Split { q, k, v } => (q.forward(&h)?, k.forward(&h)?, v.forward(&h)?),
+            };
+            let heads = |t: Tensor, n: usize| -> candle_core::Result<Tensor> {
+                t.reshape((1, seq, n, c.head_dim))?
+                    .transpose(1, 2)?
+                    .contiguous()
+            };
+            let q = self.rope.apply(&heads(q, c.heads)?, start)?;
+            let k = self.rope.apply(&heads(k, c.kv_heads)?, start)?;
+            let v = heads(v, c.kv_heads)?;
+            let (k, v) = block.cache.append(k, v)?;
+            let att = layers::attention(&q, &k, &v, c.head_dim)?
+                .transpose(1, 2)?
+                .reshape((1, seq, c.heads * c.head_dim))?;
+            xs = (block.attn_output.forward(&att)? + residual)?;
+            let residual = &xs;
+            let h = block.ffn_norm.forward(&xs)?;
+            let mlp = match &block.gate_up {
+                GateUp::Fused(w) => {
+                    let (gate, up) = layers::split_last(&w.forward(&h)?, c.ffn)?;
+                    layers::gated_mlp(&gate, &up, &block.ffn_down)?
+                }
+                GateUp::Split { gate, up } => {
+                    layers::gated_mlp(&gate.forward(&h)?, &up.forward(&h)?, &block.ffn_down)?
+                }
+            };
+            xs = (mlp + residual)?;
+        }
+        let xs = if all_positions {
+            xs.squeeze(0)?
+        } else {
+            layers::last_position(&xs)?
+        };
+        let logits = self.output.forward(&self.output_norm.forward(&xs)?)?;
+        let logits = if all_positions {
+            logits
+        } else {
+            logits.squeeze(0)?
+        };
+        logits.to_device(&self.device)
+    }
+}

@@ -1,0 +1,13 @@
+//! Mimir: a tutor that runs a quantized language model inside the student's browser.
+//!
+//! The crate is split so that everything except the user interface compiles both natively
+//! and for `wasm32-unknown-unknown`: the `training/` crate and the native tests reuse the
+//! same catalog and model-info types the browser uses. The Leptos UI lives behind the
+//! default `web` feature.
+
+pub mod catalog;
+pub mod engine;
+pub mod model_info;
+
+#[cfg(feature = "web")]
+pub mod ui;

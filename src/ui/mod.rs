@@ -1,0 +1,6 @@
+//! The browser user interface (Leptos, client-side rendered).
+
+mod app;
+pub mod status_button;
+
+pub use app::App;

@@ -1,0 +1,114 @@
+//! Native helpers for end-to-end tests: the app's static server and a headless Chromium
+//! driven through chromedriver. Each process is killed when its guard drops.
+
+use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder};
+use hyper_util::client::legacy::connect::HttpConnector;
+
+/// A child process that is killed on drop.
+pub struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The `mimir-train` binary: `$MIMIR_TRAIN_BIN`, else the debug build in `target/`.
+pub fn mimir_train() -> PathBuf {
+    let path = std::env::var_os("MIMIR_TRAIN_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/debug/mimir-train"));
+    assert!(
+        path.is_file(),
+        "{} is missing: build it with `cargo build -p mimir-train` (make test does)",
+        path.display()
+    );
+    path
+}
+
+/// Starts `mimir-train <args>` (a server that prints `… at http://127.0.0.1:PORT`) and
+/// returns its guard and URL.
+pub fn start_server(args: &[&str]) -> (Guard, String) {
+    let mut child = Command::new(mimir_train())
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn mimir-train");
+    let stdout = child.stdout.take().expect("stdout");
+    let guard = Guard(child);
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the server's first line");
+    let url = line
+        .split(" at ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("unexpected server banner {line:?}"))
+        .trim()
+        .to_string();
+    (guard, url)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts chromedriver and connects a headless Chromium session to it.
+pub async fn start_browser() -> (Guard, Client) {
+    let port = free_port();
+    let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
+    let guard = Guard(
+        Command::new(&driver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!("cannot start {driver}: {e} (scripts/setup.sh --test installs it)")
+            }),
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver did not listen on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let capabilities = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": std::env::var("CHROME_BIN").unwrap_or_else(|_| "/usr/bin/chromium".into()),
+            "args": [
+                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--window-size=1280,800"
+            ]
+        }
+    });
+    let capabilities = match capabilities {
+        serde_json::Value::Object(map) => map,
+        _ => unreachable!("capabilities are an object"),
+    };
+    let client = ClientBuilder::new(HttpConnector::new())
+        .capabilities(capabilities)
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("connect to chromedriver");
+    (guard, client)
+}

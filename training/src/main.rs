@@ -1,0 +1,286 @@
+//! `mimir-train`: Mimir's native command-line tools.
+
+use std::fs::File;
+use std::io::{BufReader, Write};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand, ValueEnum};
+use mimir::engine::chat::{build_prompt, PromptPiece};
+use mimir::engine::clock::SystemClock;
+use mimir::engine::generate::Session;
+use mimir::engine::generation_config::GenerationConfig;
+use mimir::engine::gguf::GgufFile;
+use mimir::engine::model::{LoadOptions, Model};
+use mimir::engine::tokenizer::Tokenizer;
+use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
+use mimir_train::tiny::{write_hub, write_tiny, TinySpec};
+
+#[derive(Parser)]
+#[command(name = "mimir-train", version, about = "Mimir's native tools")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve a folder as the Hugging Face Hub does (`/{owner}/{repo}/resolve/{rev}/{path}`),
+    /// on 127.0.0.1 only, with optional fault injection.
+    Hub {
+        /// Folder holding `{owner}/{repo}/{files}`.
+        #[arg(long)]
+        root: PathBuf,
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8081)]
+        port: u16,
+        /// JSON file with faults to inject: `{"faults": [{"path": "...", "status": 500}]}`.
+        #[arg(long)]
+        faults: Option<PathBuf>,
+    },
+    /// Serve a built app folder with the headers a static Hugging Face Space sends
+    /// (COOP/COEP/CORP), on 127.0.0.1 only.
+    Static {
+        /// The folder to serve (`dist/` or `space/`).
+        #[arg(long)]
+        root: PathBuf,
+        /// Port to listen on (0 picks a free one).
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+    },
+    /// Write deterministic random tiny models (HF folder, GGUFs in several types, a PEFT
+    /// adapter) for tests.
+    Tiny {
+        /// Architecture.
+        #[arg(long, value_enum)]
+        arch: TinyArch,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Weight seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
+    /// Fill a local hub folder with tiny stand-ins for the catalog's repositories.
+    HubData {
+        /// The hub root (`hub-data/`).
+        #[arg(long)]
+        root: PathBuf,
+    },
+    /// Print `{"argmax_all": [...], "last_logits": [...]}` for a token sequence.
+    Logits {
+        /// A GGUF model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// Comma-separated token ids.
+        #[arg(long, value_delimiter = ',', required = true)]
+        tokens: Vec<u32>,
+    },
+    /// Generate and print `{"tokens": [...], "text": "..."}`.
+    Generate {
+        /// A GGUF model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// A `tokenizer.json` (default: the GGUF's own vocabulary).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Prompt token ids, used as they are.
+        #[arg(long, value_delimiter = ',', conflicts_with = "prompt")]
+        tokens: Option<Vec<u32>>,
+        /// A student message, rendered with the model's chat template.
+        #[arg(long)]
+        prompt: Option<String>,
+        /// The system message for `--prompt`.
+        #[arg(long, default_value = "You are Mimir, a tutoring assistant.")]
+        system: String,
+        /// Most tokens to generate.
+        #[arg(long, default_value_t = 128)]
+        max_new_tokens: usize,
+        /// Sampling temperature (0 = greedy).
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Top-k (0 = off).
+        #[arg(long, default_value_t = 0)]
+        top_k: usize,
+        /// Top-p (1 = off).
+        #[arg(long, default_value_t = 1.0)]
+        top_p: f32,
+        /// Sampling seed.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Keep going past end-of-turn tokens.
+        #[arg(long)]
+        ignore_eos: bool,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum TinyArch {
+    Phi3,
+    Llama,
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Hub { root, port, faults } => {
+            let mut config = HubConfig::new(root);
+            config.port = port;
+            if let Some(file) = faults {
+                config.faults = load_faults(&file)?;
+            }
+            serve(config)
+        }
+        Command::Static { root, port } => {
+            let mut config = HubConfig::new(root);
+            config.port = port;
+            config.mode = Mode::Static;
+            serve(config)
+        }
+        Command::Tiny { arch, out, seed } => {
+            let mut spec = match arch {
+                TinyArch::Phi3 => TinySpec::phi3(),
+                TinyArch::Llama => TinySpec::llama(),
+            };
+            spec.seed = seed;
+            let files = write_tiny(&spec, &out, Some(&shared_file("ggml-vocab-phi-3.gguf")?))?;
+            for path in files.paths() {
+                println!("{}", path.display());
+            }
+            Ok(())
+        }
+        Command::HubData { root } => {
+            let files = write_hub(
+                &root,
+                &shared_file("ggml-vocab-phi-3.gguf")?,
+                &shared_file("tokenizer.json")?,
+            )?;
+            println!(
+                "hub data in {}: {} file(s) rewritten",
+                root.display(),
+                files.rewritten.len()
+            );
+            Ok(())
+        }
+        Command::Logits { model, tokens } => {
+            let mut reader = open(&model)?;
+            let file = GgufFile::read(&mut reader, &model.display().to_string())?;
+            let options = LoadOptions {
+                context_cap: tokens.len(),
+            };
+            let mut model = Model::from_gguf(&file, &mut reader, &options)?;
+            let all: Vec<Vec<f32>> = model.forward(&tokens, true)?.to_vec2()?;
+            let argmax_all: Vec<usize> = all
+                .iter()
+                .map(|row| {
+                    (0..row.len())
+                        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+                        .unwrap_or(0)
+                })
+                .collect();
+            let last_logits = all.last().cloned().unwrap_or_default();
+            println!(
+                "{}",
+                serde_json::json!({ "argmax_all": argmax_all, "last_logits": last_logits })
+            );
+            Ok(())
+        }
+        Command::Generate {
+            model,
+            tokenizer,
+            tokens,
+            prompt,
+            system,
+            max_new_tokens,
+            temperature,
+            top_k,
+            top_p,
+            seed,
+            ignore_eos,
+        } => {
+            let tokenizer = match tokenizer {
+                Some(path) => {
+                    let bytes = std::fs::read(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    Some(Tokenizer::from_json_bytes(
+                        &bytes,
+                        &path.display().to_string(),
+                    )?)
+                }
+                None => None,
+            };
+            let mut reader = open(&model)?;
+            let options = LoadOptions::default();
+            let mut session = Session::from_gguf(
+                &mut reader,
+                &model.display().to_string(),
+                &options,
+                tokenizer,
+            )?;
+            let ids = match (tokens, prompt) {
+                (Some(ids), _) => ids,
+                (None, Some(text)) => {
+                    let messages = build_prompt(&system, None, &[], &text);
+                    let pieces: Vec<PromptPiece> = session.template().render(&messages, true);
+                    session.tokenizer().encode_prompt(&pieces, true)?
+                }
+                (None, None) => bail!("give --tokens or --prompt"),
+            };
+            let config = GenerationConfig {
+                temperature,
+                top_k,
+                top_p,
+                seed,
+                max_tokens: max_new_tokens,
+                repetition_penalty: 1.0,
+                context_length: options.context_cap,
+                ..GenerationConfig::default()
+            };
+            config.validate("command line")?;
+            let reply = session.generate(
+                &ids,
+                &config,
+                ignore_eos,
+                &SystemClock::default(),
+                &mut |_| true,
+            )?;
+            println!(
+                "{}",
+                serde_json::json!({ "tokens": reply.tokens, "text": reply.text, "stats": reply.stats })
+            );
+            Ok(())
+        }
+    }
+}
+
+fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
+    Ok(BufReader::new(
+        File::open(path).with_context(|| format!("opening {}", path.display()))?,
+    ))
+}
+
+/// A file of `../shared/phi3-tokenizer/` beside the checkout.
+fn shared_file(name: &str) -> anyhow::Result<PathBuf> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/phi3-tokenizer")
+        .join(name);
+    if !path.is_file() {
+        bail!(
+            "{} is missing: the checkout needs ../shared beside it",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+fn serve(config: HubConfig) -> anyhow::Result<()> {
+    let shown = config.root.display().to_string();
+    let what = match config.mode {
+        Mode::Hub => "hub",
+        Mode::Static => "static app",
+    };
+    let server = HubServer::start(config).with_context(|| format!("starting the {what} server"))?;
+    println!("{what} serving {shown} at {}", server.url());
+    std::io::stdout().flush()?;
+    server.run_forever();
+    Ok(())
+}
