@@ -3,7 +3,9 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
+
+#[path = "support/models.rs"]
+mod models;
 
 use mimir::engine::chat::{build_prompt, ChatMessage, ChatTemplate, PromptPiece};
 use mimir::engine::clock::SystemClock;
@@ -14,13 +16,7 @@ use mimir::engine::model::LoadOptions;
 const SYSTEM: &str = "You are Mimir, a tutoring assistant. Answer clearly and correctly.";
 
 fn session() -> Session {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/setup.sh",
-        path.display()
-    );
+    let path = models::smollm2_path();
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let options = LoadOptions { context_cap: 1024 };
     let session = Session::from_gguf(

@@ -9,26 +9,17 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::PathBuf;
+
+#[path = "support/models.rs"]
+mod models;
 
 use candle_core::{Device, Tensor};
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::model::{LoadOptions, Model, ModelError};
 use mimir::engine::tokenizer::{GgufVocab, Tokenizer};
 
-fn smollm2_path() -> PathBuf {
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        path.is_file(),
-        "{} is missing: run scripts/setup.sh",
-        path.display()
-    );
-    path
-}
-
 fn load_ours(context_cap: usize) -> Model {
-    let path = smollm2_path();
+    let path = models::smollm2_path();
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let file = GgufFile::read(&mut reader, "SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
     Model::from_gguf(&file, &mut reader, &LoadOptions { context_cap }).unwrap()
@@ -37,7 +28,7 @@ fn load_ours(context_cap: usize) -> Model {
 fn reference_logits(ids: &[u32]) -> Vec<f32> {
     use candle_core::quantized::gguf_file;
     use candle_transformers::models::quantized_llama::ModelWeights;
-    let mut file = File::open(smollm2_path()).unwrap();
+    let mut file = File::open(models::smollm2_path()).unwrap();
     let content = gguf_file::Content::read(&mut file).unwrap();
     let mut model = ModelWeights::from_gguf(content, &mut file, &Device::Cpu).unwrap();
     let input = Tensor::new(ids, &Device::Cpu)
@@ -79,7 +70,7 @@ fn argmax(v: &[f32]) -> usize {
 
 /// The chat prompt, encoded by the model's own GGUF vocabulary.
 fn prompt() -> Vec<u32> {
-    let path = smollm2_path();
+    let path = models::smollm2_path();
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let file = GgufFile::read(&mut reader, "SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
     let vocab = GgufVocab::from_gguf(&file).unwrap();
