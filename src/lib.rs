@@ -8,6 +8,8 @@
 pub mod catalog;
 pub mod engine;
 pub mod model_info;
+pub mod perf_log;
+pub mod protocol;
 
 #[cfg(feature = "web")]
 pub mod ui;
