@@ -3,7 +3,7 @@
 //! The crate is split so that everything except the user interface compiles both natively
 //! and for `wasm32-unknown-unknown`: the `training/` crate and the native tests reuse the
 //! same catalog and model-info types the browser uses. The Leptos UI lives behind the
-//! default `web` feature.
+//! default `web` feature and exists only on wasm32.
 
 pub mod catalog;
 pub mod engine;
@@ -11,5 +11,5 @@ pub mod model_info;
 pub mod perf_log;
 pub mod protocol;
 
-#[cfg(feature = "web")]
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod ui;
