@@ -138,7 +138,9 @@ impl AdapterConfig {
                 "must be in [0, 1)",
             ));
         }
-        let targets = raw.target_modules.ok_or_else(|| missing("target_modules"))?;
+        let targets = raw
+            .target_modules
+            .ok_or_else(|| missing("target_modules"))?;
         let target_modules = parse_targets(&targets, adapter)?;
         Ok(Self {
             r,
@@ -255,10 +257,9 @@ mod tests {
     fn accepts_all_linear_and_qualified_names() {
         let all = parse(r#"{"r": 4, "lora_alpha": 8, "target_modules": "all-linear"}"#).unwrap();
         assert!(all.target_modules.contains(TargetModule::DownProj));
-        let qualified = parse(
-            r#"{"r": 4, "lora_alpha": 8, "target_modules": ["mlp.down_proj", "down_proj"]}"#,
-        )
-        .unwrap();
+        let qualified =
+            parse(r#"{"r": 4, "lora_alpha": 8, "target_modules": ["mlp.down_proj", "down_proj"]}"#)
+                .unwrap();
         assert_eq!(
             qualified.target_modules,
             TargetModules::Listed(vec![TargetModule::DownProj])
@@ -269,12 +270,27 @@ mod tests {
     fn refuses_what_it_does_not_implement() {
         let cases = [
             (r#"{"r": 4, "lora_alpha": 8"#, "adapter_config.json: EOF"),
-            (r#"{"r": "4", "lora_alpha": 8, "target_modules": []}"#, "invalid type"),
-            (r#"{"lora_alpha": 8, "target_modules": ["o_proj"]}"#, "no \"r\""),
-            (r#"{"r": 4, "target_modules": ["o_proj"]}"#, "no \"lora_alpha\""),
+            (
+                r#"{"r": "4", "lora_alpha": 8, "target_modules": []}"#,
+                "invalid type",
+            ),
+            (
+                r#"{"lora_alpha": 8, "target_modules": ["o_proj"]}"#,
+                "no \"r\"",
+            ),
+            (
+                r#"{"r": 4, "target_modules": ["o_proj"]}"#,
+                "no \"lora_alpha\"",
+            ),
             (r#"{"r": 4, "lora_alpha": 8}"#, "no \"target_modules\""),
-            (r#"{"r": 0, "lora_alpha": 8, "target_modules": ["o_proj"]}"#, "r 0"),
-            (r#"{"r": 4, "lora_alpha": 8, "target_modules": []}"#, "names no module"),
+            (
+                r#"{"r": 0, "lora_alpha": 8, "target_modules": ["o_proj"]}"#,
+                "r 0",
+            ),
+            (
+                r#"{"r": 4, "lora_alpha": 8, "target_modules": []}"#,
+                "names no module",
+            ),
             (
                 r#"{"r": 4, "lora_alpha": 8, "target_modules": ["wq"]}"#,
                 "unknown target module \"wq\"",

@@ -60,7 +60,9 @@ pub enum LoraError {
         why: String,
     },
     /// A tensor stored in a type other than f32, f16 or bf16.
-    #[error("adapter {adapter}: tensor {tensor}: dtype {dtype} is not supported (f32, f16, bf16 are)")]
+    #[error(
+        "adapter {adapter}: tensor {tensor}: dtype {dtype} is not supported (f32, f16, bf16 are)"
+    )]
     UnsupportedDtype {
         /// The adapter's source name.
         adapter: String,
@@ -87,7 +89,7 @@ pub enum LoraError {
         /// The tensor name.
         tensor: String,
         /// Its shape.
-        found: Vec<usize>,
+        found: [usize; 2],
         /// The rank the shape implies.
         rank: usize,
         /// The configured rank.
@@ -101,11 +103,11 @@ pub enum LoraError {
         /// The tensor name.
         tensor: String,
         /// Its shape.
-        found: Vec<usize>,
+        found: [usize; 2],
         /// The GGUF tensor it adapts.
         base: String,
         /// The shape that base weight implies.
-        expected: Vec<usize>,
+        expected: [usize; 2],
     },
     /// A tensor for a layer or module the model does not have.
     #[error("adapter {adapter}: tensor {tensor}: {why}")]
@@ -124,7 +126,7 @@ pub enum LoraError {
         adapter: String,
         /// The tensor name.
         tensor: String,
-        /// candle's error.
-        source: candle_core::Error,
+        /// candle's error (boxed: it is large, and rare).
+        source: Box<candle_core::Error>,
     },
 }

@@ -26,7 +26,11 @@ pub struct Adapter {
 impl Adapter {
     /// Reads an adapter from the text of `adapter_config.json` and the bytes of
     /// `adapter_model.safetensors`; `source` names it in errors (a folder or repo).
-    pub fn from_peft(config_json: &str, weights: &[u8], source: &str) -> Result<Adapter, LoraError> {
+    pub fn from_peft(
+        config_json: &str,
+        weights: &[u8],
+        source: &str,
+    ) -> Result<Adapter, LoraError> {
         let config = AdapterConfig::from_json(config_json, source)?;
         let pairs = weights::read_pairs(weights, &config, source)?;
         Ok(Self {
@@ -192,7 +196,8 @@ mod tests {
         for len in 0..bytes.len() {
             let err = Adapter::from_peft(CONFIG, &bytes[..len], "cut").unwrap_err();
             assert!(
-                err.to_string().starts_with("adapter cut: adapter_model.safetensors: "),
+                err.to_string()
+                    .starts_with("adapter cut: adapter_model.safetensors: "),
                 "{len}: {err}"
             );
         }

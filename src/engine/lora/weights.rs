@@ -107,7 +107,7 @@ pub(super) fn read_pairs(
             return Err(LoraError::Rank {
                 adapter: adapter.to_string(),
                 tensor: name.to_string(),
-                found: shape.to_vec(),
+                found: [rows, cols],
                 rank,
                 r: config.r,
             });
@@ -117,7 +117,7 @@ pub(super) fn read_pairs(
             .map_err(|source| LoraError::Candle {
                 adapter: adapter.to_string(),
                 tensor: name.to_string(),
-                source,
+                source: Box::new(source),
             })?;
         halves.insert((layer, module, half), (name.to_string(), tensor));
     }
@@ -127,18 +127,18 @@ pub(super) fn read_pairs(
             error: "holds no lora_A / lora_B tensors".into(),
         });
     }
-    let unpaired = |tensor: &str, layer: usize, module: TargetModule, missing: &str| {
-        LoraError::Unpaired {
+    let unpaired =
+        |tensor: &str, layer: usize, module: TargetModule, missing: &str| LoraError::Unpaired {
             adapter: adapter.to_string(),
             tensor: tensor.to_string(),
             missing: format!(
                 "{KEY_PREFIX}{layer}.{}.{module}.{missing}.weight",
                 module.parent()
             ),
-        }
-    };
-    let (a_halves, b_halves): (Vec<_>, Vec<_>) =
-        halves.into_iter().partition(|((_, _, half), _)| *half == Half::A);
+        };
+    let (a_halves, b_halves): (Vec<_>, Vec<_>) = halves
+        .into_iter()
+        .partition(|((_, _, half), _)| *half == Half::A);
     let mut b_halves: BTreeMap<_, _> = b_halves
         .into_iter()
         .map(|((layer, module, _), b)| ((layer, module), b))

@@ -84,7 +84,7 @@ pub(super) fn side_path(
         move |source| LoraError::Candle {
             adapter: adapter.source().to_string(),
             tensor,
-            source,
+            source: Box::new(source),
         }
     };
     let b = match rope_heads(config, module) {
@@ -104,15 +104,20 @@ fn check_shape(
     module: TargetModule,
     expected: [usize; 2],
 ) -> Result<(), LoraError> {
-    if tensor.dims() == expected {
+    let (rows, cols) = tensor.dims2().map_err(|source| LoraError::Candle {
+        adapter: adapter.source().to_string(),
+        tensor: name.to_string(),
+        source: Box::new(source),
+    })?;
+    if [rows, cols] == expected {
         return Ok(());
     }
     Err(LoraError::Shape {
         adapter: adapter.source().to_string(),
         tensor: name.to_string(),
-        found: tensor.dims().to_vec(),
+        found: [rows, cols],
         base: gguf_name(layer, module),
-        expected: expected.to_vec(),
+        expected,
     })
 }
 
@@ -150,8 +155,14 @@ mod tests {
         let rows: Vec<f32> = (0..8).map(|i| i as f32).collect();
         let b = Tensor::from_vec(rows, (8, 1), &Device::Cpu).unwrap();
         let p = permute_for_rope(&b, 2).unwrap().flatten_all().unwrap();
-        assert_eq!(p.to_vec1::<f32>().unwrap(), [0., 2., 1., 3., 4., 6., 5., 7.]);
+        assert_eq!(
+            p.to_vec1::<f32>().unwrap(),
+            [0., 2., 1., 3., 4., 6., 5., 7.]
+        );
         let p = permute_for_rope(&b, 1).unwrap().flatten_all().unwrap();
-        assert_eq!(p.to_vec1::<f32>().unwrap(), [0., 4., 1., 5., 2., 6., 3., 7.]);
+        assert_eq!(
+            p.to_vec1::<f32>().unwrap(),
+            [0., 4., 1., 5., 2., 6., 3., 7.]
+        );
     }
 }

@@ -319,7 +319,8 @@ mod tests {
         let (w, a, b) = (values(&[6, 4], 1), values(&[2, 4], 2), values(&[6, 2], 3));
         let scale = 1.5;
         let merged = (&w + (b.matmul(&a).unwrap() * scale).unwrap()).unwrap();
-        let dense = |t: &Tensor| Linear::new(QTensor::quantize(t, GgmlDType::F32).unwrap()).unwrap();
+        let dense =
+            |t: &Tensor| Linear::new(QTensor::quantize(t, GgmlDType::F32).unwrap()).unwrap();
         let side = dense(&w).with_lora(LoraDelta::new(&a, &b, scale).unwrap());
         let xs = values(&[1, 3, 4], 4);
         let got = side.forward(&xs).unwrap();
@@ -337,7 +338,12 @@ mod tests {
             .unwrap();
         assert!(diff < 1e-5, "max abs diff {diff}");
         let plain = dense(&w).forward(&xs).unwrap();
-        let moved = (plain - expected).unwrap().abs().unwrap().sum_all().unwrap();
+        let moved = (plain - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap();
         assert!(moved.to_scalar::<f32>().unwrap() > 0.1);
     }
 }

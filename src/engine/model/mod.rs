@@ -266,7 +266,9 @@ impl Model {
                 },
             };
             let gate_up = match c.arch {
-                Architecture::Phi3 => GateUp::Fused(load.block_linear(i, GateUpProj, 2 * c.ffn, hd)?),
+                Architecture::Phi3 => {
+                    GateUp::Fused(load.block_linear(i, GateUpProj, 2 * c.ffn, hd)?)
+                }
                 Architecture::Llama => GateUp::Split {
                     gate: load.block_linear(i, GateProj, c.ffn, hd)?,
                     up: load.block_linear(i, UpProj, c.ffn, hd)?,
@@ -461,7 +463,10 @@ mod tests {
     fn tiny_llama() -> Model {
         let u32_of = |v: usize| Value::U32(v as u32);
         let metadata = vec![
-            ("general.architecture".to_string(), Value::String("llama".into())),
+            (
+                "general.architecture".to_string(),
+                Value::String("llama".into()),
+            ),
             ("llama.block_count".to_string(), u32_of(3)),
             ("llama.context_length".to_string(), u32_of(16)),
             ("llama.embedding_length".to_string(), u32_of(HIDDEN)),
@@ -517,24 +522,41 @@ mod tests {
     #[test]
     fn a_failed_pass_leaves_every_cache_as_it_was() {
         let mut model = tiny_llama();
-        let before = model.forward(&[1, 2], false).unwrap().to_vec1::<f32>().unwrap();
+        let before = model
+            .forward(&[1, 2], false)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(cache_lens(&model), [2, 2, 2]);
 
         // Block 1's down projection now expects 15 inputs: blocks 0 and 1 append their keys
         // and values, then block 1 fails, and block 2 never runs.
         let good = model.blocks[1].ffn_down.clone();
         let wrong = Tensor::zeros((HIDDEN, FFN - 1), DType::F32, &Device::Cpu).unwrap();
-        model.blocks[1].ffn_down = Linear::new(QTensor::quantize(&wrong, GgmlDType::F32).unwrap()).unwrap();
+        model.blocks[1].ffn_down =
+            Linear::new(QTensor::quantize(&wrong, GgmlDType::F32).unwrap()).unwrap();
         let err = model.forward(&[3], false).unwrap_err();
-        assert!(err.to_string().contains("forward pass over 1 tokens at position 2"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("forward pass over 1 tokens at position 2"),
+            "{err}"
+        );
         assert_eq!(cache_lens(&model), [2, 2, 2]);
 
         // The restored cache serves the next pass as if the failure never happened.
         model.blocks[1].ffn_down = good;
-        let after = model.forward(&[3], false).unwrap().to_vec1::<f32>().unwrap();
+        let after = model
+            .forward(&[3], false)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         let mut fresh = tiny_llama();
         fresh.forward(&[1, 2], false).unwrap();
-        let expected = fresh.forward(&[3], false).unwrap().to_vec1::<f32>().unwrap();
+        let expected = fresh
+            .forward(&[3], false)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
         assert_eq!(after, expected);
         assert_ne!(after, before);
     }
