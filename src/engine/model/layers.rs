@@ -47,21 +47,25 @@ impl Linear {
 }
 
 /// The update of a LoRA pair, `scale · (x Aᵀ) Bᵀ`, kept as two thin f32 matrices so the
-/// quantized base weight is never dequantized (the rank is far below the layer sizes).
+/// quantized base weight is never dequantized (the rank is far below the layer sizes). `Aᵀ`
+/// and `Bᵀ` are transposed views that share the adapter's storage, and the scale is applied
+/// to the rank-wide intermediate, so loading an adapter copies none of its weights.
 #[derive(Debug, Clone)]
 pub struct LoraDelta {
     /// `Aᵀ`, `[in, r]`.
     a_t: Tensor,
-    /// `scale · Bᵀ`, `[r, out]`.
+    /// `Bᵀ`, `[r, out]`.
     b_t: Tensor,
+    scale: f64,
 }
 
 impl LoraDelta {
     /// Builds the update from `A` `[r, in]`, `B` `[out, r]` and the adapter's scale.
     pub fn new(a: &Tensor, b: &Tensor, scale: f64) -> Result<Self> {
         Ok(Self {
-            a_t: a.t()?.contiguous()?,
-            b_t: (b * scale)?.t()?.contiguous()?,
+            a_t: a.t()?,
+            b_t: b.t()?,
+            scale,
         })
     }
 
@@ -70,10 +74,8 @@ impl LoraDelta {
         let dims = xs.dims();
         let (inputs, outputs) = (xs.dim(D::Minus1)?, self.b_t.dim(1)?);
         let rows = xs.elem_count() / inputs.max(1);
-        let ys = xs
-            .reshape((rows, inputs))?
-            .matmul(&self.a_t)?
-            .matmul(&self.b_t)?;
+        let ys =
+            (xs.reshape((rows, inputs))?.matmul(&self.a_t)? * self.scale)?.matmul(&self.b_t)?;
         let mut shape = dims.to_vec();
         if let Some(last) = shape.last_mut() {
             *last = outputs;

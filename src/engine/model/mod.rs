@@ -251,10 +251,10 @@ impl Model {
         let (hd, q_rows, kv_rows) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
         let embedding = Embedding::new(load.qtensor("token_embd.weight", c.vocab, hd)?)
             .context(|| format!("{}: token_embd.weight", file.source()))?;
+        use TargetModule::*;
         let mut blocks = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
             let p = format!("blk.{i}");
-            use TargetModule::*;
             let qkv = match c.arch {
                 Architecture::Phi3 => {
                     Qkv::Fused(load.block_linear(i, QkvProj, q_rows + 2 * kv_rows, hd)?)
