@@ -18,7 +18,10 @@ const SYSTEM: &str = "You are Mimir, a tutoring assistant. Answer clearly and co
 fn session() -> Session {
     let path = models::smollm2_path();
     let mut reader = BufReader::new(File::open(&path).unwrap());
-    let options = LoadOptions { context_cap: 1024 };
+    let options = LoadOptions {
+        context_cap: 1024,
+        ..LoadOptions::default()
+    };
     let session = Session::from_gguf(
         &mut reader,
         "SmolLM2-135M-Instruct.Q4_1.gguf",

@@ -22,7 +22,15 @@ fn load_ours(context_cap: usize) -> Model {
     let path = models::smollm2_path();
     let mut reader = BufReader::new(File::open(&path).unwrap());
     let file = GgufFile::read(&mut reader, "SmolLM2-135M-Instruct.Q4_1.gguf").unwrap();
-    Model::from_gguf(&file, &mut reader, &LoadOptions { context_cap }).unwrap()
+    Model::from_gguf(
+        &file,
+        &mut reader,
+        &LoadOptions {
+            context_cap,
+            ..LoadOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 fn reference_logits(ids: &[u32]) -> Vec<f32> {

@@ -7,6 +7,7 @@ pub mod generate;
 pub mod generation_config;
 pub mod gguf;
 pub mod loop_guard;
+pub mod lora;
 pub mod model;
 pub mod sampler;
 pub mod tokenizer;

@@ -11,6 +11,7 @@ use mimir::engine::clock::SystemClock;
 use mimir::engine::generate::Session;
 use mimir::engine::generation_config::GenerationConfig;
 use mimir::engine::gguf::GgufFile;
+use mimir::engine::lora::Adapter;
 use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
 use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
@@ -72,6 +73,9 @@ enum Command {
         /// A GGUF model file.
         #[arg(long)]
         model: PathBuf,
+        /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         /// Comma-separated token ids.
         #[arg(long, value_delimiter = ',', required = true)]
         tokens: Vec<u32>,
@@ -81,6 +85,9 @@ enum Command {
         /// A GGUF model file.
         #[arg(long)]
         model: PathBuf,
+        /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`).
+        #[arg(long)]
+        adapter: Option<PathBuf>,
         /// A `tokenizer.json` (default: the GGUF's own vocabulary).
         #[arg(long)]
         tokenizer: Option<PathBuf>,
@@ -161,11 +168,16 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Logits { model, tokens } => {
+        Command::Logits {
+            model,
+            adapter,
+            tokens,
+        } => {
             let mut reader = open(&model)?;
             let file = GgufFile::read(&mut reader, &model.display().to_string())?;
             let options = LoadOptions {
                 context_cap: tokens.len(),
+                adapter: adapter.as_deref().map(load_adapter).transpose()?,
             };
             let mut model = Model::from_gguf(&file, &mut reader, &options)?;
             let all: Vec<Vec<f32>> = model.forward(&tokens, true)?.to_vec2()?;
@@ -186,6 +198,7 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Generate {
             model,
+            adapter,
             tokenizer,
             tokens,
             prompt,
@@ -209,7 +222,10 @@ fn main() -> anyhow::Result<()> {
                 None => None,
             };
             let mut reader = open(&model)?;
-            let options = LoadOptions::default();
+            let options = LoadOptions {
+                adapter: adapter.as_deref().map(load_adapter).transpose()?,
+                ..LoadOptions::default()
+            };
             let mut session = Session::from_gguf(
                 &mut reader,
                 &model.display().to_string(),
@@ -250,6 +266,21 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Reads the PEFT adapter in `dir`.
+fn load_adapter(dir: &Path) -> anyhow::Result<Adapter> {
+    let config_path = dir.join("adapter_config.json");
+    let config = std::fs::read_to_string(&config_path)
+        .with_context(|| format!("reading {}", config_path.display()))?;
+    let weights_path = dir.join("adapter_model.safetensors");
+    let weights = std::fs::read(&weights_path)
+        .with_context(|| format!("reading {}", weights_path.display()))?;
+    Ok(Adapter::from_peft(
+        &config,
+        &weights,
+        &dir.display().to_string(),
+    )?)
 }
 
 fn open(path: &Path) -> anyhow::Result<BufReader<File>> {

@@ -86,7 +86,15 @@ fn engine_logits(path: &Path) -> (Vec<f32>, Vec<f32>) {
     let load = || {
         let mut reader = std::io::BufReader::new(File::open(path).unwrap());
         let file = GgufFile::read(&mut reader, &path.display().to_string()).unwrap();
-        Model::from_gguf(&file, &mut reader, &LoadOptions { context_cap: 64 }).unwrap()
+        Model::from_gguf(
+            &file,
+            &mut reader,
+            &LoadOptions {
+                context_cap: 64,
+                ..LoadOptions::default()
+            },
+        )
+        .unwrap()
     };
     let whole = load().forward(&TOKENS, false).unwrap().to_vec1().unwrap();
     let mut model = load();

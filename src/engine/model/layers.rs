@@ -6,10 +6,12 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
-/// A linear projection over quantized (or f32/f16) weights, `y = x Wᵀ`.
+/// A linear projection over quantized (or f32/f16) weights, `y = x Wᵀ`, optionally with a
+/// LoRA side path: `y = x Wᵀ + scale · (x Aᵀ) Bᵀ`.
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: QMatMul,
+    lora: Option<LoraDelta>,
 }
 
 impl Linear {
@@ -22,12 +24,63 @@ impl Linear {
     pub fn shared(weight: Arc<QTensor>) -> Result<Self> {
         Ok(Self {
             weight: QMatMul::from_arc(weight)?,
+            lora: None,
         })
+    }
+
+    /// Adds a low-rank update beside the (untouched) base weight.
+    pub fn with_lora(self, lora: LoraDelta) -> Self {
+        Self {
+            lora: Some(lora),
+            ..self
+        }
     }
 
     /// Applies the projection to `[.., in]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        self.weight.forward(xs)
+        let ys = self.weight.forward(xs)?;
+        match &self.lora {
+            None => Ok(ys),
+            Some(lora) => ys + lora.forward(xs)?,
+        }
+    }
+}
+
+/// The update of a LoRA pair, `scale · (x Aᵀ) Bᵀ`, kept as two thin f32 matrices so the
+/// quantized base weight is never dequantized (the rank is far below the layer sizes). `Aᵀ`
+/// and `Bᵀ` are transposed views that share the adapter's storage, and the scale is applied
+/// to the rank-wide intermediate, so loading an adapter copies none of its weights.
+#[derive(Debug, Clone)]
+pub struct LoraDelta {
+    /// `Aᵀ`, `[in, r]`.
+    a_t: Tensor,
+    /// `Bᵀ`, `[r, out]`.
+    b_t: Tensor,
+    scale: f64,
+}
+
+impl LoraDelta {
+    /// Builds the update from `A` `[r, in]`, `B` `[out, r]` and the adapter's scale.
+    pub fn new(a: &Tensor, b: &Tensor, scale: f64) -> Result<Self> {
+        Ok(Self {
+            a_t: a.t()?,
+            b_t: b.t()?,
+            scale,
+        })
+    }
+
+    /// The update for `[.., in]`, shaped `[.., out]`.
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let dims = xs.dims();
+        let (inputs, outputs) = (xs.dim(D::Minus1)?, self.b_t.dim(1)?);
+        let rows = xs.elem_count() / inputs.max(1);
+        let ys =
+            (xs.reshape((rows, inputs))?.matmul(&self.a_t)? * self.scale)?.matmul(&self.b_t)?;
+        let mut shape = dims.to_vec();
+        if let Some(last) = shape.last_mut() {
+            *last = outputs;
+        }
+        ys.reshape(shape)
     }
 }
 
@@ -251,4 +304,48 @@ pub fn split_last(xs: &Tensor, first: usize) -> Result<(Tensor, Tensor)> {
         xs.narrow(D::Minus1, 0, first)?,
         xs.narrow(D::Minus1, first, total - first)?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(shape: &[usize], seed: usize) -> Tensor {
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = (0..n).map(|i| ((i * 13 + seed) as f32).cos()).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn lora_side_path_equals_the_merged_weight() {
+        let (w, a, b) = (values(&[6, 4], 1), values(&[2, 4], 2), values(&[6, 2], 3));
+        let scale = 1.5;
+        let merged = (&w + (b.matmul(&a).unwrap() * scale).unwrap()).unwrap();
+        let dense =
+            |t: &Tensor| Linear::new(QTensor::quantize(t, GgmlDType::F32).unwrap()).unwrap();
+        let side = dense(&w).with_lora(LoraDelta::new(&a, &b, scale).unwrap());
+        let xs = values(&[1, 3, 4], 4);
+        let got = side.forward(&xs).unwrap();
+        assert_eq!(got.dims(), [1, 3, 6]);
+        let expected = dense(&merged).forward(&xs).unwrap();
+        let diff = (got - &expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "max abs diff {diff}");
+        let plain = dense(&w).forward(&xs).unwrap();
+        let moved = (plain - expected)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        assert!(moved.to_scalar::<f32>().unwrap() > 0.1);
+    }
 }

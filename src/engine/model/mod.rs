@@ -4,6 +4,7 @@
 //! stored (Phi-3 fuses q/k/v and gate/up) and in the rotary layout, which the loader
 //! settles once.
 
+mod adapt;
 mod config;
 mod layers;
 
@@ -14,9 +15,10 @@ use candle_core::{Device, Tensor};
 use thiserror::Error;
 
 use crate::engine::gguf::{GgufError, GgufFile};
+use crate::engine::lora::{Adapter, LoraError, TargetModule};
 
 pub use config::{Architecture, ModelConfig};
-pub use layers::{Embedding, KvCache, Linear, RmsNorm, Rope};
+pub use layers::{Embedding, KvCache, Linear, LoraDelta, RmsNorm, Rope};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, Error)]
@@ -24,6 +26,9 @@ pub enum ModelError {
     /// The GGUF file itself is unreadable or inconsistent.
     #[error(transparent)]
     Gguf(#[from] GgufError),
+    /// The LoRA adapter does not fit the model (or is itself inconsistent).
+    #[error(transparent)]
+    Adapter(#[from] LoraError),
     /// An architecture the engine does not implement.
     #[error("{source_name}: architecture {arch:?} is not supported (phi3, llama are)")]
     UnsupportedArchitecture {
@@ -104,11 +109,17 @@ impl<T> CandleContext<T> for candle_core::Result<T> {
 pub struct LoadOptions {
     /// Most positions (prompt and reply) the KV cache may hold; capped by the trained context.
     pub context_cap: usize,
+    /// A LoRA adapter applied beside the base weights (unmerged), checked against the model
+    /// as it loads.
+    pub adapter: Option<Adapter>,
 }
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        Self { context_cap: 2048 }
+        Self {
+            context_cap: 2048,
+            adapter: None,
+        }
     }
 }
 
@@ -151,6 +162,8 @@ struct Loader<'a, R> {
     file: &'a GgufFile,
     reader: &'a mut R,
     device: Device,
+    config: &'a ModelConfig,
+    adapter: Option<&'a Adapter>,
 }
 
 impl<R: Read + Seek> Loader<'_, R> {
@@ -184,6 +197,27 @@ impl<R: Read + Seek> Loader<'_, R> {
         Linear::new(t).context(|| format!("{}: {name}", self.file.source()))
     }
 
+    /// The projection `module` of block `layer`, `[rows, cols]`, with the adapter's side path
+    /// when it has a pair for it.
+    fn block_linear(
+        &mut self,
+        layer: usize,
+        module: TargetModule,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Linear, ModelError> {
+        let linear = self.linear(&adapt::gguf_name(layer, module), rows, cols)?;
+        let Some(adapter) = self.adapter else {
+            return Ok(linear);
+        };
+        Ok(
+            match adapt::side_path(adapter, self.config, layer, module, rows, cols)? {
+                Some(delta) => linear.with_lora(delta),
+                None => linear,
+            },
+        )
+    }
+
     fn norm(&mut self, name: &str, size: usize, eps: f64) -> Result<RmsNorm, ModelError> {
         let t = self.qtensor(name, 1, size)?;
         let weight = t
@@ -201,47 +235,52 @@ impl Model {
         options: &LoadOptions,
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
+        let adapter = options.adapter.as_ref();
+        if let Some(adapter) = adapter {
+            adapt::check_targets(adapter, &config)?;
+        }
         let device = Device::Cpu;
+        let c = &config;
         let mut load = Loader {
             file,
             reader,
             device: device.clone(),
+            config: c,
+            adapter,
         };
-        let c = &config;
         let (hd, q_rows, kv_rows) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
         let embedding = Embedding::new(load.qtensor("token_embd.weight", c.vocab, hd)?)
             .context(|| format!("{}: token_embd.weight", file.source()))?;
+        use TargetModule::*;
         let mut blocks = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
             let p = format!("blk.{i}");
             let qkv = match c.arch {
-                Architecture::Phi3 => Qkv::Fused(load.linear(
-                    &format!("{p}.attn_qkv.weight"),
-                    q_rows + 2 * kv_rows,
-                    hd,
-                )?),
+                Architecture::Phi3 => {
+                    Qkv::Fused(load.block_linear(i, QkvProj, q_rows + 2 * kv_rows, hd)?)
+                }
                 Architecture::Llama => Qkv::Split {
-                    q: load.linear(&format!("{p}.attn_q.weight"), q_rows, hd)?,
-                    k: load.linear(&format!("{p}.attn_k.weight"), kv_rows, hd)?,
-                    v: load.linear(&format!("{p}.attn_v.weight"), kv_rows, hd)?,
+                    q: load.block_linear(i, QProj, q_rows, hd)?,
+                    k: load.block_linear(i, KProj, kv_rows, hd)?,
+                    v: load.block_linear(i, VProj, kv_rows, hd)?,
                 },
             };
             let gate_up = match c.arch {
                 Architecture::Phi3 => {
-                    GateUp::Fused(load.linear(&format!("{p}.ffn_up.weight"), 2 * c.ffn, hd)?)
+                    GateUp::Fused(load.block_linear(i, GateUpProj, 2 * c.ffn, hd)?)
                 }
                 Architecture::Llama => GateUp::Split {
-                    gate: load.linear(&format!("{p}.ffn_gate.weight"), c.ffn, hd)?,
-                    up: load.linear(&format!("{p}.ffn_up.weight"), c.ffn, hd)?,
+                    gate: load.block_linear(i, GateProj, c.ffn, hd)?,
+                    up: load.block_linear(i, UpProj, c.ffn, hd)?,
                 },
             };
             blocks.push(Block {
                 attn_norm: load.norm(&format!("{p}.attn_norm.weight"), hd, c.rms_eps)?,
                 qkv,
-                attn_output: load.linear(&format!("{p}.attn_output.weight"), hd, q_rows)?,
+                attn_output: load.block_linear(i, OProj, hd, q_rows)?,
                 ffn_norm: load.norm(&format!("{p}.ffn_norm.weight"), hd, c.rms_eps)?,
                 gate_up,
-                ffn_down: load.linear(&format!("{p}.ffn_down.weight"), hd, c.ffn)?,
+                ffn_down: load.block_linear(i, DownProj, hd, c.ffn)?,
                 cache: KvCache::default(),
             });
         }
@@ -316,8 +355,32 @@ impl Model {
                 what: "no tokens to run".into(),
             });
         }
-        self.forward_inner(ids, start, all_positions)
-            .context(|| format!("forward pass over {} tokens at position {start}", ids.len()))
+        let result = self
+            .forward_inner(ids, start, all_positions)
+            .context(|| format!("forward pass over {} tokens at position {start}", ids.len()));
+        if result.is_err() {
+            // Blocks before the failure have appended this call's positions, the rest have
+            // not: put every cache back to where the caller's record says it is.
+            self.restore_cache(start);
+        }
+        result
+    }
+
+    /// Cuts every block's cache back to `len` positions after a failed pass. Narrowing a
+    /// longer cache cannot fail; if it somehow did, that cache is cleared, and then all the
+    /// others too, so the blocks never disagree about what is cached.
+    fn restore_cache(&mut self, len: usize) {
+        let mut consistent = true;
+        for block in &mut self.blocks {
+            if block.cache.truncate(len).is_err() {
+                consistent = false;
+            }
+        }
+        if !consistent {
+            for block in &mut self.blocks {
+                block.cache = KvCache::default();
+            }
+        }
     }
 
     fn forward_inner(
@@ -379,5 +442,122 @@ impl Model {
             logits.squeeze(0)?
         };
         logits.to_device(&self.device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use candle_core::quantized::GgmlDType;
+    use candle_core::DType;
+
+    use super::*;
+    use crate::engine::gguf::{write_gguf, Value};
+
+    const HIDDEN: usize = 8;
+    const FFN: usize = 16;
+    const VOCAB: usize = 10;
+
+    /// A three-block Llama with smooth deterministic f32 weights, as an in-memory GGUF.
+    fn tiny_llama() -> Model {
+        let u32_of = |v: usize| Value::U32(v as u32);
+        let metadata = vec![
+            (
+                "general.architecture".to_string(),
+                Value::String("llama".into()),
+            ),
+            ("llama.block_count".to_string(), u32_of(3)),
+            ("llama.context_length".to_string(), u32_of(16)),
+            ("llama.embedding_length".to_string(), u32_of(HIDDEN)),
+            ("llama.feed_forward_length".to_string(), u32_of(FFN)),
+            ("llama.attention.head_count".to_string(), u32_of(2)),
+            ("llama.attention.head_count_kv".to_string(), u32_of(1)),
+            (
+                "llama.attention.layer_norm_rms_epsilon".to_string(),
+                Value::F32(1e-5),
+            ),
+        ];
+        let mut shapes = vec![
+            ("token_embd.weight".to_string(), vec![VOCAB, HIDDEN]),
+            ("output_norm.weight".to_string(), vec![HIDDEN]),
+        ];
+        for i in 0..3 {
+            for (name, shape) in [
+                ("attn_norm", vec![HIDDEN]),
+                ("attn_q", vec![HIDDEN, HIDDEN]),
+                ("attn_k", vec![HIDDEN / 2, HIDDEN]),
+                ("attn_v", vec![HIDDEN / 2, HIDDEN]),
+                ("attn_output", vec![HIDDEN, HIDDEN]),
+                ("ffn_norm", vec![HIDDEN]),
+                ("ffn_gate", vec![FFN, HIDDEN]),
+                ("ffn_up", vec![FFN, HIDDEN]),
+                ("ffn_down", vec![HIDDEN, FFN]),
+            ] {
+                shapes.push((format!("blk.{i}.{name}.weight"), shape));
+            }
+        }
+        let tensors: Vec<(String, QTensor)> = shapes
+            .into_iter()
+            .enumerate()
+            .map(|(t, (name, shape))| {
+                let n: usize = shape.iter().product();
+                let values: Vec<f32> = (0..n).map(|i| ((i * 7 + t) as f32).sin() * 0.3).collect();
+                let dense = Tensor::from_vec(values, shape, &Device::Cpu).unwrap();
+                (name, QTensor::quantize(&dense, GgmlDType::F32).unwrap())
+            })
+            .collect();
+        let refs: Vec<(String, &QTensor)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+        let mut bytes = Vec::new();
+        write_gguf(&mut bytes, &metadata, &refs).unwrap();
+        let mut reader = Cursor::new(bytes);
+        let file = GgufFile::read(&mut reader, "tiny").unwrap();
+        Model::from_gguf(&file, &mut reader, &LoadOptions::default()).unwrap()
+    }
+
+    fn cache_lens(model: &Model) -> Vec<usize> {
+        model.blocks.iter().map(|b| b.cache.len()).collect()
+    }
+
+    #[test]
+    fn a_failed_pass_leaves_every_cache_as_it_was() {
+        let mut model = tiny_llama();
+        let before = model
+            .forward(&[1, 2], false)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(cache_lens(&model), [2, 2, 2]);
+
+        // Block 1's down projection now expects 15 inputs: blocks 0 and 1 append their keys
+        // and values, then block 1 fails, and block 2 never runs.
+        let good = model.blocks[1].ffn_down.clone();
+        let wrong = Tensor::zeros((HIDDEN, FFN - 1), DType::F32, &Device::Cpu).unwrap();
+        model.blocks[1].ffn_down =
+            Linear::new(QTensor::quantize(&wrong, GgmlDType::F32).unwrap()).unwrap();
+        let err = model.forward(&[3], false).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("forward pass over 1 tokens at position 2"),
+            "{err}"
+        );
+        assert_eq!(cache_lens(&model), [2, 2, 2]);
+
+        // The restored cache serves the next pass as if the failure never happened.
+        model.blocks[1].ffn_down = good;
+        let after = model
+            .forward(&[3], false)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        let mut fresh = tiny_llama();
+        fresh.forward(&[1, 2], false).unwrap();
+        let expected = fresh
+            .forward(&[3], false)
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(after, expected);
+        assert_ne!(after, before);
     }
 }

@@ -144,6 +144,29 @@ pub fn write_tiny(
     })
 }
 
+/// Writes the GGUF of `spec` in type `ty` to `path` with [`write_tiny`]'s adapter merged into
+/// the weights (`W + (LORA_ALPHA / LORA_RANK) · B A`, as PEFT's `merge_and_unload` does), then
+/// laid out as llama.cpp would (Llama q/k permuted after merging). This is the reference an
+/// unmerged adapter on the base GGUF must reproduce. `vocab_gguf` as for [`write_tiny`].
+pub fn write_merged_gguf(
+    spec: &TinySpec,
+    ty: GgufType,
+    path: &Path,
+    vocab_gguf: Option<&Path>,
+) -> Result<(), TinyError> {
+    spec.validate()?;
+    let tokenizer = match vocab_gguf {
+        Some(vocab) => gguf_out::tokenizer_metadata(vocab, spec.vocab)?,
+        None => Vec::new(),
+    };
+    let mut weights = weights::model_weights(spec);
+    adapter::merge(&mut weights, &adapter::lora_pairs(spec));
+    let name = format!("tiny-{}-merged", spec.arch.gguf_name());
+    let bytes = gguf_out::gguf_bytes(spec, &weights, ty, &name, &tokenizer, path)?;
+    write_if_changed(path, &bytes)?;
+    Ok(())
+}
+
 /// `tokenizer.json` in the same folder as `vocab_gguf`, if there is one.
 fn sibling_tokenizer_json(vocab_gguf: &Path) -> Option<PathBuf> {
     let path = vocab_gguf.with_file_name("tokenizer.json");
