@@ -6,7 +6,9 @@
 //! default `web` feature and exists only on wasm32.
 
 pub mod catalog;
+pub mod conversation;
 pub mod engine;
+pub mod markdown;
 pub mod model_info;
 pub mod perf_log;
 pub mod protocol;
