@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::engine::chat::{build_prompt, ChatMessage};
-use crate::engine::generate::GenerationStats;
+use crate::engine::generate::{GenerationStats, StopReason};
 
 /// The system prompt that makes the model Mimir. Editable in the settings panel.
 pub const DEFAULT_SYSTEM_PROMPT: &str = "You are Mimir, a tutoring assistant. Help the student \
@@ -50,6 +50,30 @@ pub struct Reply {
     pub stats: Option<GenerationStats>,
     /// Why the reply ended early (a generation error or an interrupted page).
     pub error: Option<String>,
+}
+
+impl Reply {
+    /// The subtle line under a finished reply: time to first token, decoding speed, length,
+    /// and why it stopped when that was not the end of the model's turn.
+    pub fn stats_line(&self) -> Option<String> {
+        let stats = self.stats.as_ref()?;
+        let mut line = format!(
+            "{:.0} ms to first token \u{b7} {:.1} tok/s \u{b7} {} tokens",
+            stats.time_to_first_token_ms, stats.decode_tokens_per_s, stats.generated_tokens
+        );
+        let why = match stats.stop {
+            StopReason::EndOfTurn => None,
+            StopReason::MaxTokens => Some("stopped at the token limit"),
+            StopReason::ContextFull => Some("stopped: the context is full"),
+            StopReason::Repetition => Some("stopped: the reply was repeating itself"),
+            StopReason::Cancelled => Some("stopped"),
+        };
+        if let Some(why) = why {
+            line.push_str(" \u{b7} ");
+            line.push_str(why);
+        }
+        Some(line)
+    }
 }
 
 /// One turn of the conversation.
@@ -255,7 +279,6 @@ impl Conversation {
 mod tests {
     use super::*;
     use crate::engine::chat::Role;
-    use crate::engine::generate::StopReason;
 
     fn stats() -> GenerationStats {
         GenerationStats {
@@ -367,7 +390,10 @@ mod tests {
         c.start_reply();
         c.append("Partial");
         let json = c.to_json();
-        assert!(json.starts_with(r#"{"version":1,"turns":[{"role":"user""#), "{json}");
+        assert!(
+            json.starts_with(r#"{"version":1,"turns":[{"role":"user""#),
+            "{json}"
+        );
         let back = Conversation::from_json(&json).unwrap();
         assert!(!back.is_streaming());
         let Turn::Assistant(reply) = &back.turns()[1] else {
@@ -401,6 +427,24 @@ mod tests {
         }
         let (_, error) = Conversation::restore(Some("{\"version\":99,\"turns\":[]}"));
         assert!(error.unwrap().to_string().contains("version 99"));
+    }
+
+    #[test]
+    fn stats_line_shows_speed_and_unusual_stops() {
+        let mut reply = Reply {
+            stats: Some(stats()),
+            ..Reply::default()
+        };
+        assert_eq!(
+            reply.stats_line().unwrap(),
+            "310 ms to first token \u{b7} 14.5 tok/s \u{b7} 12 tokens"
+        );
+        reply.stats.as_mut().unwrap().stop = StopReason::Cancelled;
+        assert!(reply
+            .stats_line()
+            .unwrap()
+            .ends_with("tokens \u{b7} stopped"));
+        assert_eq!(Reply::default().stats_line(), None);
     }
 
     #[test]

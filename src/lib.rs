@@ -11,6 +11,7 @@ pub mod engine;
 pub mod markdown;
 pub mod model_info;
 pub mod perf_log;
+pub mod preferences;
 pub mod protocol;
 
 #[cfg(all(feature = "web", target_arch = "wasm32"))]

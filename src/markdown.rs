@@ -202,7 +202,9 @@ fn heading_level(level: HeadingLevel) -> u8 {
 
 impl Builder {
     fn top(&mut self) -> &mut Frame {
-        self.stack.last_mut().expect("the root frame is never popped")
+        self.stack
+            .last_mut()
+            .expect("the root frame is never popped")
     }
 
     fn event(&mut self, event: Event<'_>) {
@@ -566,6 +568,10 @@ mod tests {
         let blocks = parse(&long);
         let shown = visible(&blocks);
         assert_eq!(shown.matches("word").count(), 40_000);
-        assert!(shown.ends_with("[[[[(((("), "{}", &shown[shown.len() - 20..]);
+        assert!(
+            shown.ends_with("[[[[(((("),
+            "{}",
+            &shown[shown.len() - 20..]
+        );
     }
 }
