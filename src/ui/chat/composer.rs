@@ -38,7 +38,7 @@ pub fn Composer(
         if ready.get() {
             "Ask Mimir a question (Enter to send, Shift+Enter for a new line)"
         } else {
-            "The model is loading; you can start typing"
+            "Waiting for a model; you can start typing"
         }
     };
 
