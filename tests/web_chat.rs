@@ -1,16 +1,23 @@
 //! Browser tests for the chat, the settings panel and the button group: hostile markdown
 //! renders inert, Enter sends and Shift+Enter does not, Stop shows while generating,
-//! invalid settings are refused, panels close with Escape. Run in headless Chromium.
+//! invalid settings are refused, panels close with Escape, the model info panel shows
+//! attempts and download progress, and the page state survives corrupt storage. Run in
+//! headless Chromium.
 #![cfg(target_arch = "wasm32")]
 
 use leptos::prelude::*;
 use mimir::conversation::Conversation;
 use mimir::engine::generate::{GenerationStats, StopReason};
 use mimir::engine::generation_config::GenerationConfig;
-use mimir::model_info::LoadStatus;
+use mimir::model_info::{LoadStatus, ModelInfo, ModelType};
+use mimir::perf_log::{PerfLog, TierAttempt};
+use mimir::protocol::FileProgress;
 use mimir::ui::button_group::ButtonGroup;
 use mimir::ui::chat::ChatView;
+use mimir::ui::info_panel::{format_bytes, InfoPanel};
 use mimir::ui::settings::SettingsPanel;
+use mimir::ui::state::TutorState;
+use mimir::ui::storage::{self, CONVERSATION_KEY, PREFERENCES_KEY};
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
 use web_sys::{
@@ -406,4 +413,152 @@ async fn panels_open_from_the_group_and_close_with_escape() {
     let info: HtmlElement = find(&root, "#info-panel").unwrap().unchecked_into();
     assert!(!info.hidden());
     assert!(find(&root, ".status-button-error").is_some());
+}
+
+#[wasm_bindgen_test]
+async fn info_panel_shows_attempts_progress_and_offers_the_log() {
+    let attempt = |tier, ok, error: Option<&str>| TierAttempt {
+        tier,
+        started_at_ms: 0.0,
+        duration_ms: 1530.0,
+        network_bytes: 2_500_000,
+        cache_bytes: 0,
+        ok,
+        error: error.map(str::to_string),
+    };
+    let perf = RwSignal::new(PerfLog {
+        attempts: vec![
+            attempt(ModelType::FineTuned, false, Some("mimir.gguf: HTTP 404")),
+            attempt(ModelType::Compact, true, None),
+        ],
+        fallback_activations: 3,
+        ..PerfLog::default()
+    });
+    let progress = RwSignal::new(vec![
+        FileProgress {
+            file: "microsoft/phi3/model.gguf".into(),
+            bytes: 250,
+            total: Some(1000),
+            rate_bytes_per_s: 100.0,
+            eta_s: Some(7.5),
+            from_cache: false,
+        },
+        FileProgress {
+            file: "tokenizer.json".into(),
+            bytes: 10,
+            total: None,
+            rate_bytes_per_s: 0.0,
+            eta_s: None,
+            from_cache: true,
+        },
+    ]);
+    let info = RwSignal::new(None::<ModelInfo>);
+    let root = mount(move || view! { <InfoPanel model_info=info perf=perf progress=progress /> });
+    settle().await;
+
+    let bars = root.query_selector_all("progress").unwrap();
+    assert_eq!(bars.length(), 2);
+    let first: Element = bars.item(0).unwrap().unchecked_into();
+    assert_eq!(first.get_attribute("max").as_deref(), Some("1000"));
+    assert_eq!(first.get_attribute("value").as_deref(), Some("250"));
+    let second: Element = bars.item(1).unwrap().unchecked_into();
+    assert_eq!(
+        second.get_attribute("value"),
+        None,
+        "no total: indeterminate"
+    );
+    let details = root.text_content().unwrap();
+    assert!(
+        details.contains("250 B of 1.0 KB, 100 B/s, about 8 s left"),
+        "{details}"
+    );
+    assert!(details.contains("10 B, from the cache"), "{details}");
+    assert_eq!(count(&root, ".attempts tbody tr"), 2);
+    assert_eq!(count(&root, ".attempt-failed"), 1);
+    assert!(details.contains("mimir.gguf: HTTP 404"));
+    assert!(details.contains("Fallbacks used (all visits): 3"));
+    assert!(details.contains("No model is live yet."));
+
+    progress.set(Vec::new());
+    info.set(Some(ModelInfo {
+        status: "ready".into(),
+        model_type: ModelType::Compact,
+        is_adapter: false,
+        fine_tuned_path: None,
+        base_model_path: "models/SmolLM2-135M-Instruct.Q4_1.gguf".into(),
+        using_fallback: true,
+        fallback_reason: Some("fine-tuned: HTTP 404".into()),
+        tokenizer_source: "gguf".into(),
+        context_length: 2048,
+    }));
+    settle().await;
+    assert_eq!(count(&root, "progress"), 0);
+    let details = root.text_content().unwrap();
+    assert!(
+        details.contains("models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        "{details}"
+    );
+    assert!(details.contains("fine-tuned: HTTP 404"));
+
+    let download: HtmlElement = root
+        .query_selector_all("button")
+        .unwrap()
+        .item(0)
+        .unwrap()
+        .unchecked_into();
+    assert_eq!(download.text_content().unwrap(), "Download log (JSON)");
+    download.click();
+    settle().await;
+    assert_eq!(
+        find(&root, ".field-error").unwrap().text_content().unwrap(),
+        ""
+    );
+    assert_eq!(format_bytes(2_500_000), "2.5 MB");
+}
+
+#[wasm_bindgen_test]
+async fn page_state_survives_corrupt_storage_and_saves_finished_replies() {
+    storage::save(CONVERSATION_KEY, "{not json").unwrap();
+    storage::save(
+        PREFERENCES_KEY,
+        r#"{"hub":"javascript:alert(1)","lesson_notes":"Fractions"}"#,
+    )
+    .unwrap();
+    let state = TutorState::restore();
+    assert!(state.conversation.with_untracked(Conversation::is_empty));
+    assert_eq!(state.lesson_notes.get_untracked(), "Fractions");
+    assert_eq!(state.hub.get_untracked(), None);
+    let problems = state.storage_problems.get_untracked();
+    assert_eq!(problems.len(), 2, "{problems:?}");
+
+    let messages = state.ask("What is 1/2 + 1/4?".into());
+    assert_eq!(messages.last().unwrap().content, "What is 1/2 + 1/4?");
+    assert_eq!(messages[messages.len() - 2].content, "Context: Fractions");
+    state.conversation.update(|c| {
+        c.append("3/4");
+    });
+    settle().await;
+    // Not saved while streaming.
+    assert_eq!(
+        storage::load(CONVERSATION_KEY).as_deref(),
+        Some("{not json")
+    );
+    state.conversation.update(|c| {
+        c.finish(stats());
+    });
+    settle().await;
+    let saved = Conversation::from_json(&storage::load(CONVERSATION_KEY).unwrap()).unwrap();
+    assert_eq!(saved, state.conversation.get_untracked());
+
+    // A model with its own settings: the student's changed temperature stays on top.
+    state.config.update(|c| c.temperature = 0.1);
+    state.model_ready(GenerationConfig::phi3());
+    assert_eq!(state.config.get_untracked().temperature, 0.1);
+    assert_eq!(
+        state.config.get_untracked().stop_ids,
+        vec![32000, 32001, 32007]
+    );
+    settle().await;
+    let prefs = storage::load(PREFERENCES_KEY).unwrap();
+    assert!(prefs.contains(r#""temperature":0.1"#), "{prefs}");
 }
