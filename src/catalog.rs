@@ -159,7 +159,9 @@ impl Catalog {
     }
 }
 
-fn check_hub(hub: &str) -> Result<(), CatalogError> {
+/// Checks that `hub` is an absolute `http://` or `https://` URL with a host: the rule for
+/// `?hub=` and for the hub field of the settings.
+pub fn check_hub(hub: &str) -> Result<(), CatalogError> {
     let rest = hub
         .strip_prefix("https://")
         .or_else(|| hub.strip_prefix("http://"));

@@ -6,9 +6,12 @@
 //! default `web` feature and exists only on wasm32.
 
 pub mod catalog;
+pub mod conversation;
 pub mod engine;
+pub mod markdown;
 pub mod model_info;
 pub mod perf_log;
+pub mod preferences;
 pub mod protocol;
 
 #[cfg(all(feature = "web", target_arch = "wasm32"))]

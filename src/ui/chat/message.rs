@@ -1,0 +1,81 @@
+//! One turn of the chat: the student's text as written, or Mimir's reply as safe markdown
+//! with its timing underneath.
+
+use leptos::prelude::*;
+
+use super::markdown_view::MarkdownView;
+use crate::conversation::{Reply, Turn};
+
+/// A turn, drawn according to who wrote it.
+#[component]
+pub fn Message(
+    /// The turn to draw; it changes while a reply streams.
+    #[prop(into)]
+    turn: Signal<Turn>,
+) -> impl IntoView {
+    // Re-render only when the author changes (never, in practice), not on every token.
+    let is_user = Memo::new(move |_| turn.with(|t| matches!(t, Turn::User { .. })));
+    move || {
+        if is_user.get() {
+            let text = Signal::derive(move || match turn.get() {
+                Turn::User { text } => text,
+                Turn::Assistant(_) => String::new(),
+            });
+            view! { <UserMessage text=text /> }.into_any()
+        } else {
+            let reply = Signal::derive(move || match turn.get() {
+                Turn::Assistant(reply) => reply,
+                Turn::User { .. } => Reply::default(),
+            });
+            view! { <AssistantMessage reply=reply /> }.into_any()
+        }
+    }
+}
+
+/// The student's message: plain text, line breaks kept by CSS.
+#[component]
+pub fn UserMessage(
+    /// What the student wrote.
+    #[prop(into)]
+    text: Signal<String>,
+) -> impl IntoView {
+    view! {
+        <div class="message message-user">
+            <span class="visually-hidden">"You said: "</span>
+            <p class="message-text">{move || text.get()}</p>
+        </div>
+    }
+}
+
+/// Mimir's reply: markdown, a cursor while streaming, the error if it failed, and a subtle
+/// timing line. The timing line always takes its height so the list does not jump when a
+/// reply ends.
+#[component]
+pub fn AssistantMessage(
+    /// The reply, updated as tokens arrive.
+    #[prop(into)]
+    reply: Signal<Reply>,
+) -> impl IntoView {
+    let text = Memo::new(move |_| reply.with(|r| r.text.clone()));
+    let streaming = Memo::new(move |_| reply.with(|r| r.streaming));
+    let error = Memo::new(move |_| reply.with(|r| r.error.clone()));
+    let stats = Memo::new(move |_| reply.with(Reply::stats_line));
+    view! {
+        <div
+            class="message message-assistant"
+            class:message-streaming=move || streaming.get()
+            aria-busy=move || streaming.get().to_string()
+        >
+            <span class="visually-hidden">"Mimir said: "</span>
+            <MarkdownView text=text />
+            {move || {
+                error
+                    .get()
+                    .map(|e| {
+                        view! { <p class="message-error" role="alert">{e}</p> }
+                    })
+            }}
+            <p class="message-stats">{move || stats.get().unwrap_or_default()}</p>
+        </div>
+    }
+}
