@@ -13,3 +13,6 @@ pub mod protocol;
 
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod ui;
+
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod worker;
