@@ -2,5 +2,6 @@
 
 mod app;
 pub mod status_button;
+pub mod worker_client;
 
 pub use app::App;

@@ -158,9 +158,10 @@ impl<'a> Loader<'a> {
         };
         let mut fine_tuned_path = None;
         if let Some(adapter) = &tier.adapter {
+            // Each file is read and its exclusive OPFS handle closed before the next is opened.
             let config = self.fetch_hub(catalog, &adapter.config, None).await?;
-            let weights = self.fetch_hub(catalog, &adapter.weights, None).await?;
             let config = read_all(&config, &adapter.config.display_path())?;
+            let weights = self.fetch_hub(catalog, &adapter.weights, None).await?;
             let weights = read_all(&weights, &adapter.weights.display_path())?;
             let config = String::from_utf8(config)
                 .map_err(|e| format!("{}: not UTF-8: {e}", adapter.config.display_path()))?;
@@ -283,7 +284,8 @@ impl<'a> Loader<'a> {
                 self.cache_bytes += file.cache_bytes;
                 Ok(file)
             }
-            Err(e) => Err(describe(e)),
+            Err(CacheError::Storage(e)) => Err(format!("{}: {e}", request.display)),
+            Err(e) => Err(e.to_string()),
         }
     }
 
@@ -313,10 +315,6 @@ fn adapter_options(
     Err(format!(
         "{source}: this build cannot apply LoRA adapters yet"
     ))
-}
-
-fn describe(error: CacheError) -> String {
-    error.to_string()
 }
 
 fn base_weights_path(catalog: &Catalog) -> String {
