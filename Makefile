@@ -55,6 +55,7 @@ dist:
 
 test-e2e: dist
 	cargo build -p mimir-train
+	target/debug/mimir-train hub-data --root hub-data
 	cargo test -p mimir --test e2e_browser
 
 ## `make serve` answers with the app page and the hub answers on its port.

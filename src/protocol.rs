@@ -178,7 +178,9 @@ mod tests {
         for event in events {
             assert_eq!(Event::from_json(&event.to_json()).unwrap(), event);
         }
-        assert!(Event::from_json(r#"{"type":"tier_failed","tier":"adapter","reason":"x"}"#).is_ok());
+        assert!(
+            Event::from_json(r#"{"type":"tier_failed","tier":"adapter","reason":"x"}"#).is_ok()
+        );
     }
 
     #[test]

@@ -71,7 +71,9 @@ async fn gets_of(path: &str) -> Vec<Value> {
 
 async fn bytes_of(path: &str) -> Vec<u8> {
     let abort = Abort::new().unwrap();
-    let mut download = fetch::get(&format!("{HUB}{path}"), 0, &abort).await.unwrap();
+    let mut download = fetch::get(&format!("{HUB}{path}"), 0, &abort)
+        .await
+        .unwrap();
     let mut bytes = Vec::new();
     while let Some(chunk) = download.next_chunk().await.unwrap() {
         bytes.extend_from_slice(&chunk);
@@ -141,7 +143,10 @@ async fn fresh(name: &str) -> String {
 fn loaded(outcome: &Outcome) -> &Loaded {
     match &outcome.result {
         Ok(loaded) => loaded,
-        Err(e) => panic!("nothing loaded: {e:?}; attempts {:#?}", outcome.perf.attempts),
+        Err(e) => panic!(
+            "nothing loaded: {e:?}; attempts {:#?}",
+            outcome.perf.attempts
+        ),
     }
 }
 
@@ -156,7 +161,10 @@ fn hub_key(catalog: &Catalog, path: &str) -> String {
         .map(|t| &t.weights)
         .find(|w| w.path == path)
         .unwrap();
-    format!("{}\n{}\n{}\n{}", catalog.hub, file.repo, file.revision, file.path)
+    format!(
+        "{}\n{}\n{}\n{}",
+        catalog.hub, file.repo, file.revision, file.path
+    )
 }
 
 #[wasm_bindgen_test]
@@ -175,7 +183,10 @@ async fn all_tiers_present_loads_the_fine_tuned_model_and_streams_a_reply() {
         info.base_model_path,
         "microsoft/Phi-3-mini-4k-instruct-gguf/Phi-3-mini-4k-instruct-q4.gguf"
     );
-    assert_eq!(info.tokenizer_source, "microsoft/Phi-3-mini-4k-instruct/tokenizer.json");
+    assert_eq!(
+        info.tokenizer_source,
+        "microsoft/Phi-3-mini-4k-instruct/tokenizer.json"
+    );
     assert!(info.context_length > 0);
 
     let attempt = &outcome.perf.attempts[..];
@@ -184,7 +195,11 @@ async fn all_tiers_present_loads_the_fine_tuned_model_and_streams_a_reply() {
     assert_eq!(attempt[0].cache_bytes, 0);
     assert!(attempt[0].duration_ms > 0.0);
     assert!(!outcome.perf.memory.is_empty() && outcome.perf.memory[0].wasm_bytes > 0);
-    assert!(outcome.perf.warnings.is_empty(), "{:?}", outcome.perf.warnings);
+    assert!(
+        outcome.perf.warnings.is_empty(),
+        "{:?}",
+        outcome.perf.warnings
+    );
     assert!(matches!(
         outcome.events[0],
         Event::TierStarted {
@@ -251,8 +266,16 @@ async fn fine_tuned_missing_verifies_the_adapter_then_falls_back_honestly() {
             (ModelType::Base, true)
         ]
     );
-    let errors: Vec<_> = outcome.perf.attempts.iter().map(|a| a.error.clone()).collect();
-    assert!(errors[0].as_deref().unwrap().contains("HTTP 404"), "{errors:?}");
+    let errors: Vec<_> = outcome
+        .perf
+        .attempts
+        .iter()
+        .map(|a| a.error.clone())
+        .collect();
+    assert!(
+        errors[0].as_deref().unwrap().contains("HTTP 404"),
+        "{errors:?}"
+    );
     assert!(
         errors[1]
             .as_deref()
@@ -268,7 +291,11 @@ async fn fine_tuned_missing_verifies_the_adapter_then_falls_back_honestly() {
     }
     assert_eq!(info.model_type, ModelType::Base);
     assert!(info.using_fallback && !info.is_adapter);
-    assert!(info.fallback_reason.as_deref().unwrap().contains("HTTP 404"));
+    assert!(info
+        .fallback_reason
+        .as_deref()
+        .unwrap()
+        .contains("HTTP 404"));
 }
 
 #[wasm_bindgen_test]
@@ -314,11 +341,17 @@ async fn every_hub_tier_failing_loads_the_compact_model() {
             (ModelType::Compact, true)
         ]
     );
-    assert!(outcome.perf.attempts[..3]
-        .iter()
-        .all(|a| a.error.as_deref().unwrap().contains("HTTP 500")));
+    assert!(outcome.perf.attempts[..3].iter().all(|a| a
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("HTTP 500")));
     assert!(
-        outcome.perf.warnings.iter().any(|w| w.contains("tokenizer")),
+        outcome
+            .perf
+            .warnings
+            .iter()
+            .any(|w| w.contains("tokenizer")),
         "the tokenizer's failure is logged: {:?}",
         outcome.perf.warnings
     );
@@ -335,7 +368,10 @@ async fn everything_failing_reports_the_first_error_and_stays_usable() {
             first.contains(&format!("{HUB}{FINE_TUNED}: HTTP 500")),
             "{first}"
         ),
-        other => panic!("expected every tier to fail, got {:?}", other.as_ref().err()),
+        other => panic!(
+            "expected every tier to fail, got {:?}",
+            other.as_ref().err()
+        ),
     }
     assert_eq!(outcome.perf.attempts.len(), 4);
     assert!(outcome.perf.attempts.iter().all(|a| !a.ok));
@@ -411,7 +447,10 @@ async fn a_sha256_mismatch_is_rejected_and_never_loaded() {
     let dir = fresh("mismatch").await;
     let outcome = load(&dir, &catalog).await;
     let error = outcome.perf.attempts[0].error.as_deref().unwrap();
-    assert!(error.contains("jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf"), "{error}");
+    assert!(
+        error.contains("jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf"),
+        "{error}"
+    );
     assert!(error.contains("sha256 mismatch"), "{error}");
     assert!(error.contains(&"0".repeat(64)), "{error}");
     assert_ne!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);

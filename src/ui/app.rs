@@ -34,6 +34,7 @@ pub fn App() -> impl IntoView {
     let config = RwSignal::new(None::<GenerationConfig>);
     let client = StoredValue::new_local(None::<WorkerClient>);
     let question = RwSignal::new(String::new());
+    let error = RwSignal::new(None::<String>);
 
     spawn_local(async move {
         let catalog = match fetch_catalog().await {
@@ -69,7 +70,7 @@ pub fn App() -> impl IntoView {
             Event::Done { .. } => generating.set(false),
             Event::Error { message } => {
                 generating.set(false);
-                answer.update(|a| a.push_str(&format!("\n[{message}]")));
+                error.set(Some(message));
             }
             Event::Info { .. } | Event::CacheCleared { .. } => {}
         };
@@ -89,6 +90,7 @@ pub fn App() -> impl IntoView {
             return;
         }
         answer.set(String::new());
+        error.set(None);
         generating.set(true);
         client.with_value(|c| {
             if let Some(c) = c {
@@ -120,6 +122,7 @@ pub fn App() -> impl IntoView {
                 <Show when=move || !answer.get().is_empty()>
                     <p class="message message-assistant answer" aria-live="polite">{move || answer.get()}</p>
                 </Show>
+                {move || error.get().map(|e| view! { <p class="ask-error" role="alert">{e}</p> })}
             </main>
             <form class="ask" on:submit=ask>
                 <input
@@ -142,11 +145,17 @@ pub fn App() -> impl IntoView {
 
 /// The status while a file arrives: its name, and the fraction done when the size is known.
 fn progress_status(p: &FileProgress) -> LoadStatus {
-    let fraction = p.total.filter(|&t| t > 0).map(|t| p.bytes as f32 / t as f32);
+    let fraction = p
+        .total
+        .filter(|&t| t > 0)
+        .map(|t| p.bytes as f32 / t as f32);
     let detail = if p.from_cache {
         format!("Reading {} from the cache", p.file)
     } else {
-        let eta = p.eta_s.map(|s| format!(", {s:.0} s left")).unwrap_or_default();
+        let eta = p
+            .eta_s
+            .map(|s| format!(", {s:.0} s left"))
+            .unwrap_or_default();
         format!(
             "Downloading {} ({:.1} MB/s{eta})",
             p.file,

@@ -29,7 +29,9 @@ pub enum CacheError {
     #[error(transparent)]
     Storage(#[from] OpfsError),
     /// The bytes do not have the expected sha256; the file was discarded.
-    #[error("{file}: sha256 mismatch: expected {expected}, got {actual}; the download was discarded")]
+    #[error(
+        "{file}: sha256 mismatch: expected {expected}, got {actual}; the download was discarded"
+    )]
     Mismatch {
         /// `repo/path` or URL.
         file: String,
@@ -282,7 +284,10 @@ impl ModelCache {
                 size: total,
             };
             self.dir
-                .write_text(&format!("{entry}.part"), &serde_json::to_string(&record).unwrap())
+                .write_text(
+                    &format!("{entry}.part"),
+                    &serde_json::to_string(&record).unwrap(),
+                )
                 .await?;
         }
         let mut meter = ProgressMeter::new(&request.display, total, offset, super::now_ms());
@@ -324,7 +329,10 @@ impl ModelCache {
             size: offset,
         };
         self.dir
-            .write_text(&format!("{entry}.done"), &serde_json::to_string(&record).unwrap())
+            .write_text(
+                &format!("{entry}.done"),
+                &serde_json::to_string(&record).unwrap(),
+            )
             .await?;
         self.dir.remove(&format!("{entry}.part")).await?;
         Ok(CachedFile {
@@ -383,7 +391,11 @@ fn hub_digest(download: &fetch::Download) -> Option<String> {
     ["x-linked-etag", "etag"]
         .iter()
         .filter_map(|h| download.header(h))
-        .map(|v| v.trim_start_matches("W/").trim_matches('"').to_ascii_lowercase())
+        .map(|v| {
+            v.trim_start_matches("W/")
+                .trim_matches('"')
+                .to_ascii_lowercase()
+        })
         .find(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 

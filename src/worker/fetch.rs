@@ -98,7 +98,8 @@ impl Download {
         if done {
             return Ok(None);
         }
-        let value = Reflect::get(&result, &JsValue::from_str("value")).map_err(|e| self.failure(&e))?;
+        let value =
+            Reflect::get(&result, &JsValue::from_str("value")).map_err(|e| self.failure(&e))?;
         Ok(Some(Uint8Array::new(&value).to_vec()))
     }
 
@@ -161,10 +162,8 @@ pub async fn get(url: &str, from: u64, abort: &Abort) -> Result<Download, FetchE
         url: url.into(),
         message: "the response has no body".into(),
     })?;
-    let reader: ReadableStreamDefaultReader = body
-        .get_reader()
-        .dyn_into()
-        .map_err(|e| network(&e))?;
+    let reader: ReadableStreamDefaultReader =
+        body.get_reader().dyn_into().map_err(|e| network(&e))?;
     Ok(Download {
         url: url.into(),
         status,

@@ -19,8 +19,8 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::{spawn_local, JsFuture};
 use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, WorkerGlobalScope};
 
-use crate::engine::clock::Clock;
 use crate::engine::chat::ChatMessage;
+use crate::engine::clock::Clock;
 use crate::engine::generate::Session;
 use crate::engine::generation_config::GenerationConfig;
 use crate::model_info::ModelInfo;
@@ -40,7 +40,9 @@ pub fn global() -> WorkerGlobalScope {
 
 /// Milliseconds from `performance.now()`.
 pub fn now_ms() -> f64 {
-    global().performance().map_or_else(js_sys::Date::now, |p| p.now())
+    global()
+        .performance()
+        .map_or_else(js_sys::Date::now, |p| p.now())
 }
 
 /// The browser clock for the engine.
@@ -223,12 +225,7 @@ fn handle(state: &Rc<State>, request: Request) {
                 return busy("a load");
             }
             spawn_local(async {
-                let cleared = async {
-                    ModelCache::open(&cache_path(APP_DIR))
-                        .await?
-                        .clear()
-                        .await
-                };
+                let cleared = async { ModelCache::open(&cache_path(APP_DIR)).await?.clear().await };
                 post(&match cleared.await {
                     Ok(freed_bytes) => Event::CacheCleared { freed_bytes },
                     Err(e) => Event::Error {
@@ -248,8 +245,9 @@ pub fn cache_path(app_dir: &str) -> String {
 async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
     let mut perf = state.perf.take();
     if !request_persistence().await {
-        perf.warnings
-            .push("the browser did not grant persistent storage; cached models may be evicted".into());
+        perf.warnings.push(
+            "the browser did not grant persistent storage; cached models may be evicted".into(),
+        );
     }
     let result = match ModelCache::open(&cache_path(APP_DIR)).await {
         Ok(cache) => {
@@ -327,7 +325,11 @@ async fn reply(
         yield_to_events().await;
     }
     let generation = reply.finish().map_err(|e| e.to_string())?;
-    state.perf.borrow_mut().replies.push(generation.stats.clone());
+    state
+        .perf
+        .borrow_mut()
+        .replies
+        .push(generation.stats.clone());
     post(&Event::Done {
         stats: generation.stats,
     });

@@ -73,9 +73,12 @@ impl Dir {
         let options = FileSystemGetDirectoryOptions::new();
         options.set_create(true);
         let full = format!("{}/{name}", self.name);
-        let handle = JsFuture::from(self.handle.get_directory_handle_with_options(name, &options))
-            .await
-            .map_err(|e| OpfsError::new("opening", &full, &e))?;
+        let handle = JsFuture::from(
+            self.handle
+                .get_directory_handle_with_options(name, &options),
+        )
+        .await
+        .map_err(|e| OpfsError::new("opening", &full, &e))?;
         Ok(Self {
             handle: handle.unchecked_into(),
             name: full,
@@ -87,13 +90,12 @@ impl Dir {
         let options = FileSystemGetFileOptions::new();
         options.set_create(create);
         let full = format!("{}/{name}", self.name);
-        let handle = match JsFuture::from(self.handle.get_file_handle_with_options(name, &options))
-            .await
-        {
-            Ok(handle) => handle.unchecked_into::<FileSystemFileHandle>(),
-            Err(e) if !create && js_error(&e).contains("NotFound") => return Ok(None),
-            Err(e) => return Err(OpfsError::new("opening", &full, &e)),
-        };
+        let handle =
+            match JsFuture::from(self.handle.get_file_handle_with_options(name, &options)).await {
+                Ok(handle) => handle.unchecked_into::<FileSystemFileHandle>(),
+                Err(e) if !create && js_error(&e).contains("NotFound") => return Ok(None),
+                Err(e) => return Err(OpfsError::new("opening", &full, &e)),
+            };
         let access = JsFuture::from(handle.create_sync_access_handle())
             .await
             .map_err(|e| OpfsError::new("locking", &full, &e))?;
@@ -110,7 +112,11 @@ impl Dir {
         match JsFuture::from(self.handle.remove_entry_with_options(name, &options)).await {
             Ok(_) => Ok(()),
             Err(e) if js_error(&e).contains("NotFound") => Ok(()),
-            Err(e) => Err(OpfsError::new("deleting", &format!("{}/{name}", self.name), &e)),
+            Err(e) => Err(OpfsError::new(
+                "deleting",
+                &format!("{}/{name}", self.name),
+                &e,
+            )),
         }
     }
 

@@ -60,7 +60,8 @@ impl ProgressMeter {
 
     /// The last event of the download, sent whatever the throttle says.
     pub fn finish(&mut self, bytes: u64, now_ms: f64) -> FileProgress {
-        self.update(bytes, now_ms).unwrap_or_else(|| self.event(bytes))
+        self.update(bytes, now_ms)
+            .unwrap_or_else(|| self.event(bytes))
     }
 
     fn event(&self, bytes: u64) -> FileProgress {

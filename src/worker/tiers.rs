@@ -91,11 +91,7 @@ impl<'a> Loader<'a> {
     /// Tries the catalog's tiers in order and returns the first model that loads.
     pub async fn load(&mut self, catalog: &Catalog) -> Result<Loaded, LoadError> {
         let mut first_error: Option<String> = None;
-        let tiers = catalog
-            .tiers
-            .iter()
-            .map(Some)
-            .chain(std::iter::once(None));
+        let tiers = catalog.tiers.iter().map(Some).chain(std::iter::once(None));
         for tier in tiers {
             let model_type = tier.map_or(ModelType::Compact, |t| t.model_type);
             (self.on_event)(Event::TierStarted { tier: model_type });
@@ -117,9 +113,10 @@ impl<'a> Loader<'a> {
                 ok: error.is_none(),
                 error: error.clone(),
             });
-            self.perf
-                .memory
-                .push(memory_sample(&format!("after trying {}", model_type.as_str())));
+            self.perf.memory.push(memory_sample(&format!(
+                "after trying {}",
+                model_type.as_str()
+            )));
             match result {
                 Ok(mut loaded) => {
                     if let Some(reason) = first_error {
@@ -165,12 +162,7 @@ impl<'a> Loader<'a> {
             let weights = read_all(&weights, &adapter.weights.display_path())?;
             let config = String::from_utf8(config)
                 .map_err(|e| format!("{}: not UTF-8: {e}", adapter.config.display_path()))?;
-            options = adapter_options(
-                options,
-                &config,
-                &weights,
-                &adapter.weights.display_path(),
-            )?;
+            options = adapter_options(options, &config, &weights, &adapter.weights.display_path())?;
             fine_tuned_path = Some(adapter.weights.display_path());
         }
         let tokenizer = self.hub_tokenizer(catalog).await;
@@ -211,9 +203,14 @@ impl<'a> Loader<'a> {
             max_size: None,
         };
         let file = self.fetch(&request).await?;
-        let session = load_session(&file, &compact.name, &LoadOptions {
-            context_cap: CONTEXT_CAP,
-        }, None)?;
+        let session = load_session(
+            &file,
+            &compact.name,
+            &LoadOptions {
+                context_cap: CONTEXT_CAP,
+            },
+            None,
+        )?;
         Ok(Loaded {
             model_info: model_info(
                 &session,
@@ -295,7 +292,10 @@ impl<'a> Loader<'a> {
             let max = gb * (1u64 << 30) as f64 / MEMORY_PER_FILE_BYTE;
             (
                 max as u64,
-                format!("the device reports {gb} GB of memory, enough for model files up to {:.1} GB", max / 1e9),
+                format!(
+                    "the device reports {gb} GB of memory, enough for model files up to {:.1} GB",
+                    max / 1e9
+                ),
             )
         })
     }
