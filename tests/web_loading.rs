@@ -209,11 +209,11 @@ async fn all_tiers_present_loads_the_fine_tuned_model_and_streams_a_reply() {
     let last_progress = outcome
         .events
         .iter()
-        .filter_map(|e| match e {
+        .rev()
+        .find_map(|e| match e {
             Event::Progress(p) if p.file.ends_with(".gguf") => Some(p),
             _ => None,
         })
-        .last()
         .expect("progress events for the weights");
     assert_eq!(Some(last_progress.bytes), last_progress.total);
     assert!(!last_progress.from_cache);
@@ -289,6 +289,11 @@ async fn fine_tuned_missing_verifies_the_adapter_then_falls_back_honestly() {
         assert_eq!(gets.len(), 1, "{file}: {gets:?}");
         assert_eq!(gets[0]["status"], 200);
     }
+    assert_eq!(
+        gets_of(BASE).await.len(),
+        1,
+        "the base weights are fetched once"
+    );
     assert_eq!(info.model_type, ModelType::Base);
     assert!(info.using_fallback && !info.is_adapter);
     assert!(info
