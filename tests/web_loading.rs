@@ -110,6 +110,7 @@ async fn load_with(
     dir: &str,
     catalog: &Catalog,
     abort: &Abort,
+    device_memory_gb: Option<f64>,
     on_event: &mut dyn FnMut(&Event),
 ) -> Outcome {
     let cache = ModelCache::open(dir).await.unwrap();
@@ -119,9 +120,11 @@ async fn load_with(
         on_event(&event);
         events.push(event);
     };
-    let result = Loader::new(&cache, abort, &mut perf, &mut sink, HUB.to_string())
-        .load(catalog)
-        .await;
+    let mut loader = Loader::new(&cache, abort, &mut perf, &mut sink, HUB.to_string());
+    if device_memory_gb.is_some() {
+        loader.device_memory_gb = device_memory_gb;
+    }
+    let result = loader.load(catalog).await;
     Outcome {
         result,
         perf,
@@ -130,7 +133,7 @@ async fn load_with(
 }
 
 async fn load(dir: &str, catalog: &Catalog) -> Outcome {
-    load_with(dir, catalog, &Abort::new().unwrap(), &mut |_| {}).await
+    load_with(dir, catalog, &Abort::new().unwrap(), None, &mut |_| {}).await
 }
 
 /// A fresh cache directory for one test.
@@ -401,7 +404,7 @@ async fn a_cut_download_resumes_with_a_range_request_and_is_verified() {
     set_faults(json!([{ "path": FINE_TUNED, "cut_after": half, "times": 1 }])).await;
     let first = load(&dir, &catalog).await;
     assert_eq!(first.perf.attempts[0].tier, ModelType::FineTuned);
-    assert!(!first.perf.attempts[0].ok);
+    assert!(!first.perf.attempts[0].ok, "{:#?}", first.perf.attempts);
     assert!(first.perf.attempts[0]
         .error
         .as_deref()
@@ -491,7 +494,7 @@ async fn a_cancelled_download_leaves_no_complete_entry() {
     set_faults(json!([{ "path": FINE_TUNED, "rate": 200_000 }])).await;
     let abort = Abort::new().unwrap();
     let canceller = abort.clone();
-    let outcome = load_with(&dir, &catalog, &abort, &mut |event| {
+    let outcome = load_with(&dir, &catalog, &abort, None, &mut |event| {
         if matches!(event, Event::Progress(p) if p.file.ends_with(".gguf") && p.bytes > 0) {
             canceller.abort();
         }
@@ -513,4 +516,43 @@ async fn a_cancelled_download_leaves_no_complete_entry() {
     assert_eq!(loaded(&again).model_info.model_type, ModelType::FineTuned);
     let gets = gets_of(FINE_TUNED).await;
     assert_eq!(gets[0]["status"], 206, "the part is resumed: {gets:?}");
+}
+
+#[wasm_bindgen_test]
+async fn a_device_too_small_for_the_hub_models_gets_the_compact_model_with_the_reason() {
+    let mut catalog = catalog().await;
+    // The base tier's size is in the catalog: refused before any request.
+    catalog.tiers[2].weights.size = Some(5_211_776);
+    let dir = fresh("small-device").await;
+    // 4 MiB of device memory: too little for the 5 MB hub models, and the compact model is
+    // not held to the hub tiers' limit.
+    let outcome = load_with(
+        &dir,
+        &catalog,
+        &Abort::new().unwrap(),
+        Some(0.004),
+        &mut |_| {},
+    )
+    .await;
+    let info = &loaded(&outcome).model_info;
+    assert_eq!(info.model_type, ModelType::Compact);
+    let reason = info.fallback_reason.as_deref().unwrap();
+    assert!(
+        reason.contains(
+            "mimir-phi-3-mini-q4_k_m.gguf: 5211776 bytes is more than this device can hold"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("0.004 GB"), "{reason}");
+    assert!(
+        gets_of(BASE).await.is_empty(),
+        "the base file, whose size the catalog gives, is not asked for"
+    );
+    assert!(
+        !outcome
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Progress(p) if p.file.ends_with(".gguf"))),
+        "no hub weights byte is stored: the fine-tuned file is refused on its Content-Length"
+    );
 }

@@ -259,7 +259,6 @@ impl ModelCache {
                 .and_then(|r| r.split('-').next())
                 .and_then(|s| s.parse::<u64>().ok());
             if starts_at != Some(offset) {
-                download.cancel();
                 return Err(CacheError::BadRange {
                     file: request.display.clone(),
                     asked: offset,

@@ -6,7 +6,8 @@ use thiserror::Error;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
-    AbortController, AbortSignal, ReadableStreamDefaultReader, RequestInit, RequestMode, Response,
+    AbortController, AbortSignal, ReadableStreamDefaultReader, RequestCache, RequestInit,
+    RequestMode, Response,
 };
 
 use super::js_error;
@@ -122,6 +123,13 @@ impl Download {
     }
 }
 
+impl Drop for Download {
+    /// A body not read to its end is cancelled, so a refused file is not downloaded anyway.
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
 /// Starts a GET of `url`, from byte `from` on when it is not 0, and waits for the headers.
 /// Success statuses only (200, 206); anything else is a [`FetchError::Status`].
 pub async fn get(url: &str, from: u64, abort: &Abort) -> Result<Download, FetchError> {
@@ -138,6 +146,9 @@ pub async fn get(url: &str, from: u64, abort: &Abort) -> Result<Download, FetchE
     let init = RequestInit::new();
     init.set_method("GET");
     init.set_mode(RequestMode::Cors);
+    // OPFS is the model cache; the HTTP cache would keep a second copy of every model and
+    // could answer a resumed download from its own partial entry.
+    init.set_cache(RequestCache::NoStore);
     init.set_signal(Some(&abort.signal()));
     let request = web_sys::Request::new_with_str_and_init(url, &init).map_err(|e| network(&e))?;
     if from > 0 {
@@ -170,19 +181,5 @@ pub async fn get(url: &str, from: u64, abort: &Abort) -> Result<Download, FetchE
         response,
         reader,
         abort: abort.clone(),
-    })
-}
-
-/// Fetches a small text file whole (the tokenizer's and adapter's JSON go through the
-/// cache instead; this is for the catalog and test helpers).
-pub async fn get_text(url: &str, abort: &Abort) -> Result<String, FetchError> {
-    let mut download = get(url, 0, abort).await?;
-    let mut bytes = Vec::new();
-    while let Some(chunk) = download.next_chunk().await? {
-        bytes.extend_from_slice(&chunk);
-    }
-    String::from_utf8(bytes).map_err(|e| FetchError::Network {
-        url: url.into(),
-        message: format!("not UTF-8 text: {e}"),
     })
 }
