@@ -6,6 +6,7 @@
 //! default `web` feature and exists only on wasm32.
 
 pub mod catalog;
+pub mod download_progress;
 pub mod engine;
 pub mod model_info;
 pub mod perf_log;

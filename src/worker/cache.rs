@@ -13,7 +13,7 @@ use thiserror::Error;
 
 use super::fetch::{self, Abort, FetchError};
 use super::opfs::{Dir, File, OpfsError};
-use super::progress::ProgressMeter;
+use crate::download_progress::ProgressMeter;
 use crate::protocol::FileProgress;
 
 /// Bytes read per step when a stored part is hashed again.

@@ -6,7 +6,6 @@
 pub mod cache;
 pub mod fetch;
 pub mod opfs;
-pub mod progress;
 pub mod stats;
 pub mod tiers;
 

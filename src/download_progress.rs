@@ -1,5 +1,6 @@
 //! Download progress for one file: rate, ETA, and throttling to a few events per second so
-//! the page is not flooded with messages.
+//! the page is not flooded with messages. Pure arithmetic on times and byte counts, so it
+//! compiles (and is tested) natively; the worker feeds it `performance.now()`.
 
 use crate::protocol::FileProgress;
 
@@ -79,5 +80,37 @@ impl ProgressMeter {
             eta_s,
             from_cache: false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn throttles_and_reports_rate_and_eta() {
+        let mut meter = ProgressMeter::new("a/b.gguf", Some(10_000), 2_000, 0.0);
+        assert_eq!(meter.update(3_000, 100.0), None, "too soon");
+        let first = meter.update(4_000, 500.0).unwrap();
+        assert_eq!(first.bytes, 4_000);
+        assert_eq!(first.rate_bytes_per_s, 4_000.0);
+        assert_eq!(first.eta_s, Some(1.5));
+        assert!(!first.from_cache);
+        let second = meter.update(6_000, 1_000.0).unwrap();
+        // Smoothed: 4000 + 0.3 × (4000 − 4000).
+        assert_eq!(second.rate_bytes_per_s, 4_000.0);
+        assert_eq!(second.eta_s, Some(1.0));
+        let last = meter.finish(10_000, 1_100.0);
+        assert_eq!((last.bytes, last.eta_s), (10_000, Some(0.0)));
+    }
+
+    #[test]
+    fn unknown_total_has_no_eta_and_cached_files_one_event() {
+        let mut meter = ProgressMeter::new("x", None, 0, 0.0);
+        let event = meter.update(1_000, 1_000.0).unwrap();
+        assert_eq!((event.total, event.eta_s), (None, None));
+        let cached = ProgressMeter::cached("x", 42);
+        assert!(cached.from_cache);
+        assert_eq!((cached.bytes, cached.total), (42, Some(42)));
     }
 }
