@@ -101,6 +101,39 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
     );
     let text = answer.text().await.unwrap();
     assert!(!text.trim().is_empty(), "streamed answer text");
+    let conversation = client
+        .find(Locator::Css("main.conversation"))
+        .await
+        .unwrap();
+    let finished = conversation
+        .attr("data-stop")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    assert!(
+        ["end_of_turn", "max_tokens", "repetition", "context_full"].contains(&finished.as_str()),
+        "the reply ended by itself: {finished:?}"
+    );
+
+    // Stop, sent while tokens stream in, ends the reply early: the worker reads messages
+    // between tokens.
+    send.click().await.unwrap();
+    client
+        .find(Locator::Css("button.ask-stop"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let mut stopped = None;
+    for _ in 0..600 {
+        stopped = conversation.attr("data-stop").await.unwrap();
+        if stopped.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stopped.as_deref(), Some("cancelled"));
     assert!(
         client.find(Locator::Css(".ask-error")).await.is_err(),
         "no error shown"

@@ -35,6 +35,8 @@ pub fn App() -> impl IntoView {
     let client = StoredValue::new_local(None::<WorkerClient>);
     let question = RwSignal::new(String::new());
     let error = RwSignal::new(None::<String>);
+    // Why the last reply ended (`end_of_turn`, `cancelled`, ...), shown as `data-stop`.
+    let stop_reason = RwSignal::new(None::<String>);
 
     spawn_local(async move {
         let catalog = match fetch_catalog().await {
@@ -67,7 +69,11 @@ pub fn App() -> impl IntoView {
             }
             Event::LoadFailed { message } => status.set(LoadStatus::Failed(message)),
             Event::Token { text } => answer.update(|a| a.push_str(&text)),
-            Event::Done { .. } => generating.set(false),
+            Event::Done { stats } => {
+                let reason = serde_json::to_value(stats.stop).ok();
+                stop_reason.set(reason.and_then(|r| r.as_str().map(str::to_string)));
+                generating.set(false);
+            }
             Event::Error { message } => {
                 generating.set(false);
                 error.set(Some(message));
@@ -91,6 +97,7 @@ pub fn App() -> impl IntoView {
         }
         answer.set(String::new());
         error.set(None);
+        stop_reason.set(None);
         generating.set(true);
         client.with_value(|c| {
             if let Some(c) = c {
@@ -115,7 +122,7 @@ pub fn App() -> impl IntoView {
                 <h1>"Mimir"</h1>
                 <p class="tagline">"A tutor that runs entirely in your browser"</p>
             </header>
-            <main class="conversation" aria-label="Conversation">
+            <main class="conversation" aria-label="Conversation" data-stop=move || stop_reason.get()>
                 <p class="message message-assistant">
                     "Hello! I am Mimir, a tutoring assistant. Is there a subject you would like to explore, or a test you'd like to prepare for?"
                 </p>
