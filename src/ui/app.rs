@@ -75,6 +75,11 @@ pub fn App() -> impl IntoView {
                 generating.set(false);
             }
             Event::Error { message } => {
+                // The page sends one load, so an error while loading (the worker crashed,
+                // ran out of memory) ends that load.
+                if matches!(status.get_untracked(), LoadStatus::Loading { .. }) {
+                    status.set(LoadStatus::Failed(message.clone()));
+                }
                 generating.set(false);
                 error.set(Some(message));
             }
