@@ -13,6 +13,7 @@ use mimir::perf_log::PerfLog;
 use mimir::protocol::Event;
 use mimir::worker::cache::ModelCache;
 use mimir::worker::fetch::{self, Abort};
+use mimir::worker::stats;
 use mimir::worker::tiers::{LoadError, Loaded, Loader};
 use mimir::worker::{global, js_error, BrowserClock};
 use serde_json::{json, Value};
@@ -555,4 +556,34 @@ async fn a_device_too_small_for_the_hub_models_gets_the_compact_model_with_the_r
             .any(|e| matches!(e, Event::Progress(p) if p.file.ends_with(".gguf"))),
         "no hub weights byte is stored: the fine-tuned file is refused on its Content-Length"
     );
+}
+
+#[wasm_bindgen_test]
+async fn clearing_the_cache_frees_the_models_and_forgets_them() {
+    let catalog = catalog().await;
+    let dir = fresh("clear").await;
+    let outcome = load(&dir, &catalog).await;
+    assert_eq!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert!(cache.is_complete(&key).await.unwrap());
+    let freed = cache.clear().await.unwrap();
+    assert!(freed > 5_211_776, "freed {freed}");
+    let cache = ModelCache::open(&dir).await.unwrap();
+    assert!(!cache.is_complete(&key).await.unwrap());
+}
+
+#[wasm_bindgen_test]
+async fn the_fallback_count_is_kept_in_opfs() {
+    let dir = mimir::worker::opfs::Dir::open("mimir-test/stats")
+        .await
+        .unwrap();
+    dir.remove("stats.json").await.unwrap();
+    assert_eq!(stats::fallback_count(&dir).await, 0);
+    assert_eq!(stats::count_fallback(&dir).await, 1);
+    assert_eq!(stats::count_fallback(&dir).await, 2);
+    let reopened = mimir::worker::opfs::Dir::open("mimir-test/stats")
+        .await
+        .unwrap();
+    assert_eq!(stats::fallback_count(&reopened).await, 2);
 }

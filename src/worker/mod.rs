@@ -242,7 +242,8 @@ pub fn cache_path(app_dir: &str) -> String {
 }
 
 async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
-    let mut perf = state.perf.take();
+    // The loader logs into a copy, so `Info` during a load still answers with the log so far.
+    let mut perf = state.perf.borrow().clone();
     if !request_persistence().await {
         perf.warnings.push(
             "the browser did not grant persistent storage; cached models may be evicted".into(),
@@ -281,7 +282,11 @@ async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
         }),
         Err(LoadError::AllFailed(message)) => post(&Event::LoadFailed { message }),
     }
-    *state.perf.borrow_mut() = perf;
+    let mut shared = state.perf.borrow_mut();
+    shared.attempts = perf.attempts;
+    shared.memory = perf.memory;
+    shared.warnings = perf.warnings;
+    shared.fallback_activations = perf.fallback_activations;
 }
 
 async fn generate(
