@@ -4,6 +4,8 @@ SHELL := /bin/bash
 
 APP_PORT ?= 8080
 HUB_PORT ?= 8081
+# The local hub the browser tests (`tests/web_loading.rs`) download from.
+TEST_HUB_PORT ?= 8091
 WASM := --target wasm32-unknown-unknown
 WEB_TESTS := $(basename $(notdir $(wildcard tests/web_*.rs)))
 export CHROMEDRIVER ?= /usr/bin/chromedriver
@@ -34,19 +36,26 @@ fmt-check:
 
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
-	cargo clippy -p mimir --lib --bins $(WASM) -- -D warnings
+	cargo clippy -p mimir --lib --bins $(foreach t,$(WEB_TESTS),--test $(t)) $(WASM) -- -D warnings
 
 test-native:
 	cargo test --workspace
 
+## Browser tests in headless Chromium, with a local hub on $(TEST_HUB_PORT) for the loading tests.
 test-wasm:
-	$(foreach t,$(WEB_TESTS),cargo test -p mimir $(WASM) --test $(t);)
+	cargo build -p mimir-train
+	target/debug/mimir-train hub-data --root hub-data
+	target/debug/mimir-train hub --root hub-data --port $(TEST_HUB_PORT) & hub=$$!; \
+	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
+	export MIMIR_TEST_HUB=http://127.0.0.1:$(TEST_HUB_PORT); \
+	$(foreach t,$(WEB_TESTS),cargo test -p mimir $(WASM) --test $(t) &&) true
 
 dist:
 	trunk build
 
 test-e2e: dist
 	cargo build -p mimir-train
+	target/debug/mimir-train hub-data --root hub-data
 	cargo test -p mimir --test e2e_browser
 
 ## `make serve` answers with the app page and the hub answers on its port.

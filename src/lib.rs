@@ -7,6 +7,7 @@
 
 pub mod catalog;
 pub mod conversation;
+pub mod download_progress;
 pub mod engine;
 pub mod markdown;
 pub mod model_info;
@@ -16,3 +17,6 @@ pub mod protocol;
 
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod ui;
+
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod worker;

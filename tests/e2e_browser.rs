@@ -1,5 +1,6 @@
 //! End to end: the trunk-built app (`dist/`) served as a static Space serves it, opened in
-//! headless Chromium. Needs `trunk build` and `mimir-train`; `make test` provides both.
+//! headless Chromium, loading its model through the engine worker from a local hub. Needs
+//! `trunk build`, `mimir-train` and `hub-data/`; `make test` provides them.
 
 #[path = "support/browser.rs"]
 mod browser;
@@ -9,7 +10,7 @@ use std::time::Duration;
 use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn app_loads_and_reports_its_status() {
+async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
     let dist = browser::repo_root().join("dist");
     assert!(
         dist.join("index.html").is_file(),
@@ -18,9 +19,17 @@ async fn app_loads_and_reports_its_status() {
     );
     let (_server, url) =
         browser::start_server(&["static", "--root", dist.to_str().unwrap(), "--port", "0"]);
+    let hub_data = browser::repo_root().join("hub-data");
+    assert!(
+        hub_data.join("jdesiree").is_dir(),
+        "{} is missing: run `mimir-train hub-data --root hub-data` (make test-e2e does)",
+        hub_data.display()
+    );
+    let (_hub, hub_url) =
+        browser::start_server(&["hub", "--root", hub_data.to_str().unwrap(), "--port", "0"]);
     let (_driver, client) = browser::start_browser().await;
 
-    client.goto(&format!("{url}/")).await.unwrap();
+    client.goto(&format!("{url}/?hub={hub_url}")).await.unwrap();
     assert_eq!(client.title().await.unwrap(), "Mimir");
     let heading = client
         .wait()
@@ -44,24 +53,90 @@ async fn app_loads_and_reports_its_status() {
         Some("true")
     );
 
-    // It leaves the neutral loading state once the catalog has been read.
+    // The worker loads the fine-tuned tiny model from the local hub: the button turns green.
     let mut class = String::new();
-    for _ in 0..100 {
+    for _ in 0..600 {
         class = button.attr("class").await.unwrap().unwrap_or_default();
         if !class.contains("status-button-loading") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(
-        !class.contains("status-button-loading"),
-        "still loading: {class}"
-    );
     let tooltip = button
         .attr("data-tooltip")
         .await
         .unwrap()
         .unwrap_or_default();
+    assert!(
+        class.contains("status-button-success"),
+        "not the tutor model: {class}: {tooltip}"
+    );
+
+    // A question is answered with text streamed from the worker into the chat.
+    let conversation = client
+        .find(Locator::Css("main.conversation"))
+        .await
+        .unwrap();
+    let input = client
+        .find(Locator::Css("textarea.composer-input"))
+        .await
+        .unwrap();
+    input.send_keys("What is 2 plus 2?").await.unwrap();
+    client
+        .find(Locator::Css("button.composer-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let finished = wait_for_stop(&conversation).await;
+    assert!(
+        ["end_of_turn", "max_tokens", "repetition", "context_full"].contains(&finished.as_str()),
+        "the reply ended by itself: {finished:?}"
+    );
+    let replies = client
+        .find_all(Locator::Css(
+            ".message-assistant:not(.message-greeting) .markdown",
+        ))
+        .await
+        .unwrap();
+    assert_eq!(replies.len(), 1, "one reply");
+    let text = replies[0].text().await.unwrap();
+    assert!(!text.trim().is_empty(), "streamed answer text");
+    let stats = client
+        .find(Locator::Css(".message-assistant .message-stats"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(stats.contains("tok/s"), "timing under the reply: {stats:?}");
+
+    // Stop, sent while tokens stream in, ends the reply early: the worker reads messages
+    // between tokens.
+    input.send_keys("Tell me more.").await.unwrap();
+    client
+        .find(Locator::Css("button.composer-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("button.composer-stop"))
+        .await
+        .expect("Stop replaces Send while the reply streams")
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(wait_for_stop(&conversation).await, "cancelled");
+    assert!(
+        client.find(Locator::Css(".message-error")).await.is_err(),
+        "no error shown"
+    );
+
     assert!(!tooltip.is_empty(), "the tooltip says why");
     button.click().await.unwrap();
     assert_eq!(
@@ -78,4 +153,16 @@ async fn app_loads_and_reports_its_status() {
         std::fs::write(shots.join(format!("app-{name}.png")), png).unwrap();
     }
     client.close().await.unwrap();
+}
+
+/// Waits (up to a minute) for the reply in progress to end and returns why it ended, as the
+/// page shows it in `data-stop`.
+async fn wait_for_stop(conversation: &fantoccini::elements::Element) -> String {
+    for _ in 0..600 {
+        if let Some(stop) = conversation.attr("data-stop").await.unwrap() {
+            return stop;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the reply did not end within a minute");
 }

@@ -12,7 +12,7 @@ use super::gguf::GgufFile;
 use super::loop_guard::{LoopGuard, LoopVerdict};
 use super::model::{LoadOptions, Model, ModelError};
 use super::sampler::{SampleError, Sampler};
-use super::tokenizer::{GgufVocab, Tokenizer, TokenizerError};
+use super::tokenizer::{GgufVocab, StreamDecoder, Tokenizer, TokenizerError};
 
 /// Why generation failed.
 #[derive(Debug, Error)]
@@ -148,6 +148,8 @@ impl Session {
 
     /// Generates a reply to `prompt` (ids). `on_text` receives each new piece of text and
     /// returns `false` to stop. With `ignore_eos`, stop ids do not end the reply.
+    ///
+    /// A thin loop over [`Session::start`] and [`Reply::step`].
     pub fn generate(
         &mut self,
         prompt: &[u32],
@@ -156,6 +158,25 @@ impl Session {
         clock: &dyn Clock,
         on_text: &mut dyn FnMut(&str) -> bool,
     ) -> Result<Generation, GenerateError> {
+        let mut reply = self.start(prompt, config, ignore_eos, clock)?;
+        while let Some(text) = reply.step()? {
+            if !on_text(&text) {
+                reply.cancel();
+            }
+        }
+        reply.finish()
+    }
+
+    /// Runs the prompt (reusing the cached prefix) and returns the reply, whose tokens are
+    /// produced one [`Reply::step`] at a time, so a caller with an event loop (the browser
+    /// worker) can look for a stop request between tokens.
+    pub fn start<'a>(
+        &'a mut self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        ignore_eos: bool,
+        clock: &'a dyn Clock,
+    ) -> Result<Reply<'a>, GenerateError> {
         if prompt.is_empty() {
             return Err(GenerateError::EmptyPrompt);
         }
@@ -166,7 +187,7 @@ impl Session {
                 capacity,
             });
         }
-        let start = clock.now_ms();
+        let start_ms = clock.now_ms();
         // Keep the longest cached prefix, but always run at least the last prompt token.
         let reused = self
             .cached
@@ -177,50 +198,138 @@ impl Session {
             .min(prompt.len() - 1);
         self.model.truncate_cache(reused)?;
         self.cached.truncate(reused);
-        let mut logits = run(&mut self.model, &mut self.cached, &prompt[reused..])?;
-        let prefill_ms = clock.now_ms() - start;
-
-        let stop_ids: Vec<u32> = config
+        let logits = run(&mut self.model, &mut self.cached, &prompt[reused..])?;
+        let prefill_ms = clock.now_ms() - start_ms;
+        let stop_ids = config
             .stop_ids
             .iter()
             .chain(self.tokenizer.eos_ids())
             .copied()
             .collect();
-        let mut sampler = Sampler::new(config);
-        let mut guard = LoopGuard::new(config.loop_guard.clone());
-        let mut decoder = self.tokenizer.stream();
-        let mut history = prompt.to_vec();
-        let mut tokens = Vec::new();
-        let mut first_token_ms = None;
-        let stop = loop {
-            let id = sampler.sample(&mut logits, &history)?;
-            first_token_ms.get_or_insert_with(|| clock.now_ms() - start);
-            if !ignore_eos && stop_ids.contains(&id) {
-                break StopReason::EndOfTurn;
-            }
-            tokens.push(id);
-            history.push(id);
-            if let Some(text) = decoder.push(id)? {
-                if !on_text(&text) {
-                    break StopReason::Cancelled;
+        Ok(Reply {
+            model: &mut self.model,
+            cached: &mut self.cached,
+            tokenizer: &self.tokenizer,
+            decoder: self.tokenizer.stream(),
+            clock,
+            sampler: Sampler::new(config),
+            guard: LoopGuard::new(config.loop_guard.clone()),
+            stop_ids,
+            ignore_eos,
+            max_tokens: config.max_tokens,
+            capacity,
+            history: prompt.to_vec(),
+            tokens: Vec::new(),
+            logits,
+            pending: None,
+            start_ms,
+            prefill_ms,
+            first_token_ms: None,
+            prompt_tokens: prompt.len(),
+            reused,
+            stop: None,
+            flushed: false,
+        })
+    }
+}
+
+/// A reply being generated: [`Reply::step`] yields its text piece by piece, and
+/// [`Reply::finish`] gives the whole [`Generation`] once it has ended (or was cancelled).
+pub struct Reply<'a> {
+    model: &'a mut Model,
+    cached: &'a mut Vec<u32>,
+    tokenizer: &'a Tokenizer,
+    decoder: StreamDecoder<'a>,
+    clock: &'a dyn Clock,
+    sampler: Sampler,
+    guard: LoopGuard,
+    stop_ids: Vec<u32>,
+    ignore_eos: bool,
+    max_tokens: usize,
+    capacity: usize,
+    history: Vec<u32>,
+    tokens: Vec<u32>,
+    logits: Vec<f32>,
+    /// The last sampled id, still to be run through the model before the next sample.
+    pending: Option<u32>,
+    start_ms: f64,
+    prefill_ms: f64,
+    first_token_ms: Option<f64>,
+    prompt_tokens: usize,
+    reused: usize,
+    stop: Option<StopReason>,
+    /// The decoder's held-back text has been handed out after the stop.
+    flushed: bool,
+}
+
+impl std::fmt::Debug for Reply<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reply")
+            .field("tokens", &self.tokens.len())
+            .field("stop", &self.stop)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reply<'_> {
+    /// Generates until the next piece of text and returns it; `None` once the reply has
+    /// ended. The model runs only inside this call, so between calls nothing is computing.
+    pub fn step(&mut self) -> Result<Option<String>, GenerateError> {
+        loop {
+            if self.stop.is_some() {
+                if self.flushed {
+                    return Ok(None);
                 }
+                self.flushed = true;
+                return Ok(self.decoder.finish()?);
             }
-            if guard.push(id) == LoopVerdict::Stop {
-                break StopReason::Repetition;
+            if let Some(id) = self.pending.take() {
+                self.logits = run(self.model, self.cached, &[id])?;
             }
-            if tokens.len() >= config.max_tokens {
-                break StopReason::MaxTokens;
+            let id = self.sampler.sample(&mut self.logits, &self.history)?;
+            let clock = self.clock;
+            let start_ms = self.start_ms;
+            self.first_token_ms
+                .get_or_insert_with(|| clock.now_ms() - start_ms);
+            if !self.ignore_eos && self.stop_ids.contains(&id) {
+                self.stop = Some(StopReason::EndOfTurn);
+                continue;
             }
-            if self.cached.len() + 1 > capacity {
-                break StopReason::ContextFull;
+            self.tokens.push(id);
+            self.history.push(id);
+            let text = self.decoder.push(id)?;
+            self.stop = if self.guard.push(id) == LoopVerdict::Stop {
+                Some(StopReason::Repetition)
+            } else if self.tokens.len() >= self.max_tokens {
+                Some(StopReason::MaxTokens)
+            } else if self.cached.len() + 1 > self.capacity {
+                Some(StopReason::ContextFull)
+            } else {
+                self.pending = Some(id);
+                None
+            };
+            if text.is_some() {
+                return Ok(text);
             }
-            logits = run(&mut self.model, &mut self.cached, &[id])?;
-        };
-        if let Some(text) = decoder.finish()? {
-            on_text(&text);
         }
-        let total_ms = clock.now_ms() - start;
-        let first = first_token_ms.unwrap_or(total_ms);
+    }
+
+    /// Ends the reply at the caller's request: the next [`Reply::step`] hands out any text
+    /// still held back and then `None`.
+    pub fn cancel(&mut self) {
+        self.pending = None;
+        self.stop = Some(StopReason::Cancelled);
+    }
+
+    /// The tokens generated so far.
+    pub fn generated_tokens(&self) -> usize {
+        self.tokens.len()
+    }
+
+    /// The finished reply with its timings; a reply not yet ended counts as cancelled.
+    pub fn finish(self) -> Result<Generation, GenerateError> {
+        let total_ms = self.clock.now_ms() - self.start_ms;
+        let first = self.first_token_ms.unwrap_or(total_ms);
         let per_s = |n: usize, ms: f64| {
             if ms > 0.0 {
                 n as f64 * 1000.0 / ms
@@ -229,17 +338,17 @@ impl Session {
             }
         };
         let stats = GenerationStats {
-            prompt_tokens: prompt.len(),
-            reused_tokens: reused,
-            generated_tokens: tokens.len(),
+            prompt_tokens: self.prompt_tokens,
+            reused_tokens: self.reused,
+            generated_tokens: self.tokens.len(),
             time_to_first_token_ms: first,
-            prefill_tokens_per_s: per_s(prompt.len() - reused, prefill_ms),
-            decode_tokens_per_s: per_s(tokens.len().saturating_sub(1), total_ms - first),
-            stop,
+            prefill_tokens_per_s: per_s(self.prompt_tokens - self.reused, self.prefill_ms),
+            decode_tokens_per_s: per_s(self.tokens.len().saturating_sub(1), total_ms - first),
+            stop: self.stop.unwrap_or(StopReason::Cancelled),
         };
-        let text = self.tokenizer.decode(&tokens, true)?;
+        let text = self.tokenizer.decode(&self.tokens, true)?;
         Ok(Generation {
-            tokens,
+            tokens: self.tokens,
             text,
             stats,
         })

@@ -1,6 +1,9 @@
-//! The page: header, the chat, and the bottom-right button group.
+//! The page: header, the chat and the bottom-right button group. The engine runs in a worker
+//! ([`WorkerClient`]); this component reads the catalog, asks the worker to load, turns the
+//! worker's events into the status button, the conversation, the download progress and the
+//! performance log, and sends the student's questions.
 
-use gloo_net::http::Request;
+use gloo_net::http::Request as HttpRequest;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -9,10 +12,13 @@ use super::chat::ChatView;
 use super::info_panel::InfoPanel;
 use super::settings::SettingsPanel;
 use super::state::TutorState;
+use super::status_button::status_view;
+use super::worker_client::WorkerClient;
 use crate::catalog::Catalog;
+use crate::conversation::Conversation;
 use crate::model_info::LoadStatus;
-use crate::perf_log::PerfLog;
-use crate::protocol::FileProgress;
+use crate::perf_log::{PerfLog, StatusChange};
+use crate::protocol::{Event, FileProgress, Request};
 
 /// Where the catalog is served from, relative to the page.
 const CATALOG_URL: &str = "public/catalog.json";
@@ -26,31 +32,135 @@ pub fn App() -> impl IntoView {
         progress: None,
     });
     let perf = RwSignal::new(PerfLog::default());
+    // Status changes are recorded by the page; the worker's log replaces the rest.
+    let status_changes = RwSignal::new(Vec::<StatusChange>::new());
     let progress = RwSignal::new(Vec::<FileProgress>::new());
+    let client = StoredValue::new_local(None::<WorkerClient>);
+    // Why the last reply ended (`end_of_turn`, `cancelled`, ...), shown as `data-stop`.
+    let stop_reason = RwSignal::new(None::<String>);
+
+    Effect::new(move |_| {
+        let view = status.with(status_view);
+        status_changes.update(|changes| {
+            changes.push(StatusChange {
+                at_ms: js_sys::Date::now(),
+                state: view.class.trim_start_matches("status-button-").to_string(),
+                detail: view.tooltip,
+            })
+        });
+    });
+    let send = move |request: Request| {
+        client.with_value(|c| match c {
+            Some(c) => c.send(&request),
+            None => Err("the engine worker is not running".to_string()),
+        })
+    };
+
+    spawn_local(async move {
+        let catalog = match fetch_catalog(state.hub.get_untracked()).await {
+            Ok(catalog) => catalog,
+            Err(e) => return status.set(LoadStatus::Failed(e)),
+        };
+        let on_event = move |event: Event| match event {
+            Event::Started => {
+                if let Err(e) = send(Request::Load {
+                    catalog: catalog.clone(),
+                }) {
+                    status.set(LoadStatus::Failed(e));
+                }
+            }
+            Event::TierStarted { tier } => status.set(LoadStatus::Loading {
+                detail: format!("Trying the {} model", tier.as_str()),
+                progress: None,
+            }),
+            Event::TierFailed { tier, reason } => status.set(LoadStatus::Loading {
+                detail: format!("The {} model failed: {reason}", tier.as_str()),
+                progress: None,
+            }),
+            Event::Progress(p) => {
+                status.set(progress_status(&p));
+                progress.update(|files| match files.iter_mut().find(|f| f.file == p.file) {
+                    Some(file) => *file = p,
+                    None => files.push(p),
+                });
+            }
+            Event::Ready {
+                model_info,
+                config: model_config,
+            } => {
+                state.model_ready(model_config);
+                status.set(LoadStatus::Ready(model_info));
+                let _ = send(Request::Info);
+            }
+            Event::LoadFailed { message } => {
+                status.set(LoadStatus::Failed(message));
+                let _ = send(Request::Info);
+            }
+            Event::Token { text } => state.conversation.update(|c| {
+                c.append(&text);
+            }),
+            Event::Done { stats } => {
+                stop_reason.set(
+                    serde_json::to_value(stats.stop)
+                        .ok()
+                        .and_then(|r| r.as_str().map(str::to_string)),
+                );
+                state.conversation.update(|c| {
+                    c.finish(stats);
+                });
+                let _ = send(Request::Info);
+            }
+            Event::Error { message } => {
+                // The page sends one load, so an error while loading (the worker crashed,
+                // ran out of memory) ends that load.
+                if matches!(status.get_untracked(), LoadStatus::Loading { .. }) {
+                    status.set(LoadStatus::Failed(message.clone()));
+                }
+                state.conversation.update(|c| {
+                    c.fail(message);
+                });
+            }
+            Event::Info { perf: log, .. } => perf.set(log),
+            Event::CacheCleared { freed_bytes } => {
+                let mb = freed_bytes as f64 / 1e6;
+                perf.update(|p| {
+                    p.warnings
+                        .push(format!("cached models cleared ({mb:.1} MB)"))
+                });
+            }
+        };
+        match WorkerClient::spawn(on_event) {
+            Ok(c) => client.set_value(Some(c)),
+            Err(e) => status.set(LoadStatus::Failed(e)),
+        }
+    });
+
     let model_info = Signal::derive(move || match status.get() {
         LoadStatus::Ready(info) => Some(info),
         _ => None,
     });
-    spawn_local(async move {
-        status.set(match fetch_catalog().await {
-            Ok(catalog) => LoadStatus::Failed(format!(
-                "Catalog read ({} hub tiers and {}), but this build has no inference engine yet",
-                catalog.tiers.len(),
-                catalog.compact.name
-            )),
-            Err(e) => LoadStatus::Failed(e),
-        });
-    });
     let ready = Signal::derive(move || matches!(status.get(), LoadStatus::Ready(_)));
+    let generating = Signal::derive(move || state.conversation.with(Conversation::is_streaming));
+    let perf_view = Signal::derive(move || {
+        let mut log = perf.get();
+        log.status_changes = status_changes.get();
+        log
+    });
     let on_send = Callback::new(move |question: String| {
-        state.ask(question);
-        let reason = match status.get_untracked() {
-            LoadStatus::Failed(e) => e,
-            _ => "no model is live".to_string(),
-        };
-        state.conversation.update(|c| {
-            c.fail(reason);
-        });
+        stop_reason.set(None);
+        let messages = state.ask(question);
+        let config = state.config.get_untracked();
+        if let Err(e) = send(Request::Generate { messages, config }) {
+            state.conversation.update(|c| {
+                c.fail(e);
+            });
+        }
+    });
+    let on_stop = Callback::new(move |_| {
+        let _ = send(Request::Stop);
+    });
+    let on_clear_cache = Callback::new(move |_| {
+        let _ = send(Request::ClearCache);
     });
 
     view! {
@@ -59,14 +169,16 @@ pub fn App() -> impl IntoView {
                 <h1>"Mimir"</h1>
                 <p class="tagline">"A tutor that runs entirely in your browser"</p>
             </header>
-            <ChatView
-                conversation=state.conversation
-                lesson_notes=state.lesson_notes
-                generating=Signal::derive(move || state.conversation.with(|c| c.is_streaming()))
-                ready=ready
-                on_send=on_send
-                on_stop=Callback::new(|_| ())
-            />
+            <main class="conversation" aria-label="Conversation" data-stop=move || stop_reason.get()>
+                <ChatView
+                    conversation=state.conversation
+                    lesson_notes=state.lesson_notes
+                    generating=generating
+                    ready=ready
+                    on_send=on_send
+                    on_stop=on_stop
+                />
+            </main>
             <ButtonGroup
                 status=status
                 settings=move || {
@@ -78,18 +190,47 @@ pub fn App() -> impl IntoView {
                                 state.model_config.get().unwrap_or_default()
                             })
                             hub=state.hub
-                            on_clear_cache=Callback::new(|_| ())
+                            on_clear_cache=on_clear_cache
                         />
                     }
                 }
-                info=move || view! { <InfoPanel model_info=model_info perf=perf progress=progress /> }
+                info=move || {
+                    view! { <InfoPanel model_info=model_info perf=perf_view progress=progress /> }
+                }
             />
         </div>
     }
 }
 
-async fn fetch_catalog() -> Result<Catalog, String> {
-    let response = Request::get(CATALOG_URL)
+/// The status while a file arrives: its name, and the fraction done when the size is known.
+fn progress_status(p: &FileProgress) -> LoadStatus {
+    let fraction = p
+        .total
+        .filter(|&t| t > 0)
+        .map(|t| p.bytes as f32 / t as f32);
+    let detail = if p.from_cache {
+        format!("Reading {} from the cache", p.file)
+    } else {
+        let eta = p
+            .eta_s
+            .map(|s| format!(", {s:.0} s left"))
+            .unwrap_or_default();
+        format!(
+            "Downloading {} ({:.1} MB/s{eta})",
+            p.file,
+            p.rate_bytes_per_s / 1e6
+        )
+    };
+    LoadStatus::Loading {
+        detail,
+        progress: fraction,
+    }
+}
+
+/// The catalog with its hub chosen: the page's `?hub=` first, then the hub saved in
+/// settings, then the catalog's own.
+async fn fetch_catalog(saved_hub: Option<String>) -> Result<Catalog, String> {
+    let response = HttpRequest::get(CATALOG_URL)
         .send()
         .await
         .map_err(|e| format!("{CATALOG_URL}: {e}"))?;
@@ -100,5 +241,17 @@ async fn fetch_catalog() -> Result<Catalog, String> {
         .text()
         .await
         .map_err(|e| format!("{CATALOG_URL}: {e}"))?;
-    Catalog::from_json(&text, CATALOG_URL).map_err(|e| e.to_string())
+    let catalog = Catalog::from_json(&text, CATALOG_URL).map_err(|e| e.to_string())?;
+    match hub_parameter().or(saved_hub) {
+        Some(hub) => catalog.with_hub(&hub).map_err(|e| e.to_string()),
+        None => Ok(catalog),
+    }
+}
+
+/// The page URL's `hub` parameter.
+fn hub_parameter() -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search)
+        .ok()?
+        .get("hub")
 }

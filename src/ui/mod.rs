@@ -8,5 +8,6 @@ pub mod settings;
 pub mod state;
 pub mod status_button;
 pub mod storage;
+pub mod worker_client;
 
 pub use app::App;

@@ -1,0 +1,426 @@
+//! The model cache in OPFS: one entry per hub file, verified by sha256 before first use and
+//! resumable after an interrupted download.
+//!
+//! An entry `K` (a hash of hub, repo, revision and path) is three files in the namespace
+//! directory: `K.bin` holds the bytes, `K.part` records what a download in progress expects
+//! (sha256, size), and `K.done` is written only after the sha256 of the whole of `K.bin` was
+//! checked. Without `K.done` the bytes are never used as a model; they are only the start of
+//! a resumed download: they are hashed again and the rest is asked for with a Range request.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use thiserror::Error;
+
+use super::fetch::{self, Abort, FetchError};
+use super::opfs::{Dir, File, OpfsError};
+use crate::download_progress::ProgressMeter;
+use crate::protocol::FileProgress;
+
+/// Bytes read per step when a stored part is hashed again.
+const REHASH_CHUNK: usize = 4 << 20;
+
+/// Why a file could not be made available.
+#[derive(Debug, Error, Clone, PartialEq)]
+pub enum CacheError {
+    /// The download failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// Browser storage failed.
+    #[error(transparent)]
+    Storage(#[from] OpfsError),
+    /// The bytes do not have the expected sha256; the file was discarded.
+    #[error(
+        "{file}: sha256 mismatch: expected {expected}, got {actual}; the download was discarded"
+    )]
+    Mismatch {
+        /// `repo/path` or URL.
+        file: String,
+        /// The sha256 the catalog or hub announced.
+        expected: String,
+        /// The sha256 of the bytes received.
+        actual: String,
+    },
+    /// Nothing says what the file's sha256 should be, so it cannot be verified.
+    #[error("{file}: no sha256 known (the catalog gives none and the hub sent no ETag)")]
+    NoDigest {
+        /// `repo/path` or URL.
+        file: String,
+    },
+    /// The body ended before the announced size.
+    #[error("{file}: the download stopped at {got} of {expected} bytes")]
+    Truncated {
+        /// `repo/path` or URL.
+        file: String,
+        /// Bytes stored.
+        got: u64,
+        /// Announced size.
+        expected: u64,
+    },
+    /// Not enough storage quota for the file.
+    #[error("{file}: needs {needed} more bytes but the browser allows only {available} more; free some space or clear cached models")]
+    NoSpace {
+        /// `repo/path` or URL.
+        file: String,
+        /// Bytes still to store.
+        needed: u64,
+        /// Quota minus usage.
+        available: u64,
+    },
+    /// The file is too large for this device's memory.
+    #[error("{file}: {size} bytes is more than this device can hold ({reason})")]
+    TooLarge {
+        /// `repo/path` or URL.
+        file: String,
+        /// The file's size.
+        size: u64,
+        /// The device limit that applies.
+        reason: String,
+    },
+    /// A range answer that does not start where asked.
+    #[error("{file}: asked for bytes from {asked} but the hub answered {content_range:?}")]
+    BadRange {
+        /// `repo/path` or URL.
+        file: String,
+        /// The first byte asked for.
+        asked: u64,
+        /// The `Content-Range` header received.
+        content_range: Option<String>,
+    },
+}
+
+/// One file to make available: where it is, what it is called and what it should hash to.
+#[derive(Debug, Clone)]
+pub struct FileRequest {
+    /// The cache key's text (hub, repo, revision, path), hashed into the entry name.
+    pub key: String,
+    /// Download URL.
+    pub url: String,
+    /// Name for messages and progress (`repo/path`).
+    pub display: String,
+    /// Expected sha256 (lowercase hex), when known before asking the hub.
+    pub sha256: Option<String>,
+    /// Most bytes this file may have on this device, with the reason (device memory).
+    pub max_size: Option<(u64, String)>,
+}
+
+/// A verified file in the cache, and how its bytes got there in this call.
+#[derive(Debug)]
+pub struct CachedFile {
+    /// The open file.
+    pub file: File,
+    /// Its sha256.
+    pub sha256: String,
+    /// Bytes fetched over the network in this call.
+    pub network_bytes: u64,
+    /// Bytes that were already stored (a complete entry, or the start of a resumed one).
+    pub cache_bytes: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Record {
+    url: String,
+    sha256: String,
+    size: u64,
+}
+
+/// The model cache: a namespace directory in OPFS.
+#[derive(Debug, Clone)]
+pub struct ModelCache {
+    dir: Dir,
+    path: String,
+}
+
+impl ModelCache {
+    /// Opens (creating) the cache under OPFS directory `path` (`mimir/models`).
+    pub async fn open(path: &str) -> Result<Self, OpfsError> {
+        Ok(Self {
+            dir: Dir::open(path).await?,
+            path: path.to_string(),
+        })
+    }
+
+    /// The OPFS directory path.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// True when the entry for `key` has been verified complete.
+    pub async fn is_complete(&self, key: &str) -> Result<bool, OpfsError> {
+        Ok(self.record(&entry_name(key)).await?.is_some())
+    }
+
+    /// Deletes every entry; returns the bytes freed.
+    pub async fn clear(&self) -> Result<u64, CacheError> {
+        let freed = self.size_of_entries().await?;
+        let (parent, name) = match self.path.rsplit_once('/') {
+            Some((parent, name)) => (Dir::open(parent).await?, name),
+            None => (Dir::open("").await?, self.path.as_str()),
+        };
+        parent.remove(name).await?;
+        Ok(freed)
+    }
+
+    async fn size_of_entries(&self) -> Result<u64, OpfsError> {
+        let mut total = 0;
+        for name in self.dir.entry_names().await? {
+            if let Some(file) = self.dir.open_file(&name, false).await? {
+                total += file.size()?;
+            }
+        }
+        Ok(total)
+    }
+
+    async fn record(&self, entry: &str) -> Result<Option<Record>, OpfsError> {
+        let text = self.dir.read_text(&format!("{entry}.done")).await?;
+        Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    /// Makes `request`'s file available and verified: from the cache when complete, else by
+    /// downloading (resuming a stored part). `on_progress` gets throttled progress.
+    pub async fn fetch(
+        &self,
+        request: &FileRequest,
+        abort: &Abort,
+        on_progress: &mut dyn FnMut(FileProgress),
+    ) -> Result<CachedFile, CacheError> {
+        let entry = entry_name(&request.key);
+        let bin = format!("{entry}.bin");
+        if let Some(record) = self.record(&entry).await? {
+            let wanted = request.sha256.as_deref();
+            if let Some(file) = self.dir.open_file(&bin, false).await? {
+                if file.size()? == record.size && wanted.is_none_or(|w| w == record.sha256) {
+                    check_size(request, record.size)?;
+                    on_progress(ProgressMeter::cached(&request.display, record.size));
+                    return Ok(CachedFile {
+                        file,
+                        sha256: record.sha256,
+                        network_bytes: 0,
+                        cache_bytes: record.size,
+                    });
+                }
+            }
+            // A record that does not match its bytes or the catalog: start again.
+            self.dir.remove(&format!("{entry}.done")).await?;
+        }
+        let result = self.download(request, &entry, abort, on_progress).await;
+        if matches!(
+            result,
+            Err(CacheError::Mismatch { .. } | CacheError::NoSpace { .. })
+        ) || matches!(&result, Err(CacheError::Storage(e)) if e.is_quota())
+        {
+            self.dir.remove(&bin).await?;
+            self.dir.remove(&format!("{entry}.part")).await?;
+        }
+        result
+    }
+
+    async fn download(
+        &self,
+        request: &FileRequest,
+        entry: &str,
+        abort: &Abort,
+        on_progress: &mut dyn FnMut(FileProgress),
+    ) -> Result<CachedFile, CacheError> {
+        let file = self
+            .dir
+            .open_file(&format!("{entry}.bin"), true)
+            .await?
+            .expect("created when missing");
+        let part: Option<Record> = self
+            .dir
+            .read_text(&format!("{entry}.part"))
+            .await?
+            .and_then(|t| serde_json::from_str(&t).ok());
+        let mut hasher = Sha256::new();
+        let mut offset = match &part {
+            Some(part)
+                if part.url == request.url
+                    && request.sha256.as_ref().is_none_or(|s| *s == part.sha256) =>
+            {
+                rehash(&file, &mut hasher, part.size)?
+            }
+            _ => {
+                file.truncate(0)?;
+                0
+            }
+        };
+        let resumed = offset;
+        let mut download = fetch::get(&request.url, offset, abort).await?;
+        if offset > 0 && download.status == 200 {
+            // The hub ignored the range: the body is the whole file.
+            file.truncate(0)?;
+            hasher = Sha256::new();
+            offset = 0;
+        } else if offset > 0 {
+            let content_range = download.header("content-range");
+            let starts_at = content_range
+                .as_deref()
+                .and_then(|r| r.strip_prefix("bytes "))
+                .and_then(|r| r.split('-').next())
+                .and_then(|s| s.parse::<u64>().ok());
+            if starts_at != Some(offset) {
+                return Err(CacheError::BadRange {
+                    file: request.display.clone(),
+                    asked: offset,
+                    content_range,
+                });
+            }
+        }
+        let total = total_size(&download);
+        let expected = request
+            .sha256
+            .clone()
+            .or_else(|| hub_digest(&download))
+            .ok_or_else(|| CacheError::NoDigest {
+                file: request.display.clone(),
+            })?;
+        if let Some(total) = total {
+            check_size(request, total)?;
+            check_quota(&request.display, total - offset).await?;
+            let record = Record {
+                url: request.url.clone(),
+                sha256: expected.clone(),
+                size: total,
+            };
+            self.dir
+                .write_text(
+                    &format!("{entry}.part"),
+                    &serde_json::to_string(&record).unwrap(),
+                )
+                .await?;
+        }
+        let mut meter = ProgressMeter::new(&request.display, total, offset, super::now_ms());
+        let mut network_bytes = 0;
+        let body = async {
+            while let Some(chunk) = download.next_chunk().await? {
+                file.write_at(&chunk, offset)?;
+                hasher.update(&chunk);
+                offset += chunk.len() as u64;
+                network_bytes += chunk.len() as u64;
+                if let Some(progress) = meter.update(offset, super::now_ms()) {
+                    on_progress(progress);
+                }
+            }
+            Ok::<(), CacheError>(())
+        };
+        let body_result = body.await;
+        file.flush()?;
+        body_result?;
+        on_progress(meter.finish(offset, super::now_ms()));
+        if let Some(total) = total.filter(|&t| t != offset) {
+            return Err(CacheError::Truncated {
+                file: request.display.clone(),
+                got: offset,
+                expected: total,
+            });
+        }
+        let actual = hex(&hasher.finalize());
+        if actual != expected {
+            return Err(CacheError::Mismatch {
+                file: request.display.clone(),
+                expected,
+                actual,
+            });
+        }
+        let record = Record {
+            url: request.url.clone(),
+            sha256: actual.clone(),
+            size: offset,
+        };
+        self.dir
+            .write_text(
+                &format!("{entry}.done"),
+                &serde_json::to_string(&record).unwrap(),
+            )
+            .await?;
+        self.dir.remove(&format!("{entry}.part")).await?;
+        Ok(CachedFile {
+            file,
+            sha256: actual,
+            network_bytes,
+            cache_bytes: resumed.min(offset),
+        })
+    }
+}
+
+/// The entry name for a key: the first 32 hex digits of its sha256 (OPFS names must not
+/// hold `/`, and keys are long).
+pub fn entry_name(key: &str) -> String {
+    hex(&Sha256::digest(key.as_bytes()))[..32].to_string()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Hashes the first `limit` stored bytes again (never trusting an unverified part) and
+/// returns how many there are.
+fn rehash(file: &File, hasher: &mut Sha256, limit: u64) -> Result<u64, OpfsError> {
+    let stored = file.size()?.min(limit);
+    let mut buf = vec![0; REHASH_CHUNK];
+    let mut at = 0;
+    while at < stored {
+        let want = ((stored - at) as usize).min(buf.len());
+        let n = file.read_at(&mut buf[..want], at)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        at += n as u64;
+    }
+    file.truncate(at)?;
+    Ok(at)
+}
+
+/// The whole file's size: from `Content-Range` for a range answer, else `Content-Length`.
+fn total_size(download: &fetch::Download) -> Option<u64> {
+    if download.status == 206 {
+        download
+            .header("content-range")
+            .and_then(|r| r.rsplit('/').next().and_then(|t| t.parse().ok()))
+    } else {
+        download
+            .header("content-length")
+            .and_then(|l| l.parse().ok())
+    }
+}
+
+/// The sha256 the hub announces: `X-Linked-Etag` (LFS files), else a 64-hex `ETag`.
+fn hub_digest(download: &fetch::Download) -> Option<String> {
+    ["x-linked-etag", "etag"]
+        .iter()
+        .filter_map(|h| download.header(h))
+        .map(|v| {
+            v.trim_start_matches("W/")
+                .trim_matches('"')
+                .to_ascii_lowercase()
+        })
+        .find(|v| v.len() == 64 && v.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn check_size(request: &FileRequest, size: u64) -> Result<(), CacheError> {
+    match &request.max_size {
+        Some((max, reason)) if size > *max => Err(CacheError::TooLarge {
+            file: request.display.clone(),
+            size,
+            reason: reason.clone(),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// Fails when the origin's storage quota cannot take `needed` more bytes.
+async fn check_quota(file: &str, needed: u64) -> Result<(), CacheError> {
+    let Some((usage, quota)) = super::storage_estimate().await else {
+        return Ok(());
+    };
+    let available = quota.saturating_sub(usage);
+    if needed > available {
+        return Err(CacheError::NoSpace {
+            file: file.to_string(),
+            needed,
+            available,
+        });
+    }
+    Ok(())
+}

@@ -1,0 +1,341 @@
+//! The engine worker: a dedicated Web Worker that downloads, caches, verifies and loads the
+//! model (see [`tiers`]) and streams replies to the page, one [`Request`] and [`Event`] JSON
+//! message at a time. Generation returns to the event loop between tokens, so a `Stop`
+//! arrives while a reply is being written.
+
+pub mod cache;
+pub mod fetch;
+pub mod opfs;
+pub mod stats;
+pub mod tiers;
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use js_sys::Reflect;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::{spawn_local, JsFuture};
+use web_sys::{DedicatedWorkerGlobalScope, MessageEvent, WorkerGlobalScope};
+
+use crate::engine::chat::ChatMessage;
+use crate::engine::clock::Clock;
+use crate::engine::generate::Session;
+use crate::engine::generation_config::GenerationConfig;
+use crate::model_info::ModelInfo;
+use crate::perf_log::PerfLog;
+use crate::protocol::{Event, Request};
+use cache::ModelCache;
+use fetch::Abort;
+use tiers::{LoadError, Loaded, Loader};
+
+/// Where the app keeps its files in OPFS.
+pub const APP_DIR: &str = "mimir";
+
+/// The worker's global scope (`self`).
+pub fn global() -> WorkerGlobalScope {
+    js_sys::global().unchecked_into()
+}
+
+/// Milliseconds from `performance.now()`.
+pub fn now_ms() -> f64 {
+    global()
+        .performance()
+        .map_or_else(js_sys::Date::now, |p| p.now())
+}
+
+/// The browser clock for the engine.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BrowserClock;
+
+impl Clock for BrowserClock {
+    fn now_ms(&self) -> f64 {
+        now_ms()
+    }
+}
+
+/// A JS error as text (`name: message`, or its string form).
+pub fn js_error(error: &JsValue) -> String {
+    if let Some(e) = error.dyn_ref::<js_sys::Error>() {
+        format!("{}: {}", String::from(e.name()), String::from(e.message()))
+    } else {
+        error.as_string().unwrap_or_else(|| format!("{error:?}"))
+    }
+}
+
+/// `navigator.deviceMemory` in GB (Chromium only; read by name, the binding is unstable).
+pub fn device_memory_gb() -> Option<f64> {
+    Reflect::get(&global().navigator(), &JsValue::from_str("deviceMemory"))
+        .ok()
+        .and_then(|v| v.as_f64())
+}
+
+/// Size of this wasm instance's linear memory.
+pub fn wasm_memory_bytes() -> u64 {
+    wasm_bindgen::memory()
+        .unchecked_into::<js_sys::WebAssembly::Memory>()
+        .buffer()
+        .unchecked_into::<js_sys::ArrayBuffer>()
+        .byte_length() as u64
+}
+
+/// `performance.memory.usedJSHeapSize`, where the browser has it.
+pub fn js_heap_bytes() -> Option<u64> {
+    let performance = global().performance()?;
+    let memory = Reflect::get(&performance, &JsValue::from_str("memory")).ok()?;
+    Reflect::get(&memory, &JsValue::from_str("usedJSHeapSize"))
+        .ok()?
+        .as_f64()
+        .map(|b| b as u64)
+}
+
+/// `navigator.storage.estimate()` as `(usage, quota)`, where the browser answers.
+pub async fn storage_estimate() -> Option<(u64, u64)> {
+    let promise = global().navigator().storage().estimate().ok()?;
+    let estimate = JsFuture::from(promise).await.ok()?;
+    let field = |name: &str| {
+        Reflect::get(&estimate, &JsValue::from_str(name))
+            .ok()?
+            .as_f64()
+            .map(|v| v as u64)
+    };
+    Some((field("usage")?, field("quota")?))
+}
+
+/// Asks for persistent storage (`navigator.storage.persist()`); false when refused.
+pub async fn request_persistence() -> bool {
+    let Ok(promise) = global().navigator().storage().persist() else {
+        return false;
+    };
+    JsFuture::from(promise)
+        .await
+        .is_ok_and(|granted| granted.is_truthy())
+}
+
+/// Lets the event loop run (a `setTimeout(0)` task), so queued messages are handled.
+pub async fn yield_to_events() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        let _ = global().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+    });
+    let _ = JsFuture::from(promise).await;
+}
+
+/// What the worker holds between messages.
+#[derive(Default)]
+struct State {
+    /// The live model; taken out while a reply is generated.
+    session: RefCell<Option<Session>>,
+    /// What is live, and its generation settings.
+    live: RefCell<Option<(ModelInfo, GenerationConfig)>>,
+    perf: RefCell<PerfLog>,
+    loading: RefCell<Option<Abort>>,
+    generating: Cell<bool>,
+    stop: Cell<bool>,
+}
+
+/// Starts the worker: answers messages until the page terminates it.
+pub fn run() {
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let state = Rc::new(State::default());
+    let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+        let state = Rc::clone(&state);
+        move |message: MessageEvent| {
+            let text = message.data().as_string().unwrap_or_default();
+            match Request::from_json(&text) {
+                Ok(request) => handle(&state, request),
+                Err(e) => post(&Event::Error {
+                    message: format!("not a request: {e}"),
+                }),
+            }
+        }
+    });
+    scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    on_message.forget();
+    spawn_local(async move {
+        if let Ok(dir) = opfs::Dir::open(APP_DIR).await {
+            state.perf.borrow_mut().fallback_activations = stats::fallback_count(&dir).await;
+        }
+        post(&Event::Started);
+    });
+}
+
+/// Sends an event to the page.
+pub fn post(event: &Event) {
+    let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
+    let _ = scope.post_message(&JsValue::from_str(&event.to_json()));
+}
+
+fn handle(state: &Rc<State>, request: Request) {
+    let busy = |what: &str| {
+        post(&Event::Error {
+            message: format!("{what} is already running"),
+        })
+    };
+    match request {
+        Request::Load { catalog } => {
+            if state.loading.borrow().is_some() {
+                return busy("a load");
+            }
+            if state.generating.get() {
+                return busy("a reply");
+            }
+            let abort = match Abort::new() {
+                Ok(a) => a,
+                Err(message) => return post(&Event::Error { message }),
+            };
+            *state.loading.borrow_mut() = Some(abort.clone());
+            let state = Rc::clone(state);
+            spawn_local(async move {
+                load(&state, &catalog, &abort).await;
+                *state.loading.borrow_mut() = None;
+            });
+        }
+        Request::Generate { messages, config } => {
+            if state.generating.get() {
+                return busy("a reply");
+            }
+            if state.live.borrow().is_none() {
+                return post(&Event::Error {
+                    message: "no model is loaded yet".into(),
+                });
+            }
+            state.generating.set(true);
+            state.stop.set(false);
+            let state = Rc::clone(state);
+            spawn_local(async move {
+                if let Err(message) = generate(&state, &messages, &config).await {
+                    post(&Event::Error { message });
+                }
+                state.generating.set(false);
+            });
+        }
+        Request::Stop => {
+            state.stop.set(true);
+            if let Some(abort) = state.loading.borrow().as_ref() {
+                abort.abort();
+            }
+        }
+        Request::Info => post(&Event::Info {
+            model_info: state.live.borrow().as_ref().map(|l| l.0.clone()),
+            perf: state.perf.borrow().clone(),
+        }),
+        Request::ClearCache => {
+            if state.loading.borrow().is_some() {
+                return busy("a load");
+            }
+            spawn_local(async {
+                let cleared = async { ModelCache::open(&cache_path(APP_DIR)).await?.clear().await };
+                post(&match cleared.await {
+                    Ok(freed_bytes) => Event::CacheCleared { freed_bytes },
+                    Err(e) => Event::Error {
+                        message: format!("clearing cached models: {e}"),
+                    },
+                });
+            });
+        }
+    }
+}
+
+/// The cache directory under an app directory.
+pub fn cache_path(app_dir: &str) -> String {
+    format!("{app_dir}/models")
+}
+
+async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
+    // The loader logs into a copy, so `Info` during a load still answers with the log so far.
+    let mut perf = state.perf.borrow().clone();
+    if !request_persistence().await {
+        perf.warnings.push(
+            "the browser did not grant persistent storage; cached models may be evicted".into(),
+        );
+    }
+    let result = match ModelCache::open(&cache_path(APP_DIR)).await {
+        Ok(cache) => {
+            let base_url = global().location().href();
+            let mut on_event = |event: Event| post(&event);
+            Loader::new(&cache, abort, &mut perf, &mut on_event, base_url)
+                .load(catalog)
+                .await
+        }
+        Err(e) => Err(LoadError::AllFailed(e.to_string())),
+    };
+    match result {
+        Ok(Loaded {
+            session,
+            model_info,
+            config,
+        }) => {
+            if model_info.using_fallback {
+                if let Ok(dir) = opfs::Dir::open(APP_DIR).await {
+                    perf.fallback_activations = stats::count_fallback(&dir).await;
+                }
+            }
+            post(&Event::Ready {
+                model_info: model_info.clone(),
+                config: config.clone(),
+            });
+            *state.session.borrow_mut() = Some(session);
+            *state.live.borrow_mut() = Some((model_info, config));
+        }
+        Err(LoadError::Cancelled) => post(&Event::LoadFailed {
+            message: "loading was cancelled".into(),
+        }),
+        Err(LoadError::AllFailed(message)) => post(&Event::LoadFailed { message }),
+    }
+    let mut shared = state.perf.borrow_mut();
+    shared.attempts = perf.attempts;
+    shared.memory = perf.memory;
+    shared.warnings = perf.warnings;
+    shared.fallback_activations = perf.fallback_activations;
+}
+
+async fn generate(
+    state: &State,
+    messages: &[ChatMessage],
+    config: &GenerationConfig,
+) -> Result<(), String> {
+    let mut session = state
+        .session
+        .take()
+        .ok_or("no model is loaded yet (or a load replaced it)")?;
+    let result = reply(state, &mut session, messages, config).await;
+    *state.session.borrow_mut() = Some(session);
+    result
+}
+
+async fn reply(
+    state: &State,
+    session: &mut Session,
+    messages: &[ChatMessage],
+    config: &GenerationConfig,
+) -> Result<(), String> {
+    let pieces = session.template().render(messages, true);
+    let prompt = session
+        .tokenizer()
+        .encode_prompt(&pieces, true)
+        .map_err(|e| e.to_string())?;
+    let clock = BrowserClock;
+    let mut reply = session
+        .start(&prompt, config, false, &clock)
+        .map_err(|e| e.to_string())?;
+    loop {
+        if state.stop.get() {
+            reply.cancel();
+        }
+        match reply.step().map_err(|e| e.to_string())? {
+            Some(text) => post(&Event::Token { text }),
+            None => break,
+        }
+        yield_to_events().await;
+    }
+    let generation = reply.finish().map_err(|e| e.to_string())?;
+    state
+        .perf
+        .borrow_mut()
+        .replies
+        .push(generation.stats.clone());
+    post(&Event::Done {
+        stats: generation.stats,
+    });
+    Ok(())
+}

@@ -1,0 +1,380 @@
+//! The loading order: fine-tuned → adapter → base from the hub, then the bundled compact
+//! model. Each attempt is timed and logged; the first model that loads is returned.
+
+use std::io::{BufReader, Read};
+
+use super::cache::{CacheError, CachedFile, FileRequest, ModelCache};
+use super::fetch::Abort;
+use super::opfs::OpfsError;
+use crate::catalog::{Catalog, RepoFile, Tier};
+use crate::engine::generate::Session;
+use crate::engine::generation_config::GenerationConfig;
+use crate::engine::lora::Adapter;
+use crate::engine::model::LoadOptions;
+use crate::engine::tokenizer::Tokenizer;
+use crate::model_info::{ModelInfo, ModelType};
+use crate::perf_log::{MemorySample, PerfLog, TierAttempt};
+use crate::protocol::Event;
+
+/// Memory a model needs per byte of its GGUF file: the weights themselves, the f32 copy of
+/// the token embedding, the KV cache and the wasm heap's slack. Phi-3 mini's 2.4 GB Q4 file
+/// needs about 3.8 GB, so a device that reports 2 GB (`navigator.deviceMemory`) goes
+/// straight to the compact model, while the local hub's 5 MB test models pass anywhere.
+pub const MEMORY_PER_FILE_BYTE: f64 = 1.6;
+
+/// Read buffer between OPFS and the GGUF reader: few large reads instead of many small.
+const READ_BUFFER: usize = 1 << 20;
+
+/// Positions the KV cache holds.
+const CONTEXT_CAP: usize = 2048;
+
+/// A model that is live, and what it is.
+#[derive(Debug)]
+pub struct Loaded {
+    /// The engine session.
+    pub session: Session,
+    /// What is live, for the page.
+    pub model_info: ModelInfo,
+    /// The model's generation settings.
+    pub config: GenerationConfig,
+}
+
+/// Why no model was loaded.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LoadError {
+    /// The load was cancelled; nothing is live.
+    Cancelled,
+    /// Every tier failed; the first tier's error.
+    AllFailed(String),
+}
+
+/// What a load needs from its surroundings.
+pub struct Loader<'a> {
+    /// The model cache.
+    pub cache: &'a ModelCache,
+    /// Cancels the downloads.
+    pub abort: &'a Abort,
+    /// Where attempts, memory and warnings are recorded.
+    pub perf: &'a mut PerfLog,
+    /// Receives `TierStarted`, `TierFailed` and `Progress` events.
+    pub on_event: &'a mut dyn FnMut(Event),
+    /// `navigator.deviceMemory` in GB, where the browser tells it.
+    pub device_memory_gb: Option<f64>,
+    /// The URL the compact model's relative URL is resolved against (the app's folder).
+    pub base_url: String,
+    network_bytes: u64,
+    cache_bytes: u64,
+    tokenizer: Option<Option<Tokenizer>>,
+}
+
+impl<'a> Loader<'a> {
+    /// A loader over `cache` with cancel handle `abort`, logging to `perf`, telling `on_event`.
+    pub fn new(
+        cache: &'a ModelCache,
+        abort: &'a Abort,
+        perf: &'a mut PerfLog,
+        on_event: &'a mut dyn FnMut(Event),
+        base_url: String,
+    ) -> Self {
+        Self {
+            cache,
+            abort,
+            perf,
+            on_event,
+            device_memory_gb: super::device_memory_gb(),
+            base_url,
+            network_bytes: 0,
+            cache_bytes: 0,
+            tokenizer: None,
+        }
+    }
+
+    /// Tries the catalog's tiers in order and returns the first model that loads.
+    pub async fn load(&mut self, catalog: &Catalog) -> Result<Loaded, LoadError> {
+        let mut first_error: Option<String> = None;
+        let tiers = catalog.tiers.iter().map(Some).chain(std::iter::once(None));
+        for tier in tiers {
+            let model_type = tier.map_or(ModelType::Compact, |t| t.model_type);
+            (self.on_event)(Event::TierStarted { tier: model_type });
+            let started_at_ms = js_sys::Date::now();
+            let start = super::now_ms();
+            self.network_bytes = 0;
+            self.cache_bytes = 0;
+            let result = match tier {
+                Some(tier) => self.hub_tier(catalog, tier).await,
+                None => self.compact_tier(catalog).await,
+            };
+            let error = result.as_ref().err().cloned();
+            self.perf.attempts.push(TierAttempt {
+                tier: model_type,
+                started_at_ms,
+                duration_ms: super::now_ms() - start,
+                network_bytes: self.network_bytes,
+                cache_bytes: self.cache_bytes,
+                ok: error.is_none(),
+                error: error.clone(),
+            });
+            self.perf.memory.push(memory_sample(&format!(
+                "after trying {}",
+                model_type.as_str()
+            )));
+            match result {
+                Ok(mut loaded) => {
+                    if let Some(reason) = first_error {
+                        loaded.model_info.using_fallback = true;
+                        loaded.model_info.fallback_reason = Some(reason);
+                    }
+                    return Ok(loaded);
+                }
+                Err(reason) => {
+                    (self.on_event)(Event::TierFailed {
+                        tier: model_type,
+                        reason: reason.clone(),
+                    });
+                    if self.abort.is_aborted() {
+                        return Err(LoadError::Cancelled);
+                    }
+                    first_error.get_or_insert(reason);
+                }
+            }
+        }
+        Err(LoadError::AllFailed(first_error.unwrap_or_default()))
+    }
+
+    async fn hub_tier(&mut self, catalog: &Catalog, tier: &Tier) -> Result<Loaded, String> {
+        let max_size = self.device_limit();
+        if let (Some(size), Some((max, reason))) = (tier.weights.size, &max_size) {
+            if size > *max {
+                return Err(format!(
+                    "{}: {size} bytes is more than this device can hold ({reason})",
+                    tier.weights.display_path()
+                ));
+            }
+        }
+        let mut options = LoadOptions {
+            context_cap: CONTEXT_CAP,
+            ..LoadOptions::default()
+        };
+        let mut fine_tuned_path = None;
+        if let Some(adapter) = &tier.adapter {
+            // Each file is read and its exclusive OPFS handle closed before the next is opened.
+            let config = self.fetch_hub(catalog, &adapter.config, None).await?;
+            let config = read_all(&config, &adapter.config.display_path())?;
+            let weights = self.fetch_hub(catalog, &adapter.weights, None).await?;
+            let weights = read_all(&weights, &adapter.weights.display_path())?;
+            let config = String::from_utf8(config)
+                .map_err(|e| format!("{}: not UTF-8: {e}", adapter.config.display_path()))?;
+            options = adapter_options(options, &config, &weights, &adapter.weights.display_path())?;
+            fine_tuned_path = Some(adapter.weights.display_path());
+        }
+        let tokenizer = self.hub_tokenizer(catalog).await;
+        let weights = self.fetch_hub(catalog, &tier.weights, max_size).await?;
+        let tokenizer_source = match &tokenizer {
+            Some(_) => catalog.tokenizer.display_path(),
+            None => format!("GGUF vocabulary of {}", tier.weights.display_path()),
+        };
+        let session = load_session(&weights, &tier.weights.display_path(), &options, tokenizer)?;
+        let weights_path = tier.weights.display_path();
+        let (fine_tuned_path, base_model_path) = match tier.model_type {
+            ModelType::FineTuned => (Some(weights_path), base_weights_path(catalog)),
+            _ => (fine_tuned_path, weights_path),
+        };
+        Ok(Loaded {
+            model_info: model_info(
+                &session,
+                tier.model_type,
+                fine_tuned_path,
+                base_model_path,
+                tokenizer_source,
+            ),
+            session,
+            config: GenerationConfig::phi3(),
+        })
+    }
+
+    async fn compact_tier(&mut self, catalog: &Catalog) -> Result<Loaded, String> {
+        let compact = &catalog.compact;
+        let url = web_sys::Url::new_with_base(&compact.url, &self.base_url)
+            .map(|u| u.href())
+            .map_err(|e| format!("{}: not a URL: {}", compact.url, super::js_error(&e)))?;
+        let request = FileRequest {
+            key: format!("compact\n{url}"),
+            url: url.clone(),
+            display: compact.name.clone(),
+            sha256: Some(compact.sha256.clone()),
+            max_size: None,
+        };
+        let file = self.fetch(&request).await?;
+        let session = load_session(
+            &file,
+            &compact.name,
+            &LoadOptions {
+                context_cap: CONTEXT_CAP,
+                ..LoadOptions::default()
+            },
+            None,
+        )?;
+        Ok(Loaded {
+            model_info: model_info(
+                &session,
+                ModelType::Compact,
+                None,
+                compact.url.clone(),
+                format!("GGUF vocabulary of {}", compact.name),
+            ),
+            session,
+            config: GenerationConfig::default(),
+        })
+    }
+
+    /// The tokenizer from the catalog's base repo, fetched once per load; `None` (with a
+    /// warning in the log) when it cannot be had, so the GGUF's own vocabulary is used.
+    async fn hub_tokenizer(&mut self, catalog: &Catalog) -> Option<Tokenizer> {
+        if let Some(tokenizer) = &self.tokenizer {
+            return tokenizer.clone();
+        }
+        let display = catalog.tokenizer.display_path();
+        let result = match self.fetch_hub(catalog, &catalog.tokenizer, None).await {
+            Ok(file) => read_all(&file, &display).and_then(|bytes| {
+                Tokenizer::from_json_bytes(&bytes, &display).map_err(|e| e.to_string())
+            }),
+            Err(e) => Err(e),
+        };
+        let tokenizer = match result {
+            Ok(t) => Some(t),
+            Err(e) => {
+                self.perf
+                    .warnings
+                    .push(format!("tokenizer: {e}; using the GGUF's own vocabulary"));
+                None
+            }
+        };
+        self.tokenizer = Some(tokenizer.clone());
+        tokenizer
+    }
+
+    async fn fetch_hub(
+        &mut self,
+        catalog: &Catalog,
+        file: &RepoFile,
+        max_size: Option<(u64, String)>,
+    ) -> Result<CachedFile, String> {
+        let request = FileRequest {
+            key: format!(
+                "{}\n{}\n{}\n{}",
+                catalog.hub, file.repo, file.revision, file.path
+            ),
+            url: file.url(&catalog.hub),
+            display: file.display_path(),
+            sha256: file.sha256.clone(),
+            max_size,
+        };
+        self.fetch(&request).await
+    }
+
+    async fn fetch(&mut self, request: &FileRequest) -> Result<CachedFile, String> {
+        let on_event = &mut *self.on_event;
+        let result = self
+            .cache
+            .fetch(request, self.abort, &mut |p| on_event(Event::Progress(p)))
+            .await;
+        match result {
+            Ok(file) => {
+                self.network_bytes += file.network_bytes;
+                self.cache_bytes += file.cache_bytes;
+                Ok(file)
+            }
+            Err(CacheError::Storage(e)) => Err(format!("{}: {e}", request.display)),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The largest weights file this device can hold, from `navigator.deviceMemory`.
+    fn device_limit(&self) -> Option<(u64, String)> {
+        self.device_memory_gb.map(|gb| {
+            let max = gb * (1u64 << 30) as f64 / MEMORY_PER_FILE_BYTE;
+            (
+                max as u64,
+                format!(
+                    "the device reports {gb} GB of memory, enough for model files up to {:.1} GB",
+                    max / 1e9
+                ),
+            )
+        })
+    }
+}
+
+/// The engine options with the tier's PEFT adapter parsed and checked (shapes are checked
+/// against the base weights when the model loads).
+fn adapter_options(
+    options: LoadOptions,
+    config_json: &str,
+    weights: &[u8],
+    source: &str,
+) -> Result<LoadOptions, String> {
+    let adapter = Adapter::from_peft(config_json, weights, source).map_err(|e| e.to_string())?;
+    Ok(LoadOptions {
+        adapter: Some(adapter),
+        ..options
+    })
+}
+
+fn base_weights_path(catalog: &Catalog) -> String {
+    catalog
+        .tiers
+        .iter()
+        .find(|t| t.model_type == ModelType::Base)
+        .map(|t| t.weights.display_path())
+        .unwrap_or_default()
+}
+
+fn read_all(file: &CachedFile, display: &str) -> Result<Vec<u8>, String> {
+    let mut bytes = Vec::new();
+    file.file
+        .reader()
+        .map_err(|e: OpfsError| e.to_string())?
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("{display}: {e}"))?;
+    Ok(bytes)
+}
+
+fn load_session(
+    file: &CachedFile,
+    display: &str,
+    options: &LoadOptions,
+    tokenizer: Option<Tokenizer>,
+) -> Result<Session, String> {
+    let reader = file.file.reader().map_err(|e| e.to_string())?;
+    let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
+    Session::from_gguf(&mut reader, display, options, tokenizer).map_err(|e| e.to_string())
+}
+
+fn model_info(
+    session: &Session,
+    model_type: ModelType,
+    fine_tuned_path: Option<String>,
+    base_model_path: String,
+    tokenizer_source: String,
+) -> ModelInfo {
+    ModelInfo {
+        status: "ready".into(),
+        model_type,
+        is_adapter: model_type == ModelType::Adapter,
+        fine_tuned_path,
+        base_model_path,
+        using_fallback: false,
+        fallback_reason: None,
+        tokenizer_source,
+        context_length: session.model().context_length(),
+    }
+}
+
+/// The worker's memory now: wasm linear memory, and the JS heap where Chrome tells it.
+pub fn memory_sample(label: &str) -> MemorySample {
+    MemorySample {
+        at_ms: js_sys::Date::now(),
+        label: label.to_string(),
+        wasm_bytes: super::wasm_memory_bytes(),
+        js_heap_bytes: super::js_heap_bytes(),
+    }
+}

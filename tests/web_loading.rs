@@ -1,0 +1,554 @@
+//! Model loading as the engine worker does it, in a dedicated worker of headless Chromium
+//! (OPFS sync access handles exist only there), against the local hub that `make test-wasm`
+//! starts on port 8091 with `mimir-train hub-data`'s tiny Phi-3 models. Faults are set per
+//! test through `POST /_hub/faults`; `GET /_hub/log` shows what was asked for. Each test
+//! has its own cache directory.
+#![cfg(target_arch = "wasm32")]
+
+use mimir::catalog::Catalog;
+use mimir::engine::chat::ChatMessage;
+use mimir::engine::generation_config::GenerationConfig;
+use mimir::model_info::ModelType;
+use mimir::perf_log::PerfLog;
+use mimir::protocol::Event;
+use mimir::worker::cache::ModelCache;
+use mimir::worker::fetch::{self, Abort};
+use mimir::worker::stats;
+use mimir::worker::tiers::{LoadError, Loaded, Loader};
+use mimir::worker::{global, js_error, BrowserClock};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::*;
+use web_sys::{RequestInit, Response};
+
+wasm_bindgen_test_configure!(run_in_dedicated_worker);
+
+/// The local hub `make test-wasm` starts (`MIMIR_TEST_HUB` at build time overrides it).
+const HUB: &str = match option_env!("MIMIR_TEST_HUB") {
+    Some(hub) => hub,
+    None => "http://127.0.0.1:8091",
+};
+const FINE_TUNED: &str = "/jdesiree/Mimir-Phi-3.5/resolve/main/mimir-phi-3-mini-q4_k_m.gguf";
+const BASE: &str =
+    "/microsoft/Phi-3-mini-4k-instruct-gguf/resolve/main/Phi-3-mini-4k-instruct-q4.gguf";
+/// The tiny base GGUF under another revision stands in for the bundled compact model.
+const COMPACT: &str =
+    "/microsoft/Phi-3-mini-4k-instruct-gguf/resolve/compact/Phi-3-mini-4k-instruct-q4.gguf";
+
+async fn hub(method: &str, path: &str, body: Option<Value>) -> Value {
+    let init = RequestInit::new();
+    init.set_method(method);
+    if let Some(body) = body {
+        init.set_body(&JsValue::from_str(&body.to_string()));
+    }
+    let url = format!("{HUB}{path}");
+    let response: Response = JsFuture::from(global().fetch_with_str_and_init(&url, &init))
+        .await
+        .unwrap_or_else(|e| panic!("{url}: {} (is the test hub running?)", js_error(&e)))
+        .unchecked_into();
+    assert!(response.ok(), "{method} {url}: HTTP {}", response.status());
+    let text = JsFuture::from(response.text().unwrap()).await.unwrap();
+    serde_json::from_str(&text.as_string().unwrap()).unwrap()
+}
+
+/// Replaces the hub's faults and empties its request log.
+async fn set_faults(faults: Value) {
+    hub("POST", "/_hub/faults", Some(json!({ "faults": faults }))).await;
+    hub("DELETE", "/_hub/log", None).await;
+}
+
+/// The GET requests the hub served for `path`.
+async fn gets_of(path: &str) -> Vec<Value> {
+    let log = hub("GET", "/_hub/log", None).await;
+    log.as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["method"] == "GET" && r["path"] == path)
+        .cloned()
+        .collect()
+}
+
+async fn bytes_of(path: &str) -> Vec<u8> {
+    let abort = Abort::new().unwrap();
+    let mut download = fetch::get(&format!("{HUB}{path}"), 0, &abort)
+        .await
+        .unwrap();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = download.next_chunk().await.unwrap() {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The shipped catalog pointed at the test hub, the compact model served by the hub too.
+async fn catalog() -> Catalog {
+    set_faults(json!([])).await;
+    let compact = bytes_of(COMPACT).await;
+    let mut catalog = Catalog::from_json(include_str!("../public/catalog.json"), "catalog.json")
+        .unwrap()
+        .with_hub(HUB)
+        .unwrap();
+    catalog.compact.url = format!("{HUB}{COMPACT}");
+    catalog.compact.size = compact.len() as u64;
+    catalog.compact.sha256 = hex(&Sha256::digest(&compact));
+    catalog
+}
+
+struct Outcome {
+    result: Result<Loaded, LoadError>,
+    perf: PerfLog,
+    events: Vec<Event>,
+}
+
+/// Loads `catalog` with the cache in OPFS directory `dir`; `on_event` sees each event first.
+async fn load_with(
+    dir: &str,
+    catalog: &Catalog,
+    abort: &Abort,
+    device_memory_gb: Option<f64>,
+    on_event: &mut dyn FnMut(&Event),
+) -> Outcome {
+    let cache = ModelCache::open(dir).await.unwrap();
+    let mut perf = PerfLog::default();
+    let mut events = Vec::new();
+    let mut sink = |event: Event| {
+        on_event(&event);
+        events.push(event);
+    };
+    let mut loader = Loader::new(&cache, abort, &mut perf, &mut sink, HUB.to_string());
+    if device_memory_gb.is_some() {
+        loader.device_memory_gb = device_memory_gb;
+    }
+    let result = loader.load(catalog).await;
+    Outcome {
+        result,
+        perf,
+        events,
+    }
+}
+
+async fn load(dir: &str, catalog: &Catalog) -> Outcome {
+    load_with(dir, catalog, &Abort::new().unwrap(), None, &mut |_| {}).await
+}
+
+/// A fresh cache directory for one test.
+async fn fresh(name: &str) -> String {
+    let dir = format!("mimir-test/{name}");
+    ModelCache::open(&dir).await.unwrap().clear().await.unwrap();
+    dir
+}
+
+fn loaded(outcome: &Outcome) -> &Loaded {
+    match &outcome.result {
+        Ok(loaded) => loaded,
+        Err(e) => panic!(
+            "nothing loaded: {e:?}; attempts {:#?}",
+            outcome.perf.attempts
+        ),
+    }
+}
+
+fn tiers_tried(perf: &PerfLog) -> Vec<(ModelType, bool)> {
+    perf.attempts.iter().map(|a| (a.tier, a.ok)).collect()
+}
+
+fn hub_key(catalog: &Catalog, path: &str) -> String {
+    let file = catalog
+        .tiers
+        .iter()
+        .map(|t| &t.weights)
+        .find(|w| w.path == path)
+        .unwrap();
+    format!(
+        "{}\n{}\n{}\n{}",
+        catalog.hub, file.repo, file.revision, file.path
+    )
+}
+
+#[wasm_bindgen_test]
+async fn all_tiers_present_loads_the_fine_tuned_model_and_streams_a_reply() {
+    let catalog = catalog().await;
+    let dir = fresh("all-present").await;
+    let mut outcome = load(&dir, &catalog).await;
+    let info = loaded(&outcome).model_info.clone();
+    assert_eq!(info.model_type, ModelType::FineTuned);
+    assert!(!info.using_fallback && !info.is_adapter);
+    assert_eq!(
+        info.fine_tuned_path.as_deref(),
+        Some("jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf")
+    );
+    assert_eq!(
+        info.base_model_path,
+        "microsoft/Phi-3-mini-4k-instruct-gguf/Phi-3-mini-4k-instruct-q4.gguf"
+    );
+    assert_eq!(
+        info.tokenizer_source,
+        "microsoft/Phi-3-mini-4k-instruct/tokenizer.json"
+    );
+    assert!(info.context_length > 0);
+
+    let attempt = &outcome.perf.attempts[..];
+    assert_eq!(tiers_tried(&outcome.perf), [(ModelType::FineTuned, true)]);
+    assert!(attempt[0].network_bytes > 5_000_000, "{attempt:?}");
+    assert_eq!(attempt[0].cache_bytes, 0);
+    assert!(attempt[0].duration_ms > 0.0);
+    assert!(!outcome.perf.memory.is_empty() && outcome.perf.memory[0].wasm_bytes > 0);
+    assert!(
+        outcome.perf.warnings.is_empty(),
+        "{:?}",
+        outcome.perf.warnings
+    );
+    assert!(matches!(
+        outcome.events[0],
+        Event::TierStarted {
+            tier: ModelType::FineTuned
+        }
+    ));
+    let last_progress = outcome
+        .events
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            Event::Progress(p) if p.file.ends_with(".gguf") => Some(p),
+            _ => None,
+        })
+        .expect("progress events for the weights");
+    assert_eq!(Some(last_progress.bytes), last_progress.total);
+    assert!(!last_progress.from_cache);
+
+    // The step API the worker uses: four tokens, one at a time.
+    let session = &mut outcome.result.as_mut().unwrap().session;
+    let pieces = session
+        .template()
+        .render(&[ChatMessage::user("What is 2 plus 2?")], true);
+    let prompt = session.tokenizer().encode_prompt(&pieces, true).unwrap();
+    let config = GenerationConfig {
+        max_tokens: 4,
+        ..GenerationConfig::phi3()
+    };
+    let clock = BrowserClock;
+    let mut reply = session.start(&prompt, &config, true, &clock).unwrap();
+    let mut streamed = String::new();
+    while let Some(piece) = reply.step().unwrap() {
+        streamed.push_str(&piece);
+    }
+    let generation = reply.finish().unwrap();
+    assert_eq!(generation.stats.generated_tokens, 4);
+    assert_eq!(streamed, generation.text);
+}
+
+#[wasm_bindgen_test]
+async fn fine_tuned_missing_loads_the_adapter_tier() {
+    let catalog = catalog().await;
+    let dir = fresh("adapter").await;
+    set_faults(json!([{ "path": FINE_TUNED, "status": 404 }])).await;
+    let outcome = load(&dir, &catalog).await;
+    let info = &loaded(&outcome).model_info;
+    assert_eq!(
+        tiers_tried(&outcome.perf),
+        [(ModelType::FineTuned, false), (ModelType::Adapter, true)]
+    );
+    let first_error = outcome.perf.attempts[0].error.as_deref().unwrap();
+    assert!(first_error.contains("HTTP 404"), "{first_error}");
+    for file in ["adapter_config.json", "adapter_model.safetensors"] {
+        let gets = gets_of(&format!("/jdesiree/Mimir-Phi-3.5/resolve/main/{file}")).await;
+        assert_eq!(gets.len(), 1, "{file}: {gets:?}");
+        assert_eq!(gets[0]["status"], 200);
+    }
+    assert_eq!(info.model_type, ModelType::Adapter);
+    assert!(info.is_adapter);
+    assert!(info.using_fallback, "the fine-tuned tier was better");
+    assert_eq!(
+        info.fine_tuned_path.as_deref(),
+        Some("jdesiree/Mimir-Phi-3.5/adapter_model.safetensors")
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_corrupt_adapter_falls_back_to_base_and_keeps_its_error() {
+    let mut catalog = catalog().await;
+    let adapter = catalog.tiers[1].adapter.as_mut().unwrap();
+    adapter.weights.path = "adapter_config.json".into();
+    catalog.tiers.remove(0);
+    let dir = fresh("adapter-corrupt").await;
+    let outcome = load(&dir, &catalog).await;
+    let info = &loaded(&outcome).model_info;
+    assert_eq!(info.model_type, ModelType::Base);
+    assert!(info.using_fallback);
+    let adapter_attempt = &outcome.perf.attempts[0];
+    assert_eq!(adapter_attempt.tier, ModelType::Adapter);
+    assert!(!adapter_attempt.ok);
+    assert!(adapter_attempt
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("jdesiree/Mimir-Phi-3.5/adapter_config.json"));
+}
+
+#[wasm_bindgen_test]
+async fn every_hub_tier_failing_loads_the_compact_model() {
+    let catalog = catalog().await;
+    let dir = fresh("compact").await;
+    set_faults(json!([
+        { "path": "/microsoft/*/resolve/main/*", "status": 500 },
+        { "path": "/jdesiree/*", "status": 500 }
+    ]))
+    .await;
+    let outcome = load(&dir, &catalog).await;
+    let info = &loaded(&outcome).model_info;
+    assert_eq!(info.model_type, ModelType::Compact);
+    assert!(info.using_fallback);
+    assert_eq!(
+        tiers_tried(&outcome.perf),
+        [
+            (ModelType::FineTuned, false),
+            (ModelType::Adapter, false),
+            (ModelType::Base, false),
+            (ModelType::Compact, true)
+        ]
+    );
+    assert!(outcome.perf.attempts[..3].iter().all(|a| a
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("HTTP 500")));
+    assert!(
+        outcome
+            .perf
+            .warnings
+            .iter()
+            .any(|w| w.contains("tokenizer")),
+        "the tokenizer's failure is logged: {:?}",
+        outcome.perf.warnings
+    );
+}
+
+#[wasm_bindgen_test]
+async fn everything_failing_reports_the_first_error_and_stays_usable() {
+    let catalog = catalog().await;
+    let dir = fresh("nothing").await;
+    set_faults(json!([{ "path": "*", "status": 500 }])).await;
+    let outcome = load(&dir, &catalog).await;
+    match &outcome.result {
+        Err(LoadError::AllFailed(first)) => assert!(
+            first.contains(&format!("{HUB}{FINE_TUNED}: HTTP 500")),
+            "{first}"
+        ),
+        other => panic!(
+            "expected every tier to fail, got {:?}",
+            other.as_ref().err()
+        ),
+    }
+    assert_eq!(outcome.perf.attempts.len(), 4);
+    assert!(outcome.perf.attempts.iter().all(|a| !a.ok));
+    let failed = outcome
+        .events
+        .iter()
+        .filter(|e| matches!(e, Event::TierFailed { .. }))
+        .count();
+    assert_eq!(failed, 4);
+
+    // The same loader works again once the hub is back.
+    set_faults(json!([])).await;
+    let again = load(&dir, &catalog).await;
+    assert_eq!(loaded(&again).model_info.model_type, ModelType::FineTuned);
+}
+
+#[wasm_bindgen_test]
+async fn a_cut_download_resumes_with_a_range_request_and_is_verified() {
+    let catalog = catalog().await;
+    let dir = fresh("resume").await;
+    let half = 2_600_000;
+    set_faults(json!([{ "path": FINE_TUNED, "cut_after": half, "times": 1 }])).await;
+    let first = load(&dir, &catalog).await;
+    assert_eq!(first.perf.attempts[0].tier, ModelType::FineTuned);
+    assert!(!first.perf.attempts[0].ok, "{:#?}", first.perf.attempts);
+    assert!(first.perf.attempts[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("mimir-phi-3-mini-q4_k_m.gguf"));
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert!(!cache.is_complete(&key).await.unwrap());
+
+    set_faults(json!([])).await;
+    let second = load(&dir, &catalog).await;
+    assert_eq!(loaded(&second).model_info.model_type, ModelType::FineTuned);
+    let gets = gets_of(FINE_TUNED).await;
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0]["status"], 206);
+    let range = gets[0]["range"].as_str().unwrap();
+    let from: u64 = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(from > 0 && from <= half, "{range}");
+    let attempt = &second.perf.attempts[0];
+    assert!(attempt.ok);
+    assert_eq!(attempt.cache_bytes, from + tokenizer_bytes(&second));
+    assert!(cache.is_complete(&key).await.unwrap());
+}
+
+/// Bytes of the tokenizer read from the cache in a load (it is cached by the first load).
+fn tokenizer_bytes(outcome: &Outcome) -> u64 {
+    outcome
+        .events
+        .iter()
+        .find_map(|e| match e {
+            Event::Progress(p) if p.file.ends_with("tokenizer.json") && p.from_cache => {
+                Some(p.bytes)
+            }
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+#[wasm_bindgen_test]
+async fn a_sha256_mismatch_is_rejected_and_never_loaded() {
+    let mut catalog = catalog().await;
+    catalog.tiers[0].weights.sha256 = Some("0".repeat(64));
+    let dir = fresh("mismatch").await;
+    let outcome = load(&dir, &catalog).await;
+    let error = outcome.perf.attempts[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf"),
+        "{error}"
+    );
+    assert!(error.contains("sha256 mismatch"), "{error}");
+    assert!(error.contains(&"0".repeat(64)), "{error}");
+    assert_ne!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert!(!cache.is_complete(&key).await.unwrap());
+}
+
+#[wasm_bindgen_test]
+async fn a_reload_is_served_from_the_cache_without_model_requests() {
+    let catalog = catalog().await;
+    let dir = fresh("reload").await;
+    let first = load(&dir, &catalog).await;
+    assert_eq!(loaded(&first).model_info.model_type, ModelType::FineTuned);
+    hub("DELETE", "/_hub/log", None).await;
+    let second = load(&dir, &catalog).await;
+    assert_eq!(loaded(&second).model_info.model_type, ModelType::FineTuned);
+    let log = hub("GET", "/_hub/log", None).await;
+    assert_eq!(log, json!([]), "no requests to the hub on reload");
+    let attempt = &second.perf.attempts[0];
+    assert_eq!(attempt.network_bytes, 0);
+    assert!(attempt.cache_bytes > 5_000_000);
+    assert!(second
+        .events
+        .iter()
+        .all(|e| !matches!(e, Event::Progress(p) if !p.from_cache)));
+}
+
+#[wasm_bindgen_test]
+async fn a_cancelled_download_leaves_no_complete_entry() {
+    let catalog = catalog().await;
+    let dir = fresh("cancel").await;
+    set_faults(json!([{ "path": FINE_TUNED, "rate": 200_000 }])).await;
+    let abort = Abort::new().unwrap();
+    let canceller = abort.clone();
+    let outcome = load_with(&dir, &catalog, &abort, None, &mut |event| {
+        if matches!(event, Event::Progress(p) if p.file.ends_with(".gguf") && p.bytes > 0) {
+            canceller.abort();
+        }
+    })
+    .await;
+    assert_eq!(outcome.result.as_ref().err(), Some(&LoadError::Cancelled));
+    assert_eq!(tiers_tried(&outcome.perf), [(ModelType::FineTuned, false)]);
+    assert!(outcome.perf.attempts[0]
+        .error
+        .as_deref()
+        .unwrap()
+        .contains("cancelled"));
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert!(!cache.is_complete(&key).await.unwrap());
+
+    set_faults(json!([])).await;
+    let again = load(&dir, &catalog).await;
+    assert_eq!(loaded(&again).model_info.model_type, ModelType::FineTuned);
+    let gets = gets_of(FINE_TUNED).await;
+    assert_eq!(gets[0]["status"], 206, "the part is resumed: {gets:?}");
+}
+
+#[wasm_bindgen_test]
+async fn a_device_too_small_for_the_hub_models_gets_the_compact_model_with_the_reason() {
+    let mut catalog = catalog().await;
+    // The base weights' size is in the catalog (for the adapter and base tiers, which share
+    // the file): refused before any request.
+    catalog.tiers[1].weights.size = Some(5_211_776);
+    catalog.tiers[2].weights.size = Some(5_211_776);
+    let dir = fresh("small-device").await;
+    // 4 MiB of device memory: too little for the 5 MB hub models, and the compact model is
+    // not held to the hub tiers' limit.
+    let outcome = load_with(
+        &dir,
+        &catalog,
+        &Abort::new().unwrap(),
+        Some(0.004),
+        &mut |_| {},
+    )
+    .await;
+    let info = &loaded(&outcome).model_info;
+    assert_eq!(info.model_type, ModelType::Compact);
+    let reason = info.fallback_reason.as_deref().unwrap();
+    assert!(
+        reason.contains(
+            "mimir-phi-3-mini-q4_k_m.gguf: 5211776 bytes is more than this device can hold"
+        ),
+        "{reason}"
+    );
+    assert!(reason.contains("0.004 GB"), "{reason}");
+    assert!(
+        gets_of(BASE).await.is_empty(),
+        "the base file, whose size the catalog gives, is not asked for"
+    );
+    assert!(
+        !outcome
+            .events
+            .iter()
+            .any(|e| matches!(e, Event::Progress(p) if p.file.ends_with(".gguf"))),
+        "no hub weights byte is stored: the fine-tuned file is refused on its Content-Length"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn clearing_the_cache_frees_the_models_and_forgets_them() {
+    let catalog = catalog().await;
+    let dir = fresh("clear").await;
+    let outcome = load(&dir, &catalog).await;
+    assert_eq!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert!(cache.is_complete(&key).await.unwrap());
+    let freed = cache.clear().await.unwrap();
+    assert!(freed > 5_211_776, "freed {freed}");
+    let cache = ModelCache::open(&dir).await.unwrap();
+    assert!(!cache.is_complete(&key).await.unwrap());
+}
+
+#[wasm_bindgen_test]
+async fn the_fallback_count_is_kept_in_opfs() {
+    let dir = mimir::worker::opfs::Dir::open("mimir-test/stats")
+        .await
+        .unwrap();
+    dir.remove("stats.json").await.unwrap();
+    assert_eq!(stats::fallback_count(&dir).await, 0);
+    assert_eq!(stats::count_fallback(&dir).await, 1);
+    assert_eq!(stats::count_fallback(&dir).await, 2);
+    let reopened = mimir::worker::opfs::Dir::open("mimir-test/stats")
+        .await
+        .unwrap();
+    assert_eq!(stats::fallback_count(&reopened).await, 2);
+}
