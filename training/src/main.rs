@@ -14,8 +14,9 @@ use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
+use mimir_train::convert::convert;
 use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
-use mimir_train::tiny::{write_hub, write_tiny, TinySpec};
+use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
 
 #[derive(Parser)]
 #[command(name = "mimir-train", version, about = "Mimir's native tools")]
@@ -80,6 +81,22 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         tokens: Vec<u32>,
     },
+    /// Convert a Hugging Face model folder (and optionally a PEFT adapter, merged) to a GGUF
+    /// with llama.cpp's tensor names and metadata.
+    Convert {
+        /// A Hugging Face model folder (`config.json`, safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// A PEFT LoRA adapter folder, merged into the weights.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Tensor type of the matrices (norms stay F32).
+        #[arg(long, value_enum, default_value_t = Quant::F16)]
+        quant: Quant,
+        /// The GGUF file to write (atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Generate and print `{"tokens": [...], "text": "..."}`.
     Generate {
         /// A GGUF model file or a Hugging Face model folder.
@@ -119,6 +136,16 @@ enum Command {
         #[arg(long)]
         ignore_eos: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Quant {
+    F32,
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_k")]
+    Q4K,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -166,6 +193,23 @@ fn main() -> anyhow::Result<()> {
                 root.display(),
                 files.rewritten.len()
             );
+            Ok(())
+        }
+        Command::Convert {
+            model,
+            adapter,
+            quant,
+            out,
+        } => {
+            let adapter = adapter.as_deref().map(load_adapter).transpose()?;
+            let quant = match quant {
+                Quant::F32 => GgufType::F32,
+                Quant::F16 => GgufType::F16,
+                Quant::Q8_0 => GgufType::Q8_0,
+                Quant::Q4K => GgufType::Q4K,
+            };
+            convert(&model, adapter.as_ref(), quant, &out)?;
+            println!("{}", out.display());
             Ok(())
         }
         Command::Logits {

@@ -6,6 +6,7 @@
 
 mod adapt;
 mod config;
+mod export;
 #[cfg(not(target_arch = "wasm32"))]
 mod folder;
 mod layers;
@@ -23,6 +24,7 @@ use crate::engine::lora::{Adapter, LoraError, TargetModule};
 
 pub(crate) use adapt::permute_for_rope;
 pub use config::{Architecture, ModelConfig};
+pub use export::gguf_tensors;
 pub use layers::{Embedding, KvCache, Linear, LoraDelta, RmsNorm, Rope};
 
 #[cfg(not(target_arch = "wasm32"))]
