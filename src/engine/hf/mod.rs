@@ -77,7 +77,7 @@ pub enum HfError {
         file: String,
         /// The tensor name.
         tensor: String,
-        /// candle's error.
-        source: candle_core::Error,
+        /// candle's error (boxed: it is large).
+        source: Box<candle_core::Error>,
     },
 }

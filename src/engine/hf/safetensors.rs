@@ -127,7 +127,7 @@ impl<R: Read + Seek> Shard<R> {
         Tensor::from_raw_buffer(&bytes, dtype, &shape, device).map_err(|source| HfError::Candle {
             file: self.name.clone(),
             tensor: tensor.to_string(),
-            source,
+            source: Box::new(source),
         })
     }
 }

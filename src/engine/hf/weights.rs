@@ -94,7 +94,7 @@ impl<R: Read + Seek> HfWeights<R> {
         let fail = |source| HfError::Candle {
             file: shard.name().to_string(),
             tensor: hf.clone(),
-            source,
+            source: Box::new(source),
         };
         let tensor = tensor.to_dtype(DType::F32).map_err(fail)?;
         let tensor = match permute {
