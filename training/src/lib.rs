@@ -1,5 +1,6 @@
 //! Mimir's native tools: the local Hugging Face-style hub used in development and tests,
 //! and (as they land) dataset acquisition, LoRA fine-tuning, evaluation and export.
 
+pub mod convert;
 pub mod hub;
 pub mod tiny;

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
-use mimir::engine::chat::{build_prompt, PromptPiece};
+use mimir::engine::chat::{build_prompt, ChatTemplate, PromptPiece};
 use mimir::engine::clock::SystemClock;
 use mimir::engine::generate::Session;
 use mimir::engine::generation_config::GenerationConfig;
@@ -14,8 +14,9 @@ use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
+use mimir_train::convert::convert;
 use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
-use mimir_train::tiny::{write_hub, write_tiny, TinySpec};
+use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
 
 #[derive(Parser)]
 #[command(name = "mimir-train", version, about = "Mimir's native tools")]
@@ -70,7 +71,7 @@ enum Command {
     },
     /// Print `{"argmax_all": [...], "last_logits": [...]}` for a token sequence.
     Logits {
-        /// A GGUF model file.
+        /// A GGUF model file or a Hugging Face model folder.
         #[arg(long)]
         model: PathBuf,
         /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`).
@@ -80,9 +81,25 @@ enum Command {
         #[arg(long, value_delimiter = ',', required = true)]
         tokens: Vec<u32>,
     },
+    /// Convert a Hugging Face model folder (and optionally a PEFT adapter, merged) to a GGUF
+    /// with llama.cpp's tensor names and metadata.
+    Convert {
+        /// A Hugging Face model folder (`config.json`, safetensors).
+        #[arg(long)]
+        model: PathBuf,
+        /// A PEFT LoRA adapter folder, merged into the weights.
+        #[arg(long)]
+        adapter: Option<PathBuf>,
+        /// Tensor type of the matrices (norms stay F32).
+        #[arg(long, value_enum, default_value_t = Quant::F16)]
+        quant: Quant,
+        /// The GGUF file to write (atomically).
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Generate and print `{"tokens": [...], "text": "..."}`.
     Generate {
-        /// A GGUF model file.
+        /// A GGUF model file or a Hugging Face model folder.
         #[arg(long)]
         model: PathBuf,
         /// A PEFT LoRA adapter folder (`adapter_config.json`, `adapter_model.safetensors`).
@@ -119,6 +136,16 @@ enum Command {
         #[arg(long)]
         ignore_eos: bool,
     },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Quant {
+    F32,
+    F16,
+    #[value(name = "q8_0")]
+    Q8_0,
+    #[value(name = "q4_k")]
+    Q4K,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -168,18 +195,34 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Convert {
+            model,
+            adapter,
+            quant,
+            out,
+        } => {
+            let adapter = adapter.as_deref().map(load_adapter).transpose()?;
+            let quant = match quant {
+                Quant::F32 => GgufType::F32,
+                Quant::F16 => GgufType::F16,
+                Quant::Q8_0 => GgufType::Q8_0,
+                Quant::Q4K => GgufType::Q4K,
+            };
+            convert(&model, adapter.as_ref(), quant, &out)?;
+            println!("{}", out.display());
+            Ok(())
+        }
         Command::Logits {
             model,
             adapter,
             tokens,
         } => {
-            let mut reader = open(&model)?;
-            let file = GgufFile::read(&mut reader, &model.display().to_string())?;
             let options = LoadOptions {
                 context_cap: tokens.len(),
                 adapter: adapter.as_deref().map(load_adapter).transpose()?,
+                ..LoadOptions::default()
             };
-            let mut model = Model::from_gguf(&file, &mut reader, &options)?;
+            let mut model = load_model(&model, &options)?;
             let all: Vec<Vec<f32>> = model.forward(&tokens, true)?.to_vec2()?;
             let argmax_all: Vec<usize> = all
                 .iter()
@@ -210,28 +253,27 @@ fn main() -> anyhow::Result<()> {
             seed,
             ignore_eos,
         } => {
-            let tokenizer = match tokenizer {
-                Some(path) => {
-                    let bytes = std::fs::read(&path)
-                        .with_context(|| format!("reading {}", path.display()))?;
-                    Some(Tokenizer::from_json_bytes(
-                        &bytes,
-                        &path.display().to_string(),
-                    )?)
-                }
-                None => None,
-            };
-            let mut reader = open(&model)?;
             let options = LoadOptions {
                 adapter: adapter.as_deref().map(load_adapter).transpose()?,
                 ..LoadOptions::default()
             };
-            let mut session = Session::from_gguf(
-                &mut reader,
-                &model.display().to_string(),
-                &options,
-                tokenizer,
-            )?;
+            let mut session = if model.is_dir() {
+                // A folder has no GGUF vocabulary: its own tokenizer.json unless one is given.
+                let path = tokenizer.unwrap_or_else(|| model.join("tokenizer.json"));
+                let tokenizer = read_tokenizer(&path)?;
+                let loaded = Model::from_hf_dir(&model, &options)?;
+                let template = ChatTemplate::from_gguf_template(None, loaded.config().arch.name());
+                Session::new(loaded, tokenizer, template)
+            } else {
+                let tokenizer = tokenizer.as_deref().map(read_tokenizer).transpose()?;
+                let mut reader = open(&model)?;
+                Session::from_gguf(
+                    &mut reader,
+                    &model.display().to_string(),
+                    &options,
+                    tokenizer,
+                )?
+            };
             let ids = match (tokens, prompt) {
                 (Some(ids), _) => ids,
                 (None, Some(text)) => {
@@ -280,6 +322,25 @@ fn load_adapter(dir: &Path) -> anyhow::Result<Adapter> {
         &config,
         &weights,
         &dir.display().to_string(),
+    )?)
+}
+
+/// A GGUF file, or a Hugging Face model folder when `path` is a directory.
+fn load_model(path: &Path, options: &LoadOptions) -> anyhow::Result<Model> {
+    if path.is_dir() {
+        return Ok(Model::from_hf_dir(path, options)?);
+    }
+    let mut reader = open(path)?;
+    let file = GgufFile::read(&mut reader, &path.display().to_string())?;
+    Ok(Model::from_gguf(&file, &mut reader, options)?)
+}
+
+/// A `tokenizer.json`.
+fn read_tokenizer(path: &Path) -> anyhow::Result<Tokenizer> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(Tokenizer::from_json_bytes(
+        &bytes,
+        &path.display().to_string(),
     )?)
 }
 

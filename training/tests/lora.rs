@@ -49,6 +49,7 @@ fn load(path: &Path, adapter: Option<Adapter>) -> Result<Model, ModelError> {
     let options = LoadOptions {
         context_cap: 64,
         adapter,
+        ..LoadOptions::default()
     };
     Model::from_gguf(&file, &mut reader, &options)
 }

@@ -135,7 +135,7 @@ fn rope_heads(config: &ModelConfig, module: TargetModule) -> Option<usize> {
 /// (`[out, r]`): `b.reshape(n_head, 2, out / n_head / 2, r).swapaxes(1, 2).reshape(out, r)`.
 /// The GGUF holds `P W` for the HF weight `W`, so the merged `P (W + s B A)` is
 /// `P W + s (P B) A`: permuting B's rows is all the side path needs.
-fn permute_for_rope(b: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
+pub(crate) fn permute_for_rope(b: &Tensor, n_head: usize) -> candle_core::Result<Tensor> {
     let (rows, r) = b.dims2()?;
     b.reshape((n_head, 2, rows / n_head / 2, r))?
         .transpose(1, 2)?

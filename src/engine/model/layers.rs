@@ -82,6 +82,11 @@ impl LoraDelta {
         }
         ys.reshape(shape)
     }
+
+    /// The update as a dense `[out, in]` matrix, `scale · B A`, for merging into a weight.
+    pub fn dense(&self) -> Result<Tensor> {
+        self.b_t.t()?.matmul(&self.a_t.t()?)? * self.scale
+    }
 }
 
 /// Root-mean-square layer norm with a learned scale.

@@ -6,19 +6,30 @@
 
 mod adapt;
 mod config;
+mod export;
+#[cfg(not(target_arch = "wasm32"))]
+mod folder;
 mod layers;
+mod source;
 
 use std::io::{Read, Seek};
 
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Tensor};
 use thiserror::Error;
 
 use crate::engine::gguf::{GgufError, GgufFile};
+use crate::engine::hf::{HfError, HfWeights};
 use crate::engine::lora::{Adapter, LoraError, TargetModule};
 
+pub(crate) use adapt::permute_for_rope;
 pub use config::{Architecture, ModelConfig};
+pub use export::gguf_tensors;
 pub use layers::{Embedding, KvCache, Linear, LoraDelta, RmsNorm, Rope};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use folder::open_hf_dir;
+use source::{GgufSource, HfSource, WeightSource};
 
 /// Why a model could not be loaded or run.
 #[derive(Debug, Error)]
@@ -29,6 +40,9 @@ pub enum ModelError {
     /// The LoRA adapter does not fit the model (or is itself inconsistent).
     #[error(transparent)]
     Adapter(#[from] LoraError),
+    /// The Hugging Face model folder is unreadable or inconsistent.
+    #[error(transparent)]
+    Hf(#[from] HfError),
     /// An architecture the engine does not implement.
     #[error("{source_name}: architecture {arch:?} is not supported (phi3, llama are)")]
     UnsupportedArchitecture {
@@ -112,6 +126,10 @@ pub struct LoadOptions {
     /// A LoRA adapter applied beside the base weights (unmerged), checked against the model
     /// as it loads.
     pub adapter: Option<Adapter>,
+    /// The type Hugging Face weights are stored in once loaded (`F32`, `F16`, `Q8_0`, …;
+    /// norms stay F32). `None`: F32 for f32 folders, F16 for f16/bf16 ones. GGUF tensors keep
+    /// their own type.
+    pub weight_type: Option<GgmlDType>,
 }
 
 impl Default for LoadOptions {
@@ -119,6 +137,7 @@ impl Default for LoadOptions {
         Self {
             context_cap: 2048,
             adapter: None,
+            weight_type: None,
         }
     }
 }
@@ -158,24 +177,22 @@ pub struct Model {
     device: Device,
 }
 
-struct Loader<'a, R> {
-    file: &'a GgufFile,
-    reader: &'a mut R,
+struct Loader<'a, S> {
+    source: S,
     device: Device,
     config: &'a ModelConfig,
     adapter: Option<&'a Adapter>,
 }
 
-impl<R: Read + Seek> Loader<'_, R> {
+impl<S: WeightSource> Loader<'_, S> {
     fn qtensor(&mut self, name: &str, rows: usize, cols: usize) -> Result<QTensor, ModelError> {
-        let info = self
-            .file
-            .tensor_info(name)
+        let found = self
+            .source
+            .shape(name)
             .ok_or_else(|| ModelError::MissingTensor {
-                source_name: self.file.source().to_string(),
-                tensor: name.to_string(),
+                source_name: self.source.name().to_string(),
+                tensor: self.source.describe(name),
             })?;
-        let found: Vec<usize> = info.dims.iter().rev().copied().collect();
         let expected = if rows == 1 {
             vec![cols]
         } else {
@@ -183,18 +200,18 @@ impl<R: Read + Seek> Loader<'_, R> {
         };
         if found != expected {
             return Err(ModelError::Shape {
-                source_name: self.file.source().to_string(),
-                tensor: name.to_string(),
+                source_name: self.source.name().to_string(),
+                tensor: self.source.describe(name),
                 expected,
                 found,
             });
         }
-        Ok(self.file.tensor(self.reader, name, &self.device)?)
+        self.source.qtensor(name, rows == 1, &self.device)
     }
 
     fn linear(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, ModelError> {
         let t = self.qtensor(name, rows, cols)?;
-        Linear::new(t).context(|| format!("{}: {name}", self.file.source()))
+        Linear::new(t).context(|| format!("{}: {name}", self.source.name()))
     }
 
     /// The projection `module` of block `layer`, `[rows, cols]`, with the adapter's side path
@@ -222,7 +239,7 @@ impl<R: Read + Seek> Loader<'_, R> {
         let t = self.qtensor(name, 1, size)?;
         let weight = t
             .dequantize(&self.device)
-            .context(|| format!("{}: {name}", self.file.source()))?;
+            .context(|| format!("{}: {name}", self.source.name()))?;
         Ok(RmsNorm::new(weight, eps))
     }
 }
@@ -235,6 +252,36 @@ impl Model {
         options: &LoadOptions,
     ) -> Result<Self, ModelError> {
         let config = ModelConfig::from_gguf(file)?;
+        Self::build(config, GgufSource { file, reader }, options)
+    }
+
+    /// Loads a Hugging Face model folder whose `config.json` and shards `weights` holds,
+    /// converting each tensor to [`LoadOptions::weight_type`] as it is read. Llama's q and k
+    /// are permuted as llama.cpp's converter does, so the model equals its GGUF conversion.
+    pub fn from_hf<R: Read + Seek>(
+        weights: &mut HfWeights<R>,
+        options: &LoadOptions,
+    ) -> Result<Self, ModelError> {
+        let config = weights.config().clone();
+        if !weights.tied() && weights.shape("output.weight").is_none() {
+            return Err(ModelError::MissingTensor {
+                source_name: weights.source().to_string(),
+                tensor: "lm_head.weight (tie_word_embeddings is false)".to_string(),
+            });
+        }
+        let source = HfSource {
+            weights,
+            weight_type: options.weight_type,
+        };
+        Self::build(config, source, options)
+    }
+
+    fn build<S: WeightSource>(
+        config: ModelConfig,
+        source: S,
+        options: &LoadOptions,
+    ) -> Result<Self, ModelError> {
+        let source_name = source.name().to_string();
         let adapter = options.adapter.as_ref();
         if let Some(adapter) = adapter {
             adapt::check_targets(adapter, &config)?;
@@ -242,15 +289,14 @@ impl Model {
         let device = Device::Cpu;
         let c = &config;
         let mut load = Loader {
-            file,
-            reader,
+            source,
             device: device.clone(),
             config: c,
             adapter,
         };
         let (hd, q_rows, kv_rows) = (c.hidden, c.heads * c.head_dim, c.kv_heads * c.head_dim);
         let embedding = Embedding::new(load.qtensor("token_embd.weight", c.vocab, hd)?)
-            .context(|| format!("{}: token_embd.weight", file.source()))?;
+            .context(|| format!("{source_name}: token_embd.weight"))?;
         use TargetModule::*;
         let mut blocks = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
@@ -285,12 +331,11 @@ impl Model {
             });
         }
         let output_norm = load.norm("output_norm.weight", hd, c.rms_eps)?;
-        let output = if file.tensor_info("output.weight").is_some() {
+        let output = if load.source.shape("output.weight").is_some() {
             load.linear("output.weight", c.vocab, hd)?
         } else {
             // Tied embeddings (SmolLM2): the output projection is the embedding table.
-            Linear::shared(embedding.table())
-                .context(|| format!("{}: tied output", file.source()))?
+            Linear::shared(embedding.table()).context(|| format!("{source_name}: tied output"))?
         };
         let positions = options.context_cap.min(c.trained_context).max(1);
         let rope = Rope::new(

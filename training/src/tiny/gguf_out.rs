@@ -127,9 +127,9 @@ fn gguf_layout(spec: &TinySpec, weight: &Weight) -> F32Tensor {
     }
 }
 
-/// The model metadata llama.cpp writes for this spec, in its order, with `tokenizer` (the
-/// `tokenizer.*` keys) before `general.quantization_version`.
-fn metadata(
+/// The model metadata llama.cpp writes for a model shaped like `spec` (its seed unused), in
+/// its order, with `tokenizer` (the `tokenizer.*` keys) before `general.quantization_version`.
+pub fn metadata(
     spec: &TinySpec,
     ty: GgufType,
     name: &str,

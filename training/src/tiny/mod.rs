@@ -21,7 +21,7 @@ mod weights;
 
 pub use adapter::{target_modules, LORA_ALPHA, LORA_RANK};
 pub use error::TinyError;
-pub use gguf_out::GgufType;
+pub use gguf_out::{metadata as gguf_metadata, GgufType};
 pub use hub_layout::{hub_spec, write_hub, HubFiles};
 pub use spec::{Arch, TinySpec};
 
