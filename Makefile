@@ -7,6 +7,10 @@ HUB_PORT ?= 8081
 # The local hub the browser tests (`tests/web_loading.rs`) download from.
 TEST_HUB_PORT ?= 8091
 WASM := --target wasm32-unknown-unknown
+# How the hub's binary (`target/debug/mimir-train`) is built. Tests build it as `cargo test`
+# does (dev-dependencies unify features differently), so it is not compiled twice.
+TRAIN_BUILD ?= cargo build -p mimir-train
+TEST_TRAIN_BUILD := cargo test --workspace --no-run --quiet
 WEB_TESTS := $(basename $(notdir $(wildcard tests/web_*.rs)))
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
@@ -21,7 +25,7 @@ setup-test:
 
 ## Serve the app on http://127.0.0.1:$(APP_PORT) with the local hub on $(HUB_PORT).
 serve: setup
-	cargo build -p mimir-train
+	$(TRAIN_BUILD)
 	target/debug/mimir-train hub-data --root hub-data
 	target/debug/mimir-train hub --root hub-data --port $(HUB_PORT) & hub=$$!; \
 	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
@@ -43,7 +47,7 @@ test-native:
 
 ## Browser tests in headless Chromium, with a local hub on $(TEST_HUB_PORT) for the loading tests.
 test-wasm:
-	cargo build -p mimir-train
+	$(TEST_TRAIN_BUILD)
 	target/debug/mimir-train hub-data --root hub-data
 	target/debug/mimir-train hub --root hub-data --port $(TEST_HUB_PORT) & hub=$$!; \
 	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
@@ -54,13 +58,13 @@ dist:
 	trunk build
 
 test-e2e: dist
-	cargo build -p mimir-train
+	$(TEST_TRAIN_BUILD)
 	target/debug/mimir-train hub-data --root hub-data
 	cargo test -p mimir --test e2e_browser
 
 ## `make serve` answers with the app page and the hub answers on its port.
 test-serve:
-	scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
+	TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
 
 clean:
 	cargo clean
