@@ -3,51 +3,17 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
 use std::process::Command;
 
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
-use mimir::engine::model::{LoadOptions, Model};
+use mimir::engine::model::Model;
 use mimir_train::convert::convert;
 use mimir_train::tiny::{write_merged_gguf, write_tiny, GgufType, TinyFiles, TinySpec};
 
-/// `<s>` and a few ordinary tokens.
-const TOKENS: [u32; 5] = [1, 15043, 3186, 29892, 920];
+mod support;
 
-fn options() -> LoadOptions {
-    LoadOptions {
-        context_cap: 64,
-        ..LoadOptions::default()
-    }
-}
-
-fn gguf_logits(path: &Path) -> Vec<Vec<f32>> {
-    let mut reader = BufReader::new(File::open(path).unwrap());
-    let file = GgufFile::read(&mut reader, &path.display().to_string()).unwrap();
-    let mut model = Model::from_gguf(&file, &mut reader, &options()).unwrap();
-    model.forward(&TOKENS, true).unwrap().to_vec2().unwrap()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn argmaxes(logits: &[Vec<f32>]) -> Vec<usize> {
-    logits
-        .iter()
-        .map(|row| {
-            (0..row.len())
-                .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-                .unwrap()
-        })
-        .collect()
-}
+use support::{argmaxes, gguf_logits, max_abs_diff, options, TOKENS};
 
 fn adapter(files: &TinyFiles) -> Adapter {
     let config = std::fs::read_to_string(&files.adapter_config).unwrap();

@@ -3,45 +3,21 @@
 //! broken folders are refused with errors that name the file and tensor.
 
 use std::collections::HashMap;
-use std::fs::{self, File};
-use std::io::BufReader;
+use std::fs;
 use std::path::Path;
 
 use candle_core::quantized::GgmlDType;
-use mimir::engine::gguf::GgufFile;
 use mimir::engine::model::{LoadOptions, Model, ModelError};
 use mimir_train::tiny::{write_tiny, GgufType, TinyFiles, TinySpec};
 use safetensors::SafeTensors;
 
-/// `<s>` and a few ordinary tokens.
-const TOKENS: [u32; 5] = [1, 15043, 3186, 29892, 920];
+mod support;
 
-fn options() -> LoadOptions {
-    LoadOptions {
-        context_cap: 64,
-        ..LoadOptions::default()
-    }
-}
-
-fn gguf_logits(path: &Path) -> Vec<Vec<f32>> {
-    let mut reader = BufReader::new(File::open(path).unwrap());
-    let file = GgufFile::read(&mut reader, &path.display().to_string()).unwrap();
-    let mut model = Model::from_gguf(&file, &mut reader, &options()).unwrap();
-    model.forward(&TOKENS, true).unwrap().to_vec2().unwrap()
-}
+use support::{gguf_logits, max_abs_diff, options, TOKENS};
 
 fn folder_logits(dir: &Path, options: &LoadOptions) -> Vec<Vec<f32>> {
     let mut model = Model::from_hf_dir(dir, options).unwrap();
     model.forward(&TOKENS, true).unwrap().to_vec2().unwrap()
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn tiny(spec: &TinySpec) -> (tempfile::TempDir, TinyFiles) {

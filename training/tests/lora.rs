@@ -14,8 +14,9 @@ use mimir::engine::lora::{Adapter, LoraError};
 use mimir::engine::model::{LoadOptions, Model, ModelError};
 use mimir_train::tiny::{write_merged_gguf, write_tiny, GgufType, TinyFiles, TinySpec};
 
-/// `<s>` and a few ordinary tokens.
-const TOKENS: [u32; 5] = [1, 15043, 3186, 29892, 920];
+mod support;
+
+use support::{argmax, max_abs_diff, TOKENS};
 
 struct Fixture {
     _dir: tempfile::TempDir,
@@ -66,21 +67,6 @@ fn stepwise(model: &mut Model) -> Vec<f32> {
         last = model.forward(&[id], false).unwrap().to_vec1().unwrap();
     }
     last
-}
-
-fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .flatten()
-        .zip(b.iter().flatten())
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
-fn argmax(row: &[f32]) -> usize {
-    (0..row.len())
-        .max_by(|&a, &b| row[a].total_cmp(&row[b]))
-        .unwrap()
 }
 
 fn adapter(f: &Fixture) -> Adapter {
