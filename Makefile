@@ -49,6 +49,13 @@ test-native:
 test-wasm:
 	$(TEST_TRAIN_BUILD)
 	target/debug/mimir-train hub-data --root hub-data
+	for arch in phi3 llama; do \
+	  dir=hub-data/mimir-check/tiny-$$arch; \
+	  target/debug/mimir-train tiny --arch $$arch --out $$dir; \
+	  target/debug/mimir-train logits --model $$dir/model-f32.gguf --adapter $$dir/adapter \
+	    --tokens 1,15043,3186,29892,920 > $$dir/logits.json.part; \
+	  mv $$dir/logits.json.part $$dir/logits.json; \
+	done
 	target/debug/mimir-train hub --root hub-data --port $(TEST_HUB_PORT) & hub=$$!; \
 	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
 	export MIMIR_TEST_HUB=http://127.0.0.1:$(TEST_HUB_PORT); \

@@ -13,7 +13,7 @@ echo "local hub ok" > hub-data/mimir-check/serve/probe.txt
 for _ in $(seq 1 600); do
   if curl -fsS "http://127.0.0.1:$app_port/" 2>/dev/null | grep -q '<title>Mimir</title>'; then
     hub=$(curl -fsS "http://127.0.0.1:$hub_port/mimir-check/serve/resolve/main/probe.txt")
-    rm -rf hub-data/mimir-check
+    rm -rf hub-data/mimir-check/serve
     if [ "$hub" != "local hub ok" ]; then
       echo "check-serve: the hub answered ${hub@Q}" >&2
       exit 1
@@ -24,7 +24,7 @@ for _ in $(seq 1 600); do
   if ! kill -0 "$pid" 2>/dev/null; then break; fi
   sleep 1
 done
-rm -rf hub-data/mimir-check
+rm -rf hub-data/mimir-check/serve
 echo "check-serve: make serve did not answer on :$app_port; its log:" >&2
 cat "$log" >&2
 exit 1
