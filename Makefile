@@ -67,7 +67,7 @@ dist:
 test-e2e: dist
 	$(TEST_TRAIN_BUILD)
 	target/debug/mimir-train hub-data --root hub-data
-	cargo test -p mimir --test e2e_browser
+	cargo test -p mimir --test e2e_browser -- --test-threads 1
 
 ## `make serve` answers with the app page and the hub answers on its port.
 test-serve:

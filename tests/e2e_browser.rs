@@ -54,19 +54,7 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
     );
 
     // The worker loads the fine-tuned tiny model from the local hub: the button turns green.
-    let mut class = String::new();
-    for _ in 0..600 {
-        class = button.attr("class").await.unwrap().unwrap_or_default();
-        if !class.contains("status-button-loading") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let tooltip = button
-        .attr("data-tooltip")
-        .await
-        .unwrap()
-        .unwrap_or_default();
+    let (class, tooltip) = wait_for_load(&button, 60).await;
     assert!(
         class.contains("status-button-success"),
         "not the tutor model: {class}: {tooltip}"
@@ -155,14 +143,99 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
     client.close().await.unwrap();
 }
 
-/// Waits (up to a minute) for the reply in progress to end and returns why it ended, as the
-/// page shows it in `data-stop`.
+/// Waits (up to three minutes) for the reply in progress to end and returns why it ended, as
+/// the page shows it in `data-stop`.
 async fn wait_for_stop(conversation: &fantoccini::elements::Element) -> String {
-    for _ in 0..600 {
+    for _ in 0..1800 {
         if let Some(stop) = conversation.attr("data-stop").await.unwrap() {
             return stop;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    panic!("the reply did not end within a minute");
+    panic!("the reply did not end within three minutes");
+}
+
+/// Waits (up to `seconds`) for the status button to leave the loading state and returns its
+/// class and tooltip.
+async fn wait_for_load(button: &fantoccini::elements::Element, seconds: u64) -> (String, String) {
+    let mut class = String::new();
+    for _ in 0..seconds * 10 {
+        class = button.attr("class").await.unwrap().unwrap_or_default();
+        if !class.contains("status-button-loading") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tooltip = button
+        .attr("data-tooltip")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    (class, tooltip)
+}
+
+/// With no hub reachable (a closed port stands in for a machine without Hub access), the
+/// bundled SmolLM2 served with the app answers, and the button is orange with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_hub_the_bundled_model_answers() {
+    let dist = browser::repo_root().join("dist");
+    assert!(
+        dist.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+            .is_file(),
+        "{} has no bundled model: run `make dist` (make test does)",
+        dist.display()
+    );
+    let (_server, url) =
+        browser::start_server(&["static", "--root", dist.to_str().unwrap(), "--port", "0"]);
+    let (_driver, client) = browser::start_browser().await;
+    client
+        .goto(&format!("{url}/?hub=http://127.0.0.1:9"))
+        .await
+        .unwrap();
+    let button = client
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("button.status-button"))
+        .await
+        .expect("the app mounts");
+    let (class, tooltip) = wait_for_load(&button, 180).await;
+    assert!(
+        class.contains("status-button-warning"),
+        "not the compact fallback: {class}: {tooltip}"
+    );
+    assert!(
+        tooltip.contains("127.0.0.1:9") || tooltip.contains("fetch"),
+        "the tooltip gives the hub failure as the reason: {tooltip}"
+    );
+
+    let conversation = client
+        .find(Locator::Css("main.conversation"))
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("textarea.composer-input"))
+        .await
+        .unwrap()
+        .send_keys("What is the capital of France?")
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button.composer-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let stop = wait_for_stop(&conversation).await;
+    let reply = client
+        .find(Locator::Css(
+            ".message-assistant:not(.message-greeting) .markdown",
+        ))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(reply.contains("Paris"), "{stop}: {reply:?}");
+    client.close().await.unwrap();
 }
