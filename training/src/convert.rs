@@ -1,8 +1,6 @@
 //! `convert`: a Hugging Face model folder (and optionally a PEFT adapter, merged) to a GGUF
 //! with llama.cpp's tensor names and metadata, written atomically.
 
-use std::fs::{self, File};
-use std::io::BufWriter;
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::QTensor;
@@ -10,6 +8,7 @@ use mimir::engine::gguf::{write_gguf, GgufError};
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::{gguf_tensors, open_hf_dir, Architecture, ModelError};
 
+use crate::atomic_file::write_atomically;
 use crate::tiny::{gguf_metadata, Arch, GgufType, TinySpec};
 
 /// Why a conversion failed; every message names the folder or file.
@@ -77,35 +76,18 @@ pub fn convert(
     let metadata = gguf_metadata(&spec, quant, &name, &[]);
     let refs: Vec<(String, &QTensor)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
 
-    let mut part = out.as_os_str().to_owned();
-    part.push(".part");
-    let part = PathBuf::from(part);
-    let io = |path: &Path, doing| {
-        let path = path.to_owned();
-        move |source| ConvertError::Io {
-            path,
+    write_atomically(
+        out,
+        |path, doing, source| ConvertError::Io {
+            path: path.to_owned(),
             doing,
             source,
-        }
-    };
-    let file = File::create(&part).map_err(io(&part, "creating the .part file"))?;
-    let mut writer = BufWriter::new(file);
-    let written = write_gguf(&mut writer, &metadata, &refs)
-        .map_err(|source| ConvertError::Gguf {
-            path: out.to_owned(),
-            source,
-        })
-        .and_then(|()| {
-            let file = writer
-                .into_inner()
-                .map_err(|e| io(&part, "writing the .part file")(e.into_error()))?;
-            file.sync_all().map_err(io(&part, "syncing the .part file"))
-        });
-    if let Err(e) = written {
-        // best effort: the error that matters is the write's
-        let _ = fs::remove_file(&part);
-        return Err(e);
-    }
-    fs::rename(&part, out).map_err(io(out, "renaming the .part file into place"))?;
-    Ok(())
+        },
+        |writer| {
+            write_gguf(writer, &metadata, &refs).map_err(|source| ConvertError::Gguf {
+                path: out.to_owned(),
+                source,
+            })
+        },
+    )
 }

@@ -1,6 +1,7 @@
 //! Mimir's native tools: the local Hugging Face-style hub used in development and tests,
 //! and (as they land) dataset acquisition, LoRA fine-tuning, evaluation and export.
 
+mod atomic_file;
 pub mod convert;
 pub mod hub;
 pub mod tiny;

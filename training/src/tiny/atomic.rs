@@ -2,9 +2,10 @@
 
 use std::fs;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::TinyError;
+use crate::atomic_file::{part_path, write_atomically};
 
 /// Writes `bytes` to `path` unless it already holds exactly these bytes; returns whether it
 /// wrote. The bytes go to `path` + `.part` first, are synced, then renamed over `path`, so
@@ -17,19 +18,11 @@ pub(crate) fn write_if_changed(path: &Path, bytes: &[u8]) -> Result<bool, TinyEr
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(|e| TinyError::io(dir, "creating the folder", e))?;
     }
-    let part = part_path(path);
-    let write = || -> std::io::Result<()> {
-        let mut file = fs::File::create(&part)?;
-        file.write_all(bytes)?;
-        file.sync_all()
-    };
-    if let Err(e) = write() {
-        // best effort: the error that matters is the write's
-        let _ = fs::remove_file(&part);
-        return Err(TinyError::io(&part, "writing the .part file", e));
-    }
-    fs::rename(&part, path)
-        .map_err(|e| TinyError::io(path, "renaming the .part file into place", e))?;
+    write_atomically(path, TinyError::io, |writer| {
+        writer
+            .write_all(bytes)
+            .map_err(|e| TinyError::io(&part_path(path), "writing the .part file", e))
+    })?;
     Ok(true)
 }
 
@@ -44,13 +37,6 @@ fn same_content(path: &Path, bytes: &[u8]) -> Result<bool, TinyError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(TinyError::io(path, "checking the old file", e)),
     }
-}
-
-/// `path` with `.part` appended to its file name.
-fn part_path(path: &Path) -> PathBuf {
-    let mut name = path.file_name().unwrap_or_default().to_owned();
-    name.push(".part");
-    path.with_file_name(name)
 }
 
 #[cfg(test)]
