@@ -146,7 +146,7 @@ impl ModelCache {
 
     /// True when the entry for `key` has been verified complete.
     pub async fn is_complete(&self, key: &str) -> Result<bool, OpfsError> {
-        Ok(self.record(&entry_name(key)).await?.is_some())
+        Ok(self.read_record(&entry_name(key), ".done").await?.is_some())
     }
 
     /// Deletes every entry; returns the bytes freed.
@@ -170,9 +170,22 @@ impl ModelCache {
         Ok(total)
     }
 
-    async fn record(&self, entry: &str) -> Result<Option<Record>, OpfsError> {
-        let text = self.dir.read_text(&format!("{entry}.done")).await?;
+    /// The record `entry` + `suffix` (`.part` or `.done`); an unreadable record is none.
+    async fn read_record(&self, entry: &str, suffix: &str) -> Result<Option<Record>, OpfsError> {
+        let text = self.dir.read_text(&format!("{entry}{suffix}")).await?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    async fn write_record(
+        &self,
+        entry: &str,
+        suffix: &str,
+        record: &Record,
+    ) -> Result<(), OpfsError> {
+        let text = serde_json::to_string(record).expect("records always serialise");
+        self.dir
+            .write_text(&format!("{entry}{suffix}"), &text)
+            .await
     }
 
     /// Makes `request`'s file available and verified: from the cache when complete, else by
@@ -185,7 +198,7 @@ impl ModelCache {
     ) -> Result<CachedFile, CacheError> {
         let entry = entry_name(&request.key);
         let bin = format!("{entry}.bin");
-        if let Some(record) = self.record(&entry).await? {
+        if let Some(record) = self.read_record(&entry, ".done").await? {
             let wanted = request.sha256.as_deref();
             if let Some(file) = self.dir.open_file(&bin, false).await? {
                 if file.size()? == record.size && wanted.is_none_or(|w| w == record.sha256) {
@@ -226,11 +239,7 @@ impl ModelCache {
             .open_file(&format!("{entry}.bin"), true)
             .await?
             .expect("created when missing");
-        let part: Option<Record> = self
-            .dir
-            .read_text(&format!("{entry}.part"))
-            .await?
-            .and_then(|t| serde_json::from_str(&t).ok());
+        let part = self.read_record(entry, ".part").await?;
         let mut hasher = Sha256::new();
         let mut offset = match &part {
             Some(part)
@@ -282,12 +291,7 @@ impl ModelCache {
                 sha256: expected.clone(),
                 size: total,
             };
-            self.dir
-                .write_text(
-                    &format!("{entry}.part"),
-                    &serde_json::to_string(&record).unwrap(),
-                )
-                .await?;
+            self.write_record(entry, ".part", &record).await?;
         }
         let mut meter = ProgressMeter::new(&request.display, total, offset, super::now_ms());
         let mut network_bytes = 0;
@@ -327,12 +331,7 @@ impl ModelCache {
             sha256: actual.clone(),
             size: offset,
         };
-        self.dir
-            .write_text(
-                &format!("{entry}.done"),
-                &serde_json::to_string(&record).unwrap(),
-            )
-            .await?;
+        self.write_record(entry, ".done", &record).await?;
         self.dir.remove(&format!("{entry}.part")).await?;
         Ok(CachedFile {
             file,
