@@ -11,14 +11,7 @@ use fantoccini::Locator;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
-    let dist = browser::repo_root().join("dist");
-    assert!(
-        dist.join("index.html").is_file(),
-        "{} has no index.html: run `trunk build` first (make test does)",
-        dist.display()
-    );
-    let (_server, url) =
-        browser::start_server(&["static", "--root", dist.to_str().unwrap(), "--port", "0"]);
+    let (_server, url) = serve_dist("index.html");
     let hub_data = browser::repo_root().join("hub-data");
     assert!(
         hub_data.join("jdesiree").is_dir(),
@@ -65,18 +58,7 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
         .find(Locator::Css("main.conversation"))
         .await
         .unwrap();
-    let input = client
-        .find(Locator::Css("textarea.composer-input"))
-        .await
-        .unwrap();
-    input.send_keys("What is 2 plus 2?").await.unwrap();
-    client
-        .find(Locator::Css("button.composer-send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    ask(&client, "What is 2 plus 2?").await;
     let finished = wait_for_stop(&conversation).await;
     assert!(
         ["end_of_turn", "max_tokens", "repetition", "context_full"].contains(&finished.as_str()),
@@ -102,14 +84,7 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
 
     // Stop, sent while tokens stream in, ends the reply early: the worker reads messages
     // between tokens.
-    input.send_keys("Tell me more.").await.unwrap();
-    client
-        .find(Locator::Css("button.composer-send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    ask(&client, "Tell me more.").await;
     client
         .wait()
         .at_most(Duration::from_secs(30))
@@ -141,6 +116,35 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
         std::fs::write(shots.join(format!("app-{name}.png")), png).unwrap();
     }
     client.close().await.unwrap();
+}
+
+/// Serves the trunk-built `dist/` as the Space serves it, after checking it holds `file`.
+fn serve_dist(file: &str) -> (browser::Guard, String) {
+    let dist = browser::repo_root().join("dist");
+    assert!(
+        dist.join(file).is_file(),
+        "{} has no {file}: run `make dist` first (make test does)",
+        dist.display()
+    );
+    browser::start_server(&["static", "--root", dist.to_str().unwrap(), "--port", "0"])
+}
+
+/// Types `question` into the chat and presses Send.
+async fn ask(client: &fantoccini::Client, question: &str) {
+    client
+        .find(Locator::Css("textarea.composer-input"))
+        .await
+        .unwrap()
+        .send_keys(question)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button.composer-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
 }
 
 /// Waits (up to three minutes) for the reply in progress to end and returns why it ended, as
@@ -212,20 +216,7 @@ async fn without_the_hub_the_bundled_model_answers() {
         .find(Locator::Css("main.conversation"))
         .await
         .unwrap();
-    client
-        .find(Locator::Css("textarea.composer-input"))
-        .await
-        .unwrap()
-        .send_keys("What is the capital of France?")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button.composer-send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    ask(&client, "What is the capital of France?").await;
     let stop = wait_for_stop(&conversation).await;
     let reply = client
         .find(Locator::Css(

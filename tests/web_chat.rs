@@ -25,34 +25,15 @@ use web_sys::{
     KeyboardEventInit,
 };
 
+#[path = "support/dom.rs"]
+mod dom;
+
+use dom::{document, mount, settle};
+
 wasm_bindgen_test_configure!(run_in_browser);
 
 const HOSTILE: &str = "<img src=x onerror=alert(1)>";
 const SCRIPT: &str = "<script>alert(1)</script>";
-
-fn document() -> web_sys::Document {
-    web_sys::window().unwrap().document().unwrap()
-}
-
-/// Mounts `view` into a fresh container and returns the container.
-fn mount<V: IntoView + 'static>(view: impl FnOnce() -> V + 'static) -> HtmlElement {
-    let doc = document();
-    let container: HtmlElement = doc.create_element("div").unwrap().unchecked_into();
-    doc.body().unwrap().append_child(&container).unwrap();
-    leptos::mount::mount_to(container.clone(), view).forget();
-    container
-}
-
-/// Lets Leptos run the effects scheduled by a signal change.
-async fn settle() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 10)
-            .unwrap();
-    });
-    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
-}
 
 fn find(root: &Element, selector: &str) -> Option<Element> {
     root.query_selector(selector).unwrap()

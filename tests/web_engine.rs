@@ -13,13 +13,12 @@ use mimir::engine::model::{LoadOptions, Model};
 use serde::Deserialize;
 use wasm_bindgen_test::*;
 
-wasm_bindgen_test_configure!(run_in_browser);
+#[path = "support/test_hub.rs"]
+mod test_hub;
 
-/// The local hub `make test-wasm` starts (`MIMIR_TEST_HUB` at build time overrides it).
-const HUB: &str = match option_env!("MIMIR_TEST_HUB") {
-    Some(hub) => hub,
-    None => "http://127.0.0.1:8091",
-};
+use test_hub::HUB;
+
+wasm_bindgen_test_configure!(run_in_browser);
 
 /// The ids `make test-wasm` passed to `mimir-train logits`.
 const TOKENS: [u32; 5] = [1, 15043, 3186, 29892, 920];

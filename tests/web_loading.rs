@@ -23,13 +23,13 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::*;
 use web_sys::{RequestInit, Response};
 
+#[path = "support/test_hub.rs"]
+mod test_hub;
+
+use test_hub::HUB;
+
 wasm_bindgen_test_configure!(run_in_dedicated_worker);
 
-/// The local hub `make test-wasm` starts (`MIMIR_TEST_HUB` at build time overrides it).
-const HUB: &str = match option_env!("MIMIR_TEST_HUB") {
-    Some(hub) => hub,
-    None => "http://127.0.0.1:8091",
-};
 const FINE_TUNED: &str = "/jdesiree/Mimir-Phi-3.5/resolve/main/mimir-phi-3-mini-q4_k_m.gguf";
 const BASE: &str =
     "/microsoft/Phi-3-mini-4k-instruct-gguf/resolve/main/Phi-3-mini-4k-instruct-q4.gguf";

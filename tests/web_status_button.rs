@@ -7,15 +7,16 @@ use mimir::model_info::{LoadStatus, ModelInfo, ModelType};
 use mimir::ui::status_button::StatusButton;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
-use web_sys::{CssStyleRule, CssStyleSheet, Element, HtmlElement};
+use web_sys::{CssStyleRule, CssStyleSheet, Element};
+
+#[path = "support/dom.rs"]
+mod dom;
+
+use dom::{document, settle};
 
 wasm_bindgen_test_configure!(run_in_browser);
 
 const STYLESHEET: &str = include_str!("../style/main.css");
-
-fn document() -> web_sys::Document {
-    web_sys::window().unwrap().document().unwrap()
-}
 
 fn install_stylesheet() {
     let doc = document();
@@ -30,26 +31,10 @@ fn install_stylesheet() {
 /// Mounts a status button driven by `status` into a fresh container and returns the button.
 fn mount(status: RwSignal<LoadStatus>) -> Element {
     install_stylesheet();
-    let doc = document();
-    let container: HtmlElement = doc.create_element("div").unwrap().unchecked_into();
-    doc.body().unwrap().append_child(&container).unwrap();
-    leptos::mount::mount_to(
-        container.clone(),
-        move || view! { <StatusButton status=status /> },
-    )
-    .forget();
-    container.query_selector("button").unwrap().unwrap()
-}
-
-/// Lets Leptos run the effects scheduled by a signal change.
-async fn settle() {
-    let promise = js_sys::Promise::new(&mut |resolve, _| {
-        web_sys::window()
-            .unwrap()
-            .set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 10)
-            .unwrap();
-    });
-    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+    dom::mount(move || view! { <StatusButton status=status /> })
+        .query_selector("button")
+        .unwrap()
+        .unwrap()
 }
 
 fn rgb(css: &str) -> (u8, u8, u8) {
