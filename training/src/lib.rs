@@ -2,6 +2,7 @@
 //! and (as they land) dataset acquisition, LoRA fine-tuning, evaluation and export.
 
 mod atomic_file;
+pub mod config;
 pub mod convert;
 pub mod hub;
 pub mod tiny;

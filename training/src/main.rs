@@ -14,6 +14,7 @@ use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
+use mimir_train::config::{ServerConfig, SERVER_CONFIG};
 use mimir_train::convert::convert;
 use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
 use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
@@ -62,6 +63,12 @@ enum Command {
         /// Weight seed.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+    },
+    /// Rewrite `server_config.json` from every `<dir>/<model>/model_config.json`.
+    Configs {
+        /// The configs folder (`training/configs`).
+        #[arg(long, default_value = "training/configs")]
+        dir: PathBuf,
     },
     /// Fill a local hub folder with tiny stand-ins for the catalog's repositories.
     HubData {
@@ -180,6 +187,14 @@ fn main() -> anyhow::Result<()> {
             for path in files.paths() {
                 println!("{}", path.display());
             }
+            Ok(())
+        }
+        Command::Configs { dir } => {
+            let server = ServerConfig::collect(&dir)?;
+            let path = dir.join(SERVER_CONFIG);
+            std::fs::write(&path, server.to_json())
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("{}: {} models", path.display(), server.models.len());
             Ok(())
         }
         Command::HubData { root } => {
