@@ -4,5 +4,6 @@
 mod atomic_file;
 pub mod config;
 pub mod convert;
+pub mod data;
 pub mod hub;
 pub mod tiny;
