@@ -14,8 +14,9 @@ use mimir::model_info::ModelType;
 use mimir::perf_log::{PerfLog, TierAttempt};
 use mimir::protocol::Event;
 use mimir::server_config::ServerConfig;
-use mimir::worker::cache::ModelCache;
+use mimir::worker::cache::{CacheError, ModelCache};
 use mimir::worker::fetch::{self, Abort};
+use mimir::worker::opfs::OpfsError;
 use mimir::worker::stats;
 use mimir::worker::tiers::{LoadError, Loaded, Loader};
 use mimir::worker::{global, js_error, BrowserClock};
@@ -680,4 +681,91 @@ async fn generation_settings_come_from_the_server_config_or_default_with_a_warni
         );
         assert!(warnings[0].ends_with("using the built-in defaults"));
     }
+}
+
+#[wasm_bindgen_test]
+async fn a_file_larger_than_the_free_storage_is_refused_before_any_request() {
+    let mut catalog = catalog().await;
+    let huge = 1u64 << 50;
+    catalog.tiers[0].weights.size = Some(huge);
+    let dir = fresh("quota").await;
+    let outcome = load(&dir, &catalog).await;
+    assert_eq!(loaded(&outcome).model_info.model_type, ModelType::Adapter);
+    let error = outcome.perf.attempts[0].error.as_deref().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf: needs {huge} more bytes but the browser allows only "
+        )),
+        "{error}"
+    );
+    let free: u64 = error
+        .split("allows only ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(free > 0 && free < huge, "{error}");
+    assert!(
+        gets_of(FINE_TUNED).await.is_empty(),
+        "nothing was asked for"
+    );
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[wasm_bindgen_test]
+async fn storage_filling_up_mid_download_is_a_clear_error_and_leaves_no_entry() {
+    let catalog = catalog().await;
+    let dir = fresh("full").await;
+    let stored = 2_600_000;
+    set_faults(json!([{ "path": FINE_TUNED, "cut_after": stored, "times": 1 }])).await;
+    load(&dir, &catalog).await;
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    let entry = mimir::worker::cache::entry_name(&key);
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        [format!("{entry}.bin"), format!("{entry}.part")],
+        "a cut download keeps its part"
+    );
+
+    // What the browser throws when a write finds the quota full, as the download loop gets it.
+    let thrown = web_sys::DomException::new_with_message_and_name(
+        "The operation failed because it would cause the application to exceed its storage quota.",
+        "QuotaExceededError",
+    )
+    .unwrap();
+    let display = "jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf";
+    let error = CacheError::write_failed(
+        display,
+        stored,
+        OpfsError::new("writing", &format!("{dir}/{entry}.bin"), &thrown),
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{display}: the browser's storage filled up after {stored} bytes (QuotaExceededError: \
+             The operation failed because it would cause the application to exceed its storage \
+             quota.); the partial download was deleted; free some space or clear cached models"
+        )
+    );
+    assert!(error.discards_entry());
+    cache.discard(&key).await.unwrap();
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // Nothing is resumed from: the next load downloads the whole file and verifies it.
+    set_faults(json!([])).await;
+    let again = load(&dir, &catalog).await;
+    assert_eq!(loaded(&again).model_info.model_type, ModelType::FineTuned);
+    let gets = gets_of(FINE_TUNED).await;
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0]["status"], 200);
+    assert!(gets[0]["range"].is_null(), "{gets:?}");
 }

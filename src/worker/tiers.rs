@@ -212,6 +212,7 @@ impl<'a> Loader<'a> {
             url: url.clone(),
             display: compact.name.clone(),
             sha256: Some(compact.sha256.clone()),
+            size: Some(compact.size),
             max_size: None,
         };
         let file = self.fetch(&request).await?;
@@ -312,6 +313,7 @@ impl<'a> Loader<'a> {
             url: file.url(&catalog.hub),
             display: file.display_path(),
             sha256: file.sha256.clone(),
+            size: file.size,
             max_size,
         };
         self.fetch(&request).await
