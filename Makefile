@@ -14,6 +14,8 @@ TEST_TRAIN_BUILD := cargo test --workspace --no-run --quiet
 WEB_TESTS := $(basename $(notdir $(wildcard tests/web_*.rs)))
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
+# The runner gives a whole test file 20 s by default; the loading tests take about that alone.
+export WASM_BINDGEN_TEST_TIMEOUT ?= 120
 
 .PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist clean
 

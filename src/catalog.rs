@@ -85,6 +85,8 @@ pub struct Tier {
     /// PEFT adapter files (`adapter_config.json`, `adapter_model.safetensors`), `adapter` tier only.
     #[serde(default)]
     pub adapter: Option<AdapterFiles>,
+    /// The model's name in the server config ([`Catalog::settings`]): its generation settings.
+    pub config: String,
 }
 
 /// The two files of a PEFT LoRA adapter.
@@ -107,6 +109,8 @@ pub struct CompactModel {
     pub size: u64,
     /// Lowercase hex sha256.
     pub sha256: String,
+    /// The model's name in the server config ([`Catalog::settings`]): its generation settings.
+    pub config: String,
 }
 
 /// The whole catalog.
@@ -120,6 +124,8 @@ pub struct Catalog {
     pub tiers: Vec<Tier>,
     /// The bundled offline model.
     pub compact: CompactModel,
+    /// URL of `server_config.json` (generation settings per model), relative to the page.
+    pub settings: String,
 }
 
 impl Catalog {
@@ -196,6 +202,21 @@ mod tests {
             catalog.tiers[2].weights.url(&catalog.hub),
             "https://huggingface.co/microsoft/Phi-3-mini-4k-instruct-gguf/resolve/main/Phi-3-mini-4k-instruct-q4.gguf"
         );
+    }
+
+    #[test]
+    fn every_model_has_settings_in_the_server_config() {
+        let catalog = Catalog::from_json(SHIPPED, "public/catalog.json").unwrap();
+        let settings = crate::server_config::ServerConfig::from_json(
+            include_str!("../training/configs/server_config.json"),
+            &catalog.settings,
+        )
+        .unwrap();
+        let names = catalog.tiers.iter().map(|t| &t.config);
+        for name in names.chain([&catalog.compact.config]) {
+            settings.model(name, &catalog.settings).unwrap();
+        }
+        assert_eq!(catalog.compact.config, "smollm2-135m-instruct");
     }
 
     #[test]

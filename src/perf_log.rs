@@ -54,6 +54,11 @@ pub struct StatusChange {
 pub struct PerfLog {
     /// Tier attempts in the order they were made.
     pub attempts: Vec<TierAttempt>,
+    /// The tier being tried now, while a load runs: its time so far and the bytes of the
+    /// files it has finished (the file in flight shows in the download progress instead).
+    /// `ok` is false and `error` none until it ends and moves to `attempts`.
+    #[serde(default)]
+    pub in_progress: Option<TierAttempt>,
     /// How many loads ended on a lower tier than the first, over all visits.
     pub fallback_activations: u64,
     /// Memory samples, oldest first.

@@ -52,6 +52,41 @@ impl Sampling {
         }
     }
 
+    /// `model` with only the values the student changed from `base` (the settings they
+    /// started from) in place of its own; `model` unchanged when that would not validate.
+    pub fn rebase(&self, base: &Sampling, model: &GenerationConfig) -> GenerationConfig {
+        let own = Sampling::of(model);
+        fn pick<T: PartialEq + Copy>(mine: T, base: T, model: T) -> T {
+            if mine == base {
+                model
+            } else {
+                mine
+            }
+        }
+        let changed = Sampling {
+            temperature: pick(self.temperature, base.temperature, own.temperature),
+            max_tokens: pick(self.max_tokens, base.max_tokens, own.max_tokens),
+            top_k: pick(self.top_k, base.top_k, own.top_k),
+            top_p: pick(self.top_p, base.top_p, own.top_p),
+            repetition_penalty: pick(
+                self.repetition_penalty,
+                base.repetition_penalty,
+                own.repetition_penalty,
+            ),
+            frequency_penalty: pick(
+                self.frequency_penalty,
+                base.frequency_penalty,
+                own.frequency_penalty,
+            ),
+            presence_penalty: pick(
+                self.presence_penalty,
+                base.presence_penalty,
+                own.presence_penalty,
+            ),
+        };
+        changed.apply_to(model)
+    }
+
     /// `model` with these values in place of its own, not validated.
     fn merged(&self, model: &GenerationConfig) -> GenerationConfig {
         GenerationConfig {
@@ -201,5 +236,23 @@ mod tests {
         };
         sampling.max_tokens = 1000;
         assert_eq!(sampling.apply_to(&small), small);
+    }
+
+    #[test]
+    fn rebase_keeps_only_what_the_student_changed() {
+        let base = GenerationConfig::default();
+        let mut mine = Sampling::of(&base);
+        mine.temperature = 0.3;
+        let model = GenerationConfig {
+            max_tokens: 384,
+            top_k: 20,
+            stop_ids: vec![0, 2],
+            ..GenerationConfig::default()
+        };
+        let rebased = mine.rebase(&Sampling::of(&base), &model);
+        assert_eq!(rebased.temperature, 0.3);
+        assert_eq!(rebased.max_tokens, 384);
+        assert_eq!(rebased.top_k, 20);
+        assert_eq!(rebased.stop_ids, [0, 2]);
     }
 }

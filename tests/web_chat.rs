@@ -12,6 +12,7 @@ use mimir::engine::generation_config::GenerationConfig;
 use mimir::model_info::{LoadStatus, ModelInfo, ModelType};
 use mimir::perf_log::{PerfLog, TierAttempt};
 use mimir::protocol::FileProgress;
+use mimir::server_config::ServerConfig;
 use mimir::ui::button_group::ButtonGroup;
 use mimir::ui::chat::ChatView;
 use mimir::ui::info_panel::{format_bytes, InfoPanel};
@@ -338,6 +339,72 @@ async fn settings_refuse_invalid_values() {
 }
 
 #[wasm_bindgen_test]
+async fn settings_show_the_live_models_defaults_under_the_students_values() {
+    let settings = ServerConfig::from_json(
+        include_str!("../training/configs/server_config.json"),
+        "server_config.json",
+    )
+    .unwrap();
+    let smollm2 = settings.models["smollm2-135m-instruct"].clone();
+    // Another test's saved settings would count as the student's.
+    let local = web_sys::window().unwrap().local_storage().unwrap().unwrap();
+    local.clear().unwrap();
+    let state = TutorState::restore();
+    state.config.update(|c| c.temperature = 0.3);
+    state.model_ready(smollm2.clone());
+    let root = mount(move || {
+        view! {
+            <SettingsPanel
+                system_prompt=state.system_prompt
+                config=state.config
+                defaults=Signal::derive(move || state.model_config.get().unwrap_or_default())
+                hub=state.hub
+                on_clear_cache=Callback::new(|_| ())
+            />
+        }
+    });
+    settle().await;
+    let value = |id: &str| {
+        find(&root, id)
+            .unwrap()
+            .unchecked_into::<HtmlInputElement>()
+            .value()
+    };
+    let default_of = |id: &str| find(&root, &format!("{id} ~ .field-default")).unwrap();
+    assert_eq!(value("#setting-max-tokens"), "384", "the model's own value");
+    assert_eq!(
+        default_of("#setting-max-tokens").text_content().unwrap(),
+        "Model default: 384"
+    );
+    assert!(!default_of("#setting-max-tokens")
+        .class_list()
+        .contains("field-changed"));
+    assert_eq!(
+        value("#setting-temperature"),
+        "0.3",
+        "the student's value stays"
+    );
+    let temperature_default = default_of("#setting-temperature");
+    assert_eq!(
+        temperature_default.text_content().unwrap(),
+        "Model default: 0.7"
+    );
+    assert!(temperature_default.class_list().contains("field-changed"));
+
+    let restore: HtmlElement = root
+        .query_selector_all(".settings-generation button")
+        .unwrap()
+        .item(0)
+        .unwrap()
+        .unchecked_into();
+    restore.click();
+    settle().await;
+    assert_eq!(state.config.get_untracked(), smollm2);
+    assert_eq!(value("#setting-temperature"), "0.7");
+    assert!(!temperature_default.class_list().contains("field-changed"));
+}
+
+#[wasm_bindgen_test]
 async fn panels_open_from_the_group_and_close_with_escape() {
     let root = mount(|| {
         view! {
@@ -495,6 +562,51 @@ async fn info_panel_shows_attempts_progress_and_offers_the_log() {
         ""
     );
     assert_eq!(format_bytes(2_500_000), "2.5 MB");
+}
+
+#[wasm_bindgen_test]
+async fn info_panel_follows_a_load_as_the_log_changes() {
+    let attempt = |tier, duration_ms, error: Option<&str>| TierAttempt {
+        tier,
+        started_at_ms: 0.0,
+        duration_ms,
+        network_bytes: 1_000_000,
+        cache_bytes: 0,
+        ok: false,
+        error: error.map(str::to_string),
+    };
+    let perf = RwSignal::new(PerfLog {
+        in_progress: Some(attempt(ModelType::FineTuned, 500.0, None)),
+        ..PerfLog::default()
+    });
+    let root = mount(move || {
+        view! { <InfoPanel model_info=Signal::derive(|| None) perf=perf progress=Signal::derive(Vec::new) /> }
+    });
+    settle().await;
+    let loading = find(&root, ".attempts tbody tr.attempt-loading").unwrap();
+    assert!(loading.text_content().unwrap().contains("fine-tuned0.5 s"));
+    assert!(loading.text_content().unwrap().ends_with("loading…"));
+    assert_eq!(count(&root, ".attempt-failed"), 0);
+
+    // The worker's next answer: the tier failed, the next one is being tried.
+    perf.set(PerfLog {
+        attempts: vec![attempt(
+            ModelType::FineTuned,
+            900.0,
+            Some("x.gguf: HTTP 404"),
+        )],
+        in_progress: Some(attempt(ModelType::Adapter, 2500.0, None)),
+        ..PerfLog::default()
+    });
+    settle().await;
+    assert_eq!(count(&root, ".attempts tbody tr"), 2);
+    assert!(find(&root, ".attempt-failed")
+        .unwrap()
+        .text_content()
+        .unwrap()
+        .contains("x.gguf: HTTP 404"));
+    let loading = find(&root, ".attempt-loading").unwrap();
+    assert!(loading.text_content().unwrap().starts_with("adapter2.5 s"));
 }
 
 #[wasm_bindgen_test]

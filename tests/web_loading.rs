@@ -5,14 +5,18 @@
 //! has its own cache directory.
 #![cfg(target_arch = "wasm32")]
 
+use std::cell::RefCell;
+
 use mimir::catalog::Catalog;
 use mimir::engine::chat::ChatMessage;
 use mimir::engine::generation_config::GenerationConfig;
 use mimir::model_info::ModelType;
-use mimir::perf_log::PerfLog;
+use mimir::perf_log::{PerfLog, TierAttempt};
 use mimir::protocol::Event;
-use mimir::worker::cache::ModelCache;
+use mimir::server_config::ServerConfig;
+use mimir::worker::cache::{CacheError, ModelCache};
 use mimir::worker::fetch::{self, Abort};
+use mimir::worker::opfs::OpfsError;
 use mimir::worker::stats;
 use mimir::worker::tiers::{LoadError, Loaded, Loader};
 use mimir::worker::{global, js_error, BrowserClock};
@@ -86,7 +90,18 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The shipped catalog pointed at the test hub, the compact model served by the hub too.
+/// The shipped generation settings (trunk copies them next to the page).
+const SERVER_CONFIG: &str = include_str!("../training/configs/server_config.json");
+
+/// A `blob:` URL serving `text`, standing in for a file served with the page.
+fn blob_url(text: &str) -> String {
+    let parts = js_sys::Array::of1(&JsValue::from_str(text));
+    let blob = web_sys::Blob::new_with_str_sequence(&parts).unwrap();
+    web_sys::Url::create_object_url_with_blob(&blob).unwrap()
+}
+
+/// The shipped catalog pointed at the test hub, the compact model served by the hub too, the
+/// shipped server config from a `blob:` URL.
 async fn catalog() -> Catalog {
     set_faults(json!([])).await;
     let compact = bytes_of(COMPACT).await;
@@ -97,6 +112,7 @@ async fn catalog() -> Catalog {
     catalog.compact.url = format!("{HUB}{COMPACT}");
     catalog.compact.size = compact.len() as u64;
     catalog.compact.sha256 = hex(&Sha256::digest(&compact));
+    catalog.settings = blob_url(SERVER_CONFIG);
     catalog
 }
 
@@ -106,35 +122,34 @@ struct Outcome {
     events: Vec<Event>,
 }
 
-/// Loads `catalog` with the cache in OPFS directory `dir`; `on_event` sees each event first.
+/// Loads `catalog` with the cache in OPFS directory `dir`; `on_event` sees each event first,
+/// with the performance log as it is at that moment (as the worker's `Info` answers it).
 async fn load_with(
     dir: &str,
     catalog: &Catalog,
     abort: &Abort,
     device_memory_gb: Option<f64>,
-    on_event: &mut dyn FnMut(&Event),
+    on_event: &mut dyn FnMut(&Event, &PerfLog),
 ) -> Outcome {
     let cache = ModelCache::open(dir).await.unwrap();
-    let mut perf = PerfLog::default();
+    let perf = RefCell::new(PerfLog::default());
     let mut events = Vec::new();
     let mut sink = |event: Event| {
-        on_event(&event);
+        on_event(&event, &perf.borrow());
         events.push(event);
     };
-    let mut loader = Loader::new(&cache, abort, &mut perf, &mut sink, HUB.to_string());
-    if device_memory_gb.is_some() {
-        loader.device_memory_gb = device_memory_gb;
-    }
+    let mut loader = Loader::new(&cache, abort, &perf, &mut sink, HUB.to_string());
+    loader.device_memory_gb = device_memory_gb;
     let result = loader.load(catalog).await;
     Outcome {
         result,
-        perf,
+        perf: perf.into_inner(),
         events,
     }
 }
 
 async fn load(dir: &str, catalog: &Catalog) -> Outcome {
-    load_with(dir, catalog, &Abort::new().unwrap(), None, &mut |_| {}).await
+    load_with(dir, catalog, &Abort::new().unwrap(), None, &mut |_, _| {}).await
 }
 
 /// A fresh cache directory for one test.
@@ -304,6 +319,12 @@ async fn every_hub_tier_failing_loads_the_compact_model() {
     let info = &loaded(&outcome).model_info;
     assert_eq!(info.model_type, ModelType::Compact);
     assert!(info.using_fallback);
+    let settings = ServerConfig::from_json(SERVER_CONFIG, "server_config.json").unwrap();
+    assert_eq!(
+        loaded(&outcome).config,
+        settings.models["smollm2-135m-instruct"],
+        "the compact model's own settings"
+    );
     assert_eq!(
         tiers_tried(&outcome.perf),
         [
@@ -458,7 +479,7 @@ async fn a_cancelled_download_leaves_no_complete_entry() {
     set_faults(json!([{ "path": FINE_TUNED, "rate": 200_000 }])).await;
     let abort = Abort::new().unwrap();
     let canceller = abort.clone();
-    let outcome = load_with(&dir, &catalog, &abort, None, &mut |event| {
+    let outcome = load_with(&dir, &catalog, &abort, None, &mut |event, _| {
         if matches!(event, Event::Progress(p) if p.file.ends_with(".gguf") && p.bytes > 0) {
             canceller.abort();
         }
@@ -497,7 +518,7 @@ async fn a_device_too_small_for_the_hub_models_gets_the_compact_model_with_the_r
         &catalog,
         &Abort::new().unwrap(),
         Some(0.004),
-        &mut |_| {},
+        &mut |_, _| {},
     )
     .await;
     let info = &loaded(&outcome).model_info;
@@ -551,4 +572,200 @@ async fn the_fallback_count_is_kept_in_opfs() {
         .await
         .unwrap();
     assert_eq!(stats::fallback_count(&reopened).await, 2);
+}
+
+#[wasm_bindgen_test]
+async fn the_log_is_current_while_a_load_runs() {
+    let catalog = catalog().await;
+    let dir = fresh("live-log").await;
+    set_faults(json!([
+        { "path": FINE_TUNED, "status": 404 },
+        { "path": BASE, "rate": 2_000_000 }
+    ]))
+    .await;
+    let mut seen: Vec<(String, Vec<TierAttempt>, Option<TierAttempt>)> = Vec::new();
+    let outcome = load_with(
+        &dir,
+        &catalog,
+        &Abort::new().unwrap(),
+        None,
+        &mut |event, perf| {
+            let what = match event {
+                Event::TierStarted { tier } => format!("started {}", tier.as_str()),
+                Event::TierFailed { tier, .. } => format!("failed {}", tier.as_str()),
+                Event::Progress(p) if p.file.ends_with(".gguf") && !p.from_cache => {
+                    "gguf progress".to_string()
+                }
+                _ => return,
+            };
+            seen.push((what, perf.attempts.clone(), perf.in_progress.clone()));
+        },
+    )
+    .await;
+    assert_eq!(loaded(&outcome).model_info.model_type, ModelType::Adapter);
+
+    let (_, attempts, current) = &seen[0];
+    assert_eq!(seen[0].0, "started fine-tuned");
+    assert!(attempts.is_empty());
+    assert_eq!(current.as_ref().unwrap().tier, ModelType::FineTuned);
+    let failed = seen
+        .iter()
+        .position(|s| s.0 == "failed fine-tuned")
+        .unwrap();
+    assert_eq!(
+        seen[failed].1.len(),
+        1,
+        "the failure is logged before its event"
+    );
+    assert!(seen[failed].2.is_none());
+    let started = &seen[failed + 1];
+    assert_eq!(started.0, "started adapter");
+    assert!(started.1[0].error.as_deref().unwrap().contains("HTTP 404"));
+    let progress: Vec<_> = seen.iter().filter(|s| s.0 == "gguf progress").collect();
+    assert!(
+        progress.len() >= 2,
+        "the 5 MB base file at 2 MB/s: {}",
+        seen.len()
+    );
+    let first = progress[0].2.as_ref().unwrap();
+    let last = progress[progress.len() - 1].2.as_ref().unwrap();
+    assert_eq!(first.tier, ModelType::Adapter);
+    assert!(!first.ok && first.error.is_none());
+    assert!(last.duration_ms > first.duration_ms, "{first:?} {last:?}");
+    assert!(
+        last.network_bytes > 0,
+        "the adapter's finished files count: {last:?}"
+    );
+    assert!(outcome.perf.in_progress.is_none());
+    assert_eq!(outcome.perf.attempts.len(), 2);
+}
+
+#[wasm_bindgen_test]
+async fn generation_settings_come_from_the_server_config_or_default_with_a_warning() {
+    let mut catalog = catalog().await;
+    let dir = fresh("settings").await;
+    let mut settings: Value = serde_json::from_str(SERVER_CONFIG).unwrap();
+    settings["models"]["phi-3-mini-4k-instruct"]["temperature"] = json!(0.25);
+    catalog.settings = blob_url(&settings.to_string());
+    let outcome = load(&dir, &catalog).await;
+    let config = &loaded(&outcome).config;
+    assert_eq!(config.temperature, 0.25);
+    assert_eq!(config.stop_ids, [32000, 32001, 32007]);
+    assert!(
+        outcome.perf.warnings.is_empty(),
+        "{:?}",
+        outcome.perf.warnings
+    );
+
+    let bad = [
+        (
+            blob_url(r#"{"models": {"phi-3-mini-4k-instruct": {"top_p": 1.5}}}"#),
+            "models.phi-3-mini-4k-instruct: top_p must be in (0, 1], got 1.5",
+        ),
+        (
+            blob_url(r#"{"models": {"other": {}}}"#),
+            r#"no settings for model "phi-3-mini-4k-instruct" (it has other)"#,
+        ),
+        (blob_url("{"), "not a valid server config"),
+        (format!("{HUB}/server_config.json"), "HTTP 404"),
+    ];
+    for (url, problem) in bad {
+        catalog.settings = url.clone();
+        let outcome = load(&dir, &catalog).await;
+        assert_eq!(loaded(&outcome).config, GenerationConfig::phi3());
+        let warnings = &outcome.perf.warnings;
+        assert_eq!(warnings.len(), 1, "{warnings:?}");
+        assert!(
+            warnings[0].contains(&url) && warnings[0].contains(problem),
+            "{url}: {warnings:?}"
+        );
+        assert!(warnings[0].ends_with("using the built-in defaults"));
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_file_larger_than_the_free_storage_is_refused_before_any_request() {
+    let mut catalog = catalog().await;
+    let huge = 1u64 << 50;
+    catalog.tiers[0].weights.size = Some(huge);
+    let dir = fresh("quota").await;
+    let outcome = load(&dir, &catalog).await;
+    assert_eq!(loaded(&outcome).model_info.model_type, ModelType::Adapter);
+    let error = outcome.perf.attempts[0].error.as_deref().unwrap();
+    assert!(
+        error.starts_with(&format!(
+            "jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf: needs {huge} more bytes but the browser allows only "
+        )),
+        "{error}"
+    );
+    let free: u64 = error
+        .split("allows only ")
+        .nth(1)
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(free > 0 && free < huge, "{error}");
+    assert!(
+        gets_of(FINE_TUNED).await.is_empty(),
+        "nothing was asked for"
+    );
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[wasm_bindgen_test]
+async fn storage_filling_up_mid_download_is_a_clear_error_and_leaves_no_entry() {
+    let catalog = catalog().await;
+    let dir = fresh("full").await;
+    let stored = 2_600_000;
+    set_faults(json!([{ "path": FINE_TUNED, "cut_after": stored, "times": 1 }])).await;
+    load(&dir, &catalog).await;
+    let cache = ModelCache::open(&dir).await.unwrap();
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    let entry = mimir::worker::cache::entry_name(&key);
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        [format!("{entry}.bin"), format!("{entry}.part")],
+        "a cut download keeps its part"
+    );
+
+    // What the browser throws when a write finds the quota full, as the download loop gets it.
+    let thrown = web_sys::DomException::new_with_message_and_name(
+        "The operation failed because it would cause the application to exceed its storage quota.",
+        "QuotaExceededError",
+    )
+    .unwrap();
+    let display = "jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf";
+    let error = CacheError::write_failed(
+        display,
+        stored,
+        OpfsError::new("writing", &format!("{dir}/{entry}.bin"), &thrown),
+    );
+    assert_eq!(
+        error.to_string(),
+        format!(
+            "{display}: the browser's storage filled up after {stored} bytes (QuotaExceededError: \
+             The operation failed because it would cause the application to exceed its storage \
+             quota.); the partial download was deleted; free some space or clear cached models"
+        )
+    );
+    assert!(error.discards_entry());
+    cache.discard(&key).await.unwrap();
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        Vec::<String>::new()
+    );
+
+    // Nothing is resumed from: the next load downloads the whole file and verifies it.
+    set_faults(json!([])).await;
+    let again = load(&dir, &catalog).await;
+    assert_eq!(loaded(&again).model_info.model_type, ModelType::FineTuned);
+    let gets = gets_of(FINE_TUNED).await;
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0]["status"], 200);
+    assert!(gets[0]["range"].is_null(), "{gets:?}");
 }

@@ -69,20 +69,28 @@ pub fn App() -> impl IntoView {
                     status.set(LoadStatus::Failed(e));
                 }
             }
-            Event::TierStarted { tier } => status.set(LoadStatus::Loading {
-                detail: format!("Trying the {} model", tier.as_str()),
-                progress: None,
-            }),
-            Event::TierFailed { tier, reason } => status.set(LoadStatus::Loading {
-                detail: format!("The {} model failed: {reason}", tier.as_str()),
-                progress: None,
-            }),
+            // Each loading event also asks for the log, so the info panel follows the load.
+            Event::TierStarted { tier } => {
+                status.set(LoadStatus::Loading {
+                    detail: format!("Trying the {} model", tier.as_str()),
+                    progress: None,
+                });
+                let _ = send(Request::Info);
+            }
+            Event::TierFailed { tier, reason } => {
+                status.set(LoadStatus::Loading {
+                    detail: format!("The {} model failed: {reason}", tier.as_str()),
+                    progress: None,
+                });
+                let _ = send(Request::Info);
+            }
             Event::Progress(p) => {
                 status.set(progress_status(&p));
                 progress.update(|files| match files.iter_mut().find(|f| f.file == p.file) {
                     Some(file) => *file = p,
                     None => files.push(p),
                 });
+                let _ = send(Request::Info);
             }
             Event::Ready {
                 model_info,

@@ -6,7 +6,7 @@ use leptos::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 
 use crate::model_info::ModelInfo;
-use crate::perf_log::PerfLog;
+use crate::perf_log::{PerfLog, TierAttempt};
 use crate::protocol::FileProgress;
 
 /// File name of the downloaded performance log.
@@ -170,27 +170,30 @@ fn progress_view(file: FileProgress) -> impl IntoView {
 }
 
 fn attempts_view(perf: &PerfLog) -> AnyView {
-    if perf.attempts.is_empty() {
+    if perf.attempts.is_empty() && perf.in_progress.is_none() {
         return view! { <p class="field-hint">"None yet."</p> }.into_any();
     }
+    let row = |a: &TierAttempt, loading: bool| {
+        let outcome = match (&a.error, a.ok) {
+            _ if loading => "loading…".to_string(),
+            (_, true) => "loaded".to_string(),
+            (Some(e), false) => e.clone(),
+            (None, false) => "failed".to_string(),
+        };
+        view! {
+            <tr class:attempt-failed=!a.ok && !loading class:attempt-loading=loading>
+                <td>{a.tier.as_str()}</td>
+                <td>{format!("{:.1} s", a.duration_ms / 1000.0)}</td>
+                <td>{format_bytes(a.network_bytes)}" / "{format_bytes(a.cache_bytes)}</td>
+                <td class="attempt-outcome">{outcome}</td>
+            </tr>
+        }
+    };
     let rows = perf
         .attempts
         .iter()
-        .map(|a| {
-            let outcome = match (&a.error, a.ok) {
-                (_, true) => "loaded".to_string(),
-                (Some(e), false) => e.clone(),
-                (None, false) => "failed".to_string(),
-            };
-            view! {
-                <tr class:attempt-failed=!a.ok>
-                    <td>{a.tier.as_str()}</td>
-                    <td>{format!("{:.1} s", a.duration_ms / 1000.0)}</td>
-                    <td>{format_bytes(a.network_bytes)}" / "{format_bytes(a.cache_bytes)}</td>
-                    <td class="attempt-outcome">{outcome}</td>
-                </tr>
-            }
-        })
+        .map(|a| row(a, false))
+        .chain(perf.in_progress.iter().map(|a| row(a, true)))
         .collect_view();
     view! {
         <div class="table-scroll">

@@ -123,7 +123,8 @@ pub fn SettingsPanel(
     system_prompt: RwSignal<String>,
     /// The generation settings for the next reply.
     config: RwSignal<GenerationConfig>,
-    /// What "Use the model's defaults" restores (the live model's `model_config.json`).
+    /// The live model's own settings (its entry in `server_config.json`): shown beside each
+    /// field, and what "Use the model's defaults" restores.
     #[prop(into)]
     defaults: Signal<GenerationConfig>,
     /// Hub address for the next load; `None` uses the catalog's.
@@ -160,6 +161,15 @@ pub fn SettingsPanel(
                         on:change=on_change
                     />
                     <p class="field-hint">{field.hint}</p>
+                    <p
+                        class="field-default"
+                        class:field-changed=move || {
+                            config.with(field.get) != defaults.with(field.get)
+                        }
+                    >
+                        "Model default: "
+                        {move || defaults.with(field.get)}
+                    </p>
                     <p id=error_id class="field-error" role="alert">
                         {move || error.get()}
                     </p>

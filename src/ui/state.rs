@@ -86,20 +86,13 @@ impl TutorState {
         });
     }
 
-    /// A model is live with its own settings: they replace the defaults, with the student's
-    /// changed sampling values kept on top when they fit the new model.
+    /// A model is live with its own settings: they replace the defaults, with the values the
+    /// student changed (from the previous model's, or the built-in defaults) kept on top
+    /// when they fit the new model.
     pub fn model_ready(&self, model: GenerationConfig) {
-        let current = self.config.get_untracked();
-        let previous_model = self.model_config.get_untracked();
-        let user_changed = match &previous_model {
-            Some(m) => Sampling::of(m) != Sampling::of(&current),
-            None => current != GenerationConfig::default(),
-        };
-        let config = if user_changed {
-            Sampling::of(&current).apply_to(&model)
-        } else {
-            model.clone()
-        };
+        let current = Sampling::of(&self.config.get_untracked());
+        let base = self.model_config.get_untracked().unwrap_or_default();
+        let config = current.rebase(&Sampling::of(&base), &model);
         self.model_config.set(Some(model));
         self.config.set(config);
     }

@@ -66,6 +66,17 @@ pub enum CacheError {
         /// Quota minus usage.
         available: u64,
     },
+    /// The browser refused a write for lack of space part way through the download; what
+    /// was stored of the file was deleted.
+    #[error("{file}: the browser's storage filled up after {stored} bytes ({message}); the partial download was deleted; free some space or clear cached models")]
+    StorageFull {
+        /// `repo/path` or URL.
+        file: String,
+        /// Bytes of the file stored when the write failed.
+        stored: u64,
+        /// What the browser said.
+        message: String,
+    },
     /// The file is too large for this device's memory.
     #[error("{file}: {size} bytes is more than this device can hold ({reason})")]
     TooLarge {
@@ -88,6 +99,31 @@ pub enum CacheError {
     },
 }
 
+impl CacheError {
+    /// The error for a write of `file` that failed with `stored` bytes in place: a full
+    /// quota (`QuotaExceededError`) is [`CacheError::StorageFull`].
+    pub fn write_failed(file: &str, stored: u64, error: OpfsError) -> Self {
+        if error.is_quota() {
+            Self::StorageFull {
+                file: file.to_string(),
+                stored,
+                message: error.message,
+            }
+        } else {
+            Self::Storage(error)
+        }
+    }
+
+    /// True when the entry's stored bytes must be deleted: they are wrong (sha256), or there
+    /// is no room for them (the next try starts from zero once space is free).
+    pub fn discards_entry(&self) -> bool {
+        matches!(
+            self,
+            Self::Mismatch { .. } | Self::NoSpace { .. } | Self::StorageFull { .. }
+        )
+    }
+}
+
 /// One file to make available: where it is, what it is called and what it should hash to.
 #[derive(Debug, Clone)]
 pub struct FileRequest {
@@ -99,6 +135,9 @@ pub struct FileRequest {
     pub display: String,
     /// Expected sha256 (lowercase hex), when known before asking the hub.
     pub sha256: Option<String>,
+    /// Size in bytes, when known before asking (the catalog's): the storage quota is
+    /// checked against it before any request.
+    pub size: Option<u64>,
     /// Most bytes this file may have on this device, with the reason (device memory).
     pub max_size: Option<(u64, String)>,
 }
@@ -147,6 +186,29 @@ impl ModelCache {
     /// True when the entry for `key` has been verified complete.
     pub async fn is_complete(&self, key: &str) -> Result<bool, OpfsError> {
         Ok(self.read_record(&entry_name(key), ".done").await?.is_some())
+    }
+
+    /// The files stored for `key` (`K.bin`, `K.part`, `K.done`), for checks and tests.
+    pub async fn stored_files(&self, key: &str) -> Result<Vec<String>, OpfsError> {
+        let entry = entry_name(key);
+        let mut names: Vec<String> = self
+            .dir
+            .entry_names()
+            .await?
+            .into_iter()
+            .filter(|n| n.strip_prefix(&entry).is_some_and(|s| s.starts_with('.')))
+            .collect();
+        names.sort();
+        Ok(names)
+    }
+
+    /// Deletes everything stored for `key`: a broken or partial entry.
+    pub async fn discard(&self, key: &str) -> Result<(), OpfsError> {
+        let entry = entry_name(key);
+        for suffix in [".done", ".part", ".bin"] {
+            self.dir.remove(&format!("{entry}{suffix}")).await?;
+        }
+        Ok(())
     }
 
     /// Deletes every entry; returns the bytes freed.
@@ -215,14 +277,16 @@ impl ModelCache {
             // A record that does not match its bytes or the catalog: start again.
             self.dir.remove(&format!("{entry}.done")).await?;
         }
+        if let Some(size) = request.size {
+            // A resumed part was counted when it was stored; the check after the answer's
+            // headers covers what it still needs.
+            if self.read_record(&entry, ".part").await?.is_none() {
+                check_quota(&request.display, size).await?;
+            }
+        }
         let result = self.download(request, &entry, abort, on_progress).await;
-        if matches!(
-            result,
-            Err(CacheError::Mismatch { .. } | CacheError::NoSpace { .. })
-        ) || matches!(&result, Err(CacheError::Storage(e)) if e.is_quota())
-        {
-            self.dir.remove(&bin).await?;
-            self.dir.remove(&format!("{entry}.part")).await?;
+        if result.as_ref().is_err_and(CacheError::discards_entry) {
+            self.discard(&request.key).await?;
         }
         result
     }
@@ -297,7 +361,8 @@ impl ModelCache {
         let mut network_bytes = 0;
         let body = async {
             while let Some(chunk) = download.next_chunk().await? {
-                file.write_at(&chunk, offset)?;
+                file.write_at(&chunk, offset)
+                    .map_err(|e| CacheError::write_failed(&request.display, offset, e))?;
                 hasher.update(&chunk);
                 offset += chunk.len() as u64;
                 network_bytes += chunk.len() as u64;
@@ -308,7 +373,8 @@ impl ModelCache {
             Ok::<(), CacheError>(())
         };
         let body_result = body.await;
-        file.flush()?;
+        file.flush()
+            .map_err(|e| CacheError::write_failed(&request.display, offset, e))?;
         body_result?;
         on_progress(meter.finish(offset, super::now_ms()));
         if let Some(total) = total.filter(|&t| t != offset) {

@@ -183,3 +183,13 @@ pub async fn get(url: &str, from: u64, abort: &Abort) -> Result<Download, FetchE
         abort: abort.clone(),
     })
 }
+
+/// The whole body of a small file at `url` (the server config), read into memory.
+pub async fn get_bytes(url: &str, abort: &Abort) -> Result<Vec<u8>, FetchError> {
+    let mut download = get(url, 0, abort).await?;
+    let mut bytes = Vec::new();
+    while let Some(chunk) = download.next_chunk().await? {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}

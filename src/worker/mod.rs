@@ -242,10 +242,10 @@ pub fn cache_path(app_dir: &str) -> String {
 }
 
 async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
-    // The loader logs into a copy, so `Info` during a load still answers with the log so far.
-    let mut perf = state.perf.borrow().clone();
+    // The loader writes to the shared log as it goes (borrowing it only for each update),
+    // so `Info` during a load answers with the attempts and warnings so far.
     if !request_persistence().await {
-        perf.warnings.push(
+        state.perf.borrow_mut().warnings.push(
             "the browser did not grant persistent storage; cached models may be evicted".into(),
         );
     }
@@ -253,7 +253,7 @@ async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
         Ok(cache) => {
             let base_url = global().location().href();
             let mut on_event = |event: Event| post(&event);
-            Loader::new(&cache, abort, &mut perf, &mut on_event, base_url)
+            Loader::new(&cache, abort, &state.perf, &mut on_event, base_url)
                 .load(catalog)
                 .await
         }
@@ -267,7 +267,8 @@ async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
         }) => {
             if model_info.using_fallback {
                 if let Ok(dir) = opfs::Dir::open(APP_DIR).await {
-                    perf.fallback_activations = stats::count_fallback(&dir).await;
+                    let count = stats::count_fallback(&dir).await;
+                    state.perf.borrow_mut().fallback_activations = count;
                 }
             }
             post(&Event::Ready {
@@ -282,11 +283,6 @@ async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
         }),
         Err(LoadError::AllFailed(message)) => post(&Event::LoadFailed { message }),
     }
-    let mut shared = state.perf.borrow_mut();
-    shared.attempts = perf.attempts;
-    shared.memory = perf.memory;
-    shared.warnings = perf.warnings;
-    shared.fallback_activations = perf.fallback_activations;
 }
 
 async fn generate(

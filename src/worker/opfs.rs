@@ -30,7 +30,8 @@ pub struct OpfsError {
 }
 
 impl OpfsError {
-    fn new(what: &'static str, name: &str, error: &JsValue) -> Self {
+    /// The error of operation `what` on `name`, from what the browser threw.
+    pub fn new(what: &'static str, name: &str, error: &JsValue) -> Self {
         Self {
             what,
             name: name.to_string(),

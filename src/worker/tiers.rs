@@ -1,6 +1,7 @@
 //! The loading order: fine-tuned → adapter → base from the hub, then the bundled compact
 //! model. Each attempt is timed and logged; the first model that loads is returned.
 
+use std::cell::RefCell;
 use std::io::{BufReader, Read};
 
 use super::cache::{CacheError, CachedFile, FileRequest, ModelCache};
@@ -15,6 +16,7 @@ use crate::engine::tokenizer::Tokenizer;
 use crate::model_info::{ModelInfo, ModelType};
 use crate::perf_log::{MemorySample, PerfLog, TierAttempt};
 use crate::protocol::Event;
+use crate::server_config::ServerConfig;
 
 /// Memory a model needs per byte of its GGUF file: the weights themselves, the f32 copy of
 /// the token embedding, the KV cache and the wasm heap's slack. Phi-3 mini's 2.4 GB Q4 file
@@ -54,8 +56,9 @@ pub struct Loader<'a> {
     pub cache: &'a ModelCache,
     /// Cancels the downloads.
     pub abort: &'a Abort,
-    /// Where attempts, memory and warnings are recorded.
-    pub perf: &'a mut PerfLog,
+    /// Where attempts, memory and warnings are recorded. Borrowed only for each update (never
+    /// across an `await`), so the worker answers `Info` with the log as it is during a load.
+    pub perf: &'a RefCell<PerfLog>,
     /// Receives `TierStarted`, `TierFailed` and `Progress` events.
     pub on_event: &'a mut dyn FnMut(Event),
     /// `navigator.deviceMemory` in GB, where the browser tells it.
@@ -64,7 +67,11 @@ pub struct Loader<'a> {
     pub base_url: String,
     network_bytes: u64,
     cache_bytes: u64,
+    /// When the tier being tried started (`performance.now()`).
+    tier_start_ms: f64,
     tokenizer: Option<Option<Tokenizer>>,
+    /// The server config, fetched once per load when a model is live; the error otherwise.
+    settings: Option<Result<ServerConfig, String>>,
 }
 
 impl<'a> Loader<'a> {
@@ -72,7 +79,7 @@ impl<'a> Loader<'a> {
     pub fn new(
         cache: &'a ModelCache,
         abort: &'a Abort,
-        perf: &'a mut PerfLog,
+        perf: &'a RefCell<PerfLog>,
         on_event: &'a mut dyn FnMut(Event),
         base_url: String,
     ) -> Self {
@@ -85,7 +92,9 @@ impl<'a> Loader<'a> {
             base_url,
             network_bytes: 0,
             cache_bytes: 0,
+            tier_start_ms: 0.0,
             tokenizer: None,
+            settings: None,
         }
     }
 
@@ -95,29 +104,30 @@ impl<'a> Loader<'a> {
         let tiers = catalog.tiers.iter().map(Some).chain(std::iter::once(None));
         for tier in tiers {
             let model_type = tier.map_or(ModelType::Compact, |t| t.model_type);
-            (self.on_event)(Event::TierStarted { tier: model_type });
             let started_at_ms = js_sys::Date::now();
-            let start = super::now_ms();
+            self.tier_start_ms = super::now_ms();
             self.network_bytes = 0;
             self.cache_bytes = 0;
+            self.perf.borrow_mut().in_progress = Some(self.attempt(model_type, started_at_ms));
+            (self.on_event)(Event::TierStarted { tier: model_type });
             let result = match tier {
                 Some(tier) => self.hub_tier(catalog, tier).await,
                 None => self.compact_tier(catalog).await,
             };
-            let error = result.as_ref().err().cloned();
-            self.perf.attempts.push(TierAttempt {
-                tier: model_type,
-                started_at_ms,
-                duration_ms: super::now_ms() - start,
-                network_bytes: self.network_bytes,
-                cache_bytes: self.cache_bytes,
-                ok: error.is_none(),
-                error: error.clone(),
-            });
-            self.perf.memory.push(memory_sample(&format!(
-                "after trying {}",
-                model_type.as_str()
-            )));
+            let attempt = TierAttempt {
+                ok: result.is_ok(),
+                error: result.as_ref().err().cloned(),
+                ..self.attempt(model_type, started_at_ms)
+            };
+            {
+                let mut perf = self.perf.borrow_mut();
+                perf.in_progress = None;
+                perf.attempts.push(attempt);
+                perf.memory.push(memory_sample(&format!(
+                    "after trying {}",
+                    model_type.as_str()
+                )));
+            }
             match result {
                 Ok(mut loaded) => {
                     if let Some(reason) = first_error {
@@ -188,7 +198,7 @@ impl<'a> Loader<'a> {
                 tokenizer_source,
             ),
             session,
-            config: GenerationConfig::phi3(),
+            config: self.generation_config(catalog, &tier.config).await,
         })
     }
 
@@ -202,6 +212,7 @@ impl<'a> Loader<'a> {
             url: url.clone(),
             display: compact.name.clone(),
             sha256: Some(compact.sha256.clone()),
+            size: Some(compact.size),
             max_size: None,
         };
         let file = self.fetch(&request).await?;
@@ -223,8 +234,42 @@ impl<'a> Loader<'a> {
                 format!("GGUF vocabulary of {}", compact.name),
             ),
             session,
-            config: GenerationConfig::default(),
+            config: self.generation_config(catalog, &compact.config).await,
         })
+    }
+
+    /// Model `name`'s generation settings from the catalog's server config; Phi-3's defaults
+    /// (with a warning in the log naming the file and the problem) when the file cannot be
+    /// had, is invalid or lacks the model.
+    async fn generation_config(&mut self, catalog: &Catalog, name: &str) -> GenerationConfig {
+        if self.settings.is_none() {
+            self.settings = Some(self.fetch_settings(catalog).await);
+        }
+        let found = match self.settings.as_ref().expect("fetched above") {
+            Ok(settings) => settings
+                .model(name, &catalog.settings)
+                .cloned()
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.clone()),
+        };
+        found.unwrap_or_else(|e| {
+            self.perf.borrow_mut().warnings.push(format!(
+                "generation settings: {e}; using the built-in defaults"
+            ));
+            GenerationConfig::phi3()
+        })
+    }
+
+    async fn fetch_settings(&self, catalog: &Catalog) -> Result<ServerConfig, String> {
+        let url = web_sys::Url::new_with_base(&catalog.settings, &self.base_url)
+            .map(|u| u.href())
+            .map_err(|e| format!("{}: not a URL: {}", catalog.settings, super::js_error(&e)))?;
+        let bytes = super::fetch::get_bytes(&url, self.abort)
+            .await
+            .map_err(|e| e.to_string())?;
+        let text = String::from_utf8(bytes)
+            .map_err(|e| format!("{}: not UTF-8: {e}", catalog.settings))?;
+        ServerConfig::from_json(&text, &catalog.settings).map_err(|e| e.to_string())
     }
 
     /// The tokenizer from the catalog's base repo, fetched once per load; `None` (with a
@@ -244,6 +289,7 @@ impl<'a> Loader<'a> {
             Ok(t) => Some(t),
             Err(e) => {
                 self.perf
+                    .borrow_mut()
                     .warnings
                     .push(format!("tokenizer: {e}; using the GGUF's own vocabulary"));
                 None
@@ -267,6 +313,7 @@ impl<'a> Loader<'a> {
             url: file.url(&catalog.hub),
             display: file.display_path(),
             sha256: file.sha256.clone(),
+            size: file.size,
             max_size,
         };
         self.fetch(&request).await
@@ -274,18 +321,42 @@ impl<'a> Loader<'a> {
 
     async fn fetch(&mut self, request: &FileRequest) -> Result<CachedFile, String> {
         let on_event = &mut *self.on_event;
+        let (perf, tier_start_ms) = (self.perf, self.tier_start_ms);
+        let mut on_progress = |p| {
+            if let Some(current) = perf.borrow_mut().in_progress.as_mut() {
+                current.duration_ms = super::now_ms() - tier_start_ms;
+            }
+            on_event(Event::Progress(p));
+        };
         let result = self
             .cache
-            .fetch(request, self.abort, &mut |p| on_event(Event::Progress(p)))
+            .fetch(request, self.abort, &mut on_progress)
             .await;
         match result {
             Ok(file) => {
                 self.network_bytes += file.network_bytes;
                 self.cache_bytes += file.cache_bytes;
+                let mut perf = self.perf.borrow_mut();
+                if let Some(current) = perf.in_progress.as_mut() {
+                    *current = self.attempt(current.tier, current.started_at_ms);
+                }
                 Ok(file)
             }
             Err(CacheError::Storage(e)) => Err(format!("{}: {e}", request.display)),
             Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// The attempt at `tier` as it stands: time so far and the bytes of its finished files.
+    fn attempt(&self, tier: ModelType, started_at_ms: f64) -> TierAttempt {
+        TierAttempt {
+            tier,
+            started_at_ms,
+            duration_ms: super::now_ms() - self.tier_start_ms,
+            network_bytes: self.network_bytes,
+            cache_bytes: self.cache_bytes,
+            ok: false,
+            error: None,
         }
     }
 
