@@ -214,8 +214,9 @@ impl BlobPart {
 
     /// Resumes after the stored part's first `size` bytes.
     pub fn keep_stored(&mut self, size: u64) -> Result<(), StorageError> {
+        let stored = self.stored.take();
         self.clear();
-        if let Some(stored) = self.stored.take() {
+        if let Some(stored) = stored {
             let size = size.min(stored.size());
             let start = stored
                 .blob
