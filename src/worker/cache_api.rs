@@ -1,8 +1,8 @@
 //! The Cache API (`caches`) as the store where OPFS is missing. A named cache plays the part
 //! of a directory: each stored name is a response under a made-up URL that is never fetched.
 //!
-//! Stored bytes are read back as a `Blob` (Chromium keeps a cached body on disk and the
-//! `Blob` refers to it), one slice at a time through `FileReaderSync` (dedicated workers
+//! Stored bytes are read back as a `Blob` (a handle on the stored body, not a copy in
+//! memory), one slice at a time through `FileReaderSync` (dedicated workers
 //! only), so a model still reaches the engine as `Read + Seek` without a whole-file `Vec`.
 //! The Cache API cannot append: a download is gathered into a `Blob` (the browser spills large
 //! ones to disk) and stored with one `put`: after its sha256 check when complete, or as the
