@@ -794,10 +794,21 @@ async fn storage_filling_up_mid_download_is_a_clear_error_and_leaves_no_entry() 
 }
 
 #[wasm_bindgen_test]
-async fn chromium_gets_the_opfs_backend() {
+async fn chromium_gets_opfs_and_a_browser_without_get_directory_the_cache_api() {
     assert_eq!(Backend::available(), Backend::Opfs);
     let cache = ModelCache::open("mimir-test/detected").await.unwrap();
     assert_eq!(cache.backend(), Backend::Opfs);
+
+    // Hide `getDirectory` on this worker's StorageManager, as browsers without OPFS lack it.
+    let storage: JsValue = global().navigator().storage().into();
+    let name = JsValue::from_str("getDirectory");
+    js_sys::Reflect::set(&storage, &name, &JsValue::UNDEFINED).unwrap();
+    let picked = Backend::available();
+    let cache = ModelCache::open("mimir-test/detected").await;
+    js_sys::Reflect::delete_property(storage.unchecked_ref::<js_sys::Object>(), &name).unwrap();
+    assert_eq!(picked, Backend::CacheApi);
+    assert_eq!(cache.unwrap().backend(), Backend::CacheApi);
+    assert_eq!(Backend::available(), Backend::Opfs, "restored");
 }
 
 #[wasm_bindgen_test]
