@@ -2,7 +2,8 @@
 //! (OPFS sync access handles exist only there), against the local hub that `make test-wasm`
 //! starts on port 8091 with `mimir-train hub-data`'s tiny Phi-3 models. Faults are set per
 //! test through `POST /_hub/faults`; `GET /_hub/log` shows what was asked for. Each test
-//! has its own cache directory.
+//! has its own cache directory; the `cache_api_*` tests force the Cache API backend that
+//! browsers without OPFS get.
 #![cfg(target_arch = "wasm32")]
 
 use std::cell::RefCell;
@@ -16,8 +17,8 @@ use mimir::protocol::Event;
 use mimir::server_config::ServerConfig;
 use mimir::worker::cache::{CacheError, ModelCache};
 use mimir::worker::fetch::{self, Abort};
-use mimir::worker::opfs::OpfsError;
 use mimir::worker::stats;
+use mimir::worker::store::{Backend, StorageError, Store};
 use mimir::worker::tiers::{LoadError, Loaded, Loader};
 use mimir::worker::{global, js_error, BrowserClock};
 use serde_json::{json, Value};
@@ -122,16 +123,16 @@ struct Outcome {
     events: Vec<Event>,
 }
 
-/// Loads `catalog` with the cache in OPFS directory `dir`; `on_event` sees each event first,
+/// Loads `catalog` with the cache `dir`; `on_event` sees each event first,
 /// with the performance log as it is at that moment (as the worker's `Info` answers it).
 async fn load_with(
-    dir: &str,
+    dir: &TestCache,
     catalog: &Catalog,
     abort: &Abort,
     device_memory_gb: Option<f64>,
     on_event: &mut dyn FnMut(&Event, &PerfLog),
 ) -> Outcome {
-    let cache = ModelCache::open(dir).await.unwrap();
+    let cache = dir.open().await;
     let perf = RefCell::new(PerfLog::default());
     let mut events = Vec::new();
     let mut sink = |event: Event| {
@@ -148,14 +149,38 @@ async fn load_with(
     }
 }
 
-async fn load(dir: &str, catalog: &Catalog) -> Outcome {
+async fn load(dir: &TestCache, catalog: &Catalog) -> Outcome {
     load_with(dir, catalog, &Abort::new().unwrap(), None, &mut |_, _| {}).await
 }
 
-/// A fresh cache directory for one test.
-async fn fresh(name: &str) -> String {
-    let dir = format!("mimir-test/{name}");
-    ModelCache::open(&dir).await.unwrap().clear().await.unwrap();
+/// One test's cache: where it is and which storage API holds it.
+struct TestCache {
+    path: String,
+    backend: Backend,
+}
+
+impl TestCache {
+    async fn open(&self) -> ModelCache {
+        let cache = ModelCache::open_with(&self.path, self.backend)
+            .await
+            .unwrap();
+        assert_eq!(cache.backend(), self.backend);
+        cache
+    }
+}
+
+/// A fresh OPFS cache directory for one test.
+async fn fresh(name: &str) -> TestCache {
+    fresh_in(name, Backend::Opfs).await
+}
+
+/// A fresh cache for one test in `backend`.
+async fn fresh_in(name: &str, backend: Backend) -> TestCache {
+    let dir = TestCache {
+        path: format!("mimir-test/{name}"),
+        backend,
+    };
+    dir.open().await.clear().await.unwrap();
     dir
 }
 
@@ -395,7 +420,7 @@ async fn a_cut_download_resumes_with_a_range_request_and_is_verified() {
         .as_deref()
         .unwrap()
         .contains("mimir-phi-3-mini-q4_k_m.gguf"));
-    let cache = ModelCache::open(&dir).await.unwrap();
+    let cache = dir.open().await;
     let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
     assert!(!cache.is_complete(&key).await.unwrap());
 
@@ -447,7 +472,7 @@ async fn a_sha256_mismatch_is_rejected_and_never_loaded() {
     assert!(error.contains("sha256 mismatch"), "{error}");
     assert!(error.contains(&"0".repeat(64)), "{error}");
     assert_ne!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);
-    let cache = ModelCache::open(&dir).await.unwrap();
+    let cache = dir.open().await;
     let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
     assert!(!cache.is_complete(&key).await.unwrap());
 }
@@ -492,7 +517,7 @@ async fn a_cancelled_download_leaves_no_complete_entry() {
         .as_deref()
         .unwrap()
         .contains("cancelled"));
-    let cache = ModelCache::open(&dir).await.unwrap();
+    let cache = dir.open().await;
     let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
     assert!(!cache.is_complete(&key).await.unwrap());
 
@@ -550,28 +575,26 @@ async fn clearing_the_cache_frees_the_models_and_forgets_them() {
     let dir = fresh("clear").await;
     let outcome = load(&dir, &catalog).await;
     assert_eq!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);
-    let cache = ModelCache::open(&dir).await.unwrap();
+    let cache = dir.open().await;
     let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
     assert!(cache.is_complete(&key).await.unwrap());
     let freed = cache.clear().await.unwrap();
     assert!(freed > 5_211_776, "freed {freed}");
-    let cache = ModelCache::open(&dir).await.unwrap();
+    let cache = dir.open().await;
     assert!(!cache.is_complete(&key).await.unwrap());
 }
 
 #[wasm_bindgen_test]
-async fn the_fallback_count_is_kept_in_opfs() {
-    let dir = mimir::worker::opfs::Dir::open("mimir-test/stats")
-        .await
-        .unwrap();
-    dir.remove("stats.json").await.unwrap();
-    assert_eq!(stats::fallback_count(&dir).await, 0);
-    assert_eq!(stats::count_fallback(&dir).await, 1);
-    assert_eq!(stats::count_fallback(&dir).await, 2);
-    let reopened = mimir::worker::opfs::Dir::open("mimir-test/stats")
-        .await
-        .unwrap();
-    assert_eq!(stats::fallback_count(&reopened).await, 2);
+async fn the_fallback_count_is_kept_in_either_backend() {
+    for backend in [Backend::Opfs, Backend::CacheApi] {
+        let dir = Store::open_with("mimir-test/stats", backend).await.unwrap();
+        dir.remove("stats.json").await.unwrap();
+        assert_eq!(stats::fallback_count(&dir).await, 0, "{backend:?}");
+        assert_eq!(stats::count_fallback(&dir).await, 1, "{backend:?}");
+        assert_eq!(stats::count_fallback(&dir).await, 2, "{backend:?}");
+        let reopened = Store::open_with("mimir-test/stats", backend).await.unwrap();
+        assert_eq!(stats::fallback_count(&reopened).await, 2, "{backend:?}");
+    }
 }
 
 #[wasm_bindgen_test]
@@ -709,7 +732,7 @@ async fn a_file_larger_than_the_free_storage_is_refused_before_any_request() {
         gets_of(FINE_TUNED).await.is_empty(),
         "nothing was asked for"
     );
-    let cache = ModelCache::open(&dir).await.unwrap();
+    let cache = dir.open().await;
     let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
     assert_eq!(
         cache.stored_files(&key).await.unwrap(),
@@ -724,7 +747,7 @@ async fn storage_filling_up_mid_download_is_a_clear_error_and_leaves_no_entry() 
     let stored = 2_600_000;
     set_faults(json!([{ "path": FINE_TUNED, "cut_after": stored, "times": 1 }])).await;
     load(&dir, &catalog).await;
-    let cache = ModelCache::open(&dir).await.unwrap();
+    let cache = dir.open().await;
     let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
     let entry = mimir::worker::cache::entry_name(&key);
     assert_eq!(
@@ -743,7 +766,7 @@ async fn storage_filling_up_mid_download_is_a_clear_error_and_leaves_no_entry() 
     let error = CacheError::write_failed(
         display,
         stored,
-        OpfsError::new("writing", &format!("{dir}/{entry}.bin"), &thrown),
+        StorageError::new("writing", &format!("{}/{entry}.bin", dir.path), &thrown),
     );
     assert_eq!(
         error.to_string(),
@@ -768,4 +791,173 @@ async fn storage_filling_up_mid_download_is_a_clear_error_and_leaves_no_entry() 
     assert_eq!(gets.len(), 1, "{gets:?}");
     assert_eq!(gets[0]["status"], 200);
     assert!(gets[0]["range"].is_null(), "{gets:?}");
+}
+
+#[wasm_bindgen_test]
+async fn chromium_gets_opfs_and_a_browser_without_get_directory_the_cache_api() {
+    assert_eq!(Backend::available(), Backend::Opfs);
+    let cache = ModelCache::open("mimir-test/detected").await.unwrap();
+    assert_eq!(cache.backend(), Backend::Opfs);
+
+    // Hide `getDirectory` on this worker's StorageManager, as browsers without OPFS lack it.
+    let storage: JsValue = global().navigator().storage().into();
+    let name = JsValue::from_str("getDirectory");
+    js_sys::Reflect::set(&storage, &name, &JsValue::UNDEFINED).unwrap();
+    let picked = Backend::available();
+    let cache = ModelCache::open("mimir-test/detected").await;
+    js_sys::Reflect::delete_property(storage.unchecked_ref::<js_sys::Object>(), &name).unwrap();
+    assert_eq!(picked, Backend::CacheApi);
+    assert_eq!(cache.unwrap().backend(), Backend::CacheApi);
+    assert_eq!(Backend::available(), Backend::Opfs, "restored");
+}
+
+#[wasm_bindgen_test]
+async fn cache_api_first_load_verifies_and_a_reload_makes_no_model_requests() {
+    let catalog = catalog().await;
+    let dir = fresh_in("cache-api-reload", Backend::CacheApi).await;
+    let first = load(&dir, &catalog).await;
+    assert_eq!(loaded(&first).model_info.model_type, ModelType::FineTuned);
+    let attempt = &first.perf.attempts[0];
+    assert!(attempt.network_bytes > 5_000_000, "{attempt:?}");
+    assert_eq!(attempt.cache_bytes, 0);
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    let entry = mimir::worker::cache::entry_name(&key);
+    let cache = dir.open().await;
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        [format!("{entry}.bin"), format!("{entry}.done")]
+    );
+
+    hub("DELETE", "/_hub/log", None).await;
+    let mut second = load(&dir, &catalog).await;
+    assert_eq!(loaded(&second).model_info.model_type, ModelType::FineTuned);
+    let log = hub("GET", "/_hub/log", None).await;
+    assert_eq!(log, json!([]), "no requests to the hub on reload");
+    let attempt = &second.perf.attempts[0];
+    assert_eq!(attempt.network_bytes, 0);
+    assert!(attempt.cache_bytes > 5_000_000, "{attempt:?}");
+
+    // The weights read from the cached Blob give the same reply as a fresh download's.
+    let reply = |outcome: &mut Outcome| {
+        let session = &mut outcome.result.as_mut().unwrap().session;
+        let pieces = session
+            .template()
+            .render(&[ChatMessage::user("What is 2 plus 2?")], true);
+        let prompt = session.tokenizer().encode_prompt(&pieces, true).unwrap();
+        let config = GenerationConfig {
+            max_tokens: 4,
+            temperature: 0.0,
+            ..GenerationConfig::phi3()
+        };
+        let mut reply = session
+            .start(&prompt, &config, true, &BrowserClock)
+            .unwrap();
+        while reply.step().unwrap().is_some() {}
+        reply.finish().unwrap().text
+    };
+    let mut first = first;
+    assert_eq!(reply(&mut first), reply(&mut second));
+}
+
+#[wasm_bindgen_test]
+async fn cache_api_sha256_mismatch_is_rejected_and_nothing_stored() {
+    let mut catalog = catalog().await;
+    catalog.tiers[0].weights.sha256 = Some("0".repeat(64));
+    let dir = fresh_in("cache-api-mismatch", Backend::CacheApi).await;
+    let outcome = load(&dir, &catalog).await;
+    let error = outcome.perf.attempts[0].error.as_deref().unwrap();
+    assert!(error.contains("sha256 mismatch"), "{error}");
+    assert!(error.contains(&"0".repeat(64)), "{error}");
+    assert_ne!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert_eq!(
+        dir.open().await.stored_files(&key).await.unwrap(),
+        Vec::<String>::new()
+    );
+}
+
+#[wasm_bindgen_test]
+async fn cache_api_clearing_empties_the_cache() {
+    let catalog = catalog().await;
+    let dir = fresh_in("cache-api-clear", Backend::CacheApi).await;
+    let outcome = load(&dir, &catalog).await;
+    assert_eq!(loaded(&outcome).model_info.model_type, ModelType::FineTuned);
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    let cache = dir.open().await;
+    assert!(cache.is_complete(&key).await.unwrap());
+    let freed = cache.clear().await.unwrap();
+    assert!(freed > 5_211_776, "freed {freed}");
+    let store = Store::open_with(&dir.path, Backend::CacheApi)
+        .await
+        .unwrap();
+    assert_eq!(store.entry_names().await.unwrap(), Vec::<String>::new());
+    assert!(!dir.open().await.is_complete(&key).await.unwrap());
+}
+
+#[wasm_bindgen_test]
+async fn cache_api_a_cut_download_keeps_its_part_and_resumes_verified() {
+    let catalog = catalog().await;
+    let dir = fresh_in("cache-api-resume", Backend::CacheApi).await;
+    let half = 2_600_000;
+    set_faults(json!([{ "path": FINE_TUNED, "cut_after": half, "times": 1 }])).await;
+    let first = load(&dir, &catalog).await;
+    assert!(!first.perf.attempts[0].ok, "{:#?}", first.perf.attempts);
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    let entry = mimir::worker::cache::entry_name(&key);
+    let cache = dir.open().await;
+    assert!(!cache.is_complete(&key).await.unwrap());
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        [format!("{entry}.bin"), format!("{entry}.part")],
+        "the part is stored when the download breaks"
+    );
+
+    set_faults(json!([])).await;
+    let second = load(&dir, &catalog).await;
+    assert_eq!(loaded(&second).model_info.model_type, ModelType::FineTuned);
+    let gets = gets_of(FINE_TUNED).await;
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0]["status"], 206);
+    let range = gets[0]["range"].as_str().unwrap();
+    let from: u64 = range
+        .strip_prefix("bytes=")
+        .and_then(|r| r.strip_suffix('-'))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(from > 0 && from <= half, "{range}");
+    assert_eq!(
+        second.perf.attempts[0].cache_bytes,
+        from + tokenizer_bytes(&second)
+    );
+    assert!(cache.is_complete(&key).await.unwrap());
+    assert_eq!(
+        cache.stored_files(&key).await.unwrap(),
+        [format!("{entry}.bin"), format!("{entry}.done")]
+    );
+}
+
+#[wasm_bindgen_test]
+async fn cache_api_a_cancelled_download_is_never_complete_and_resumes() {
+    let catalog = catalog().await;
+    let dir = fresh_in("cache-api-cancel", Backend::CacheApi).await;
+    set_faults(json!([{ "path": FINE_TUNED, "rate": 200_000 }])).await;
+    let abort = Abort::new().unwrap();
+    let canceller = abort.clone();
+    let outcome = load_with(&dir, &catalog, &abort, None, &mut |event, _| {
+        if matches!(event, Event::Progress(p) if p.file.ends_with(".gguf") && p.bytes > 0) {
+            canceller.abort();
+        }
+    })
+    .await;
+    assert_eq!(outcome.result.as_ref().err(), Some(&LoadError::Cancelled));
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    assert!(!dir.open().await.is_complete(&key).await.unwrap());
+
+    set_faults(json!([])).await;
+    let again = load(&dir, &catalog).await;
+    assert_eq!(loaded(&again).model_info.model_type, ModelType::FineTuned);
+    let gets = gets_of(FINE_TUNED).await;
+    assert_eq!(gets.len(), 1, "{gets:?}");
+    assert_eq!(gets[0]["status"], 206, "the part is resumed: {gets:?}");
 }

@@ -1,18 +1,21 @@
-//! The model cache in OPFS: one entry per hub file, verified by sha256 before first use and
-//! resumable after an interrupted download.
+//! The model cache: one entry per hub file, verified by sha256 before first use and
+//! resumable after an interrupted download, in OPFS or, where OPFS is missing, in the Cache
+//! API (see [`super::store`]).
 //!
-//! An entry `K` (a hash of hub, repo, revision and path) is three files in the namespace
-//! directory: `K.bin` holds the bytes, `K.part` records what a download in progress expects
-//! (sha256, size), and `K.done` is written only after the sha256 of the whole of `K.bin` was
-//! checked. Without `K.done` the bytes are never used as a model; they are only the start of
-//! a resumed download: they are hashed again and the rest is asked for with a Range request.
+//! An entry `K` (a hash of hub, repo, revision and path) is three names in the store:
+//! `K.bin` holds the bytes, `K.part` records what a download in progress expects (sha256,
+//! size), and `K.done` is written only after the sha256 of the whole of `K.bin` was checked.
+//! Without `K.done` the bytes are never used as a model; they are only the start of a resumed
+//! download: they are hashed again and the rest is asked for with a Range request. In OPFS
+//! `K.bin` grows as the bytes arrive; in the Cache API it is stored once the download ends
+//! (verified), or stops with an error (the part to resume from).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::fetch::{self, Abort, FetchError};
-use super::opfs::{Dir, File, OpfsError};
+use super::store::{Backend, StorageError, Store, StoredFile};
 use crate::download_progress::ProgressMeter;
 use crate::protocol::FileProgress;
 
@@ -27,7 +30,7 @@ pub enum CacheError {
     Fetch(#[from] FetchError),
     /// Browser storage failed.
     #[error(transparent)]
-    Storage(#[from] OpfsError),
+    Storage(#[from] StorageError),
     /// The bytes do not have the expected sha256; the file was discarded.
     #[error(
         "{file}: sha256 mismatch: expected {expected}, got {actual}; the download was discarded"
@@ -102,7 +105,7 @@ pub enum CacheError {
 impl CacheError {
     /// The error for a write of `file` that failed with `stored` bytes in place: a full
     /// quota (`QuotaExceededError`) is [`CacheError::StorageFull`].
-    pub fn write_failed(file: &str, stored: u64, error: OpfsError) -> Self {
+    pub fn write_failed(file: &str, stored: u64, error: StorageError) -> Self {
         if error.is_quota() {
             Self::StorageFull {
                 file: file.to_string(),
@@ -146,7 +149,7 @@ pub struct FileRequest {
 #[derive(Debug)]
 pub struct CachedFile {
     /// The open file.
-    pub file: File,
+    pub file: StoredFile,
     /// Its sha256.
     pub sha256: String,
     /// Bytes fetched over the network in this call.
@@ -162,34 +165,45 @@ struct Record {
     size: u64,
 }
 
-/// The model cache: a namespace directory in OPFS.
+/// The model cache: a namespace directory in OPFS, or a named cache of the Cache API.
 #[derive(Debug, Clone)]
 pub struct ModelCache {
-    dir: Dir,
+    dir: Store,
     path: String,
 }
 
 impl ModelCache {
-    /// Opens (creating) the cache under OPFS directory `path` (`mimir/models`).
-    pub async fn open(path: &str) -> Result<Self, OpfsError> {
+    /// Opens (creating) the cache at `path` (`mimir/models`) with the best backend available
+    /// ([`Backend::available`]).
+    pub async fn open(path: &str) -> Result<Self, StorageError> {
+        Self::open_with(path, Backend::available()).await
+    }
+
+    /// Opens (creating) the cache at `path` with `backend`.
+    pub async fn open_with(path: &str, backend: Backend) -> Result<Self, StorageError> {
         Ok(Self {
-            dir: Dir::open(path).await?,
+            dir: Store::open_with(path, backend).await?,
             path: path.to_string(),
         })
     }
 
-    /// The OPFS directory path.
+    /// The directory or cache name.
     pub fn path(&self) -> &str {
         &self.path
     }
 
+    /// The storage API in use.
+    pub fn backend(&self) -> Backend {
+        self.dir.backend()
+    }
+
     /// True when the entry for `key` has been verified complete.
-    pub async fn is_complete(&self, key: &str) -> Result<bool, OpfsError> {
+    pub async fn is_complete(&self, key: &str) -> Result<bool, StorageError> {
         Ok(self.read_record(&entry_name(key), ".done").await?.is_some())
     }
 
-    /// The files stored for `key` (`K.bin`, `K.part`, `K.done`), for checks and tests.
-    pub async fn stored_files(&self, key: &str) -> Result<Vec<String>, OpfsError> {
+    /// The names stored for `key` (`K.bin`, `K.part`, `K.done`), for checks and tests.
+    pub async fn stored_files(&self, key: &str) -> Result<Vec<String>, StorageError> {
         let entry = entry_name(key);
         let mut names: Vec<String> = self
             .dir
@@ -203,7 +217,7 @@ impl ModelCache {
     }
 
     /// Deletes everything stored for `key`: a broken or partial entry.
-    pub async fn discard(&self, key: &str) -> Result<(), OpfsError> {
+    pub async fn discard(&self, key: &str) -> Result<(), StorageError> {
         let entry = entry_name(key);
         for suffix in [".done", ".part", ".bin"] {
             self.dir.remove(&format!("{entry}{suffix}")).await?;
@@ -214,18 +228,14 @@ impl ModelCache {
     /// Deletes every entry; returns the bytes freed.
     pub async fn clear(&self) -> Result<u64, CacheError> {
         let freed = self.size_of_entries().await?;
-        let (parent, name) = match self.path.rsplit_once('/') {
-            Some((parent, name)) => (Dir::open(parent).await?, name),
-            None => (Dir::open("").await?, self.path.as_str()),
-        };
-        parent.remove(name).await?;
+        Store::delete(&self.path, self.backend()).await?;
         Ok(freed)
     }
 
-    async fn size_of_entries(&self) -> Result<u64, OpfsError> {
+    async fn size_of_entries(&self) -> Result<u64, StorageError> {
         let mut total = 0;
         for name in self.dir.entry_names().await? {
-            if let Some(file) = self.dir.open_file(&name, false).await? {
+            if let Some(file) = self.dir.file(&name).await? {
                 total += file.size()?;
             }
         }
@@ -233,7 +243,7 @@ impl ModelCache {
     }
 
     /// The record `entry` + `suffix` (`.part` or `.done`); an unreadable record is none.
-    async fn read_record(&self, entry: &str, suffix: &str) -> Result<Option<Record>, OpfsError> {
+    async fn read_record(&self, entry: &str, suffix: &str) -> Result<Option<Record>, StorageError> {
         let text = self.dir.read_text(&format!("{entry}{suffix}")).await?;
         Ok(text.and_then(|t| serde_json::from_str(&t).ok()))
     }
@@ -243,7 +253,7 @@ impl ModelCache {
         entry: &str,
         suffix: &str,
         record: &Record,
-    ) -> Result<(), OpfsError> {
+    ) -> Result<(), StorageError> {
         let text = serde_json::to_string(record).expect("records always serialise");
         self.dir
             .write_text(&format!("{entry}{suffix}"), &text)
@@ -262,7 +272,7 @@ impl ModelCache {
         let bin = format!("{entry}.bin");
         if let Some(record) = self.read_record(&entry, ".done").await? {
             let wanted = request.sha256.as_deref();
-            if let Some(file) = self.dir.open_file(&bin, false).await? {
+            if let Some(file) = self.dir.file(&bin).await? {
                 if file.size()? == record.size && wanted.is_none_or(|w| w == record.sha256) {
                     check_size(request, record.size)?;
                     on_progress(ProgressMeter::cached(&request.display, record.size));
@@ -298,11 +308,7 @@ impl ModelCache {
         abort: &Abort,
         on_progress: &mut dyn FnMut(FileProgress),
     ) -> Result<CachedFile, CacheError> {
-        let file = self
-            .dir
-            .open_file(&format!("{entry}.bin"), true)
-            .await?
-            .expect("created when missing");
+        let mut part_bytes = self.dir.part(&format!("{entry}.bin")).await?;
         let part = self.read_record(entry, ".part").await?;
         let mut hasher = Sha256::new();
         let mut offset = match &part {
@@ -310,10 +316,10 @@ impl ModelCache {
                 if part.url == request.url
                     && request.sha256.as_ref().is_none_or(|s| *s == part.sha256) =>
             {
-                rehash(&file, &mut hasher, part.size)?
+                part_bytes.resume(part.size, &mut |b| hasher.update(b), REHASH_CHUNK)?
             }
             _ => {
-                file.truncate(0)?;
+                part_bytes.restart()?;
                 0
             }
         };
@@ -321,7 +327,7 @@ impl ModelCache {
         let mut download = fetch::get(&request.url, offset, abort).await?;
         if offset > 0 && download.status == 200 {
             // The hub ignored the range: the body is the whole file.
-            file.truncate(0)?;
+            part_bytes.restart()?;
             hasher = Sha256::new();
             offset = 0;
         } else if offset > 0 {
@@ -361,7 +367,8 @@ impl ModelCache {
         let mut network_bytes = 0;
         let body = async {
             while let Some(chunk) = download.next_chunk().await? {
-                file.write_at(&chunk, offset)
+                part_bytes
+                    .append(&chunk, offset)
                     .map_err(|e| CacheError::write_failed(&request.display, offset, e))?;
                 hasher.update(&chunk);
                 offset += chunk.len() as u64;
@@ -372,18 +379,26 @@ impl ModelCache {
             }
             Ok::<(), CacheError>(())
         };
-        let body_result = body.await;
-        file.flush()
-            .map_err(|e| CacheError::write_failed(&request.display, offset, e))?;
-        body_result?;
-        on_progress(meter.finish(offset, super::now_ms()));
-        if let Some(total) = total.filter(|&t| t != offset) {
-            return Err(CacheError::Truncated {
+        let body_result = body.await.and_then(|()| match total {
+            Some(total) if total != offset => Err(CacheError::Truncated {
                 file: request.display.clone(),
                 got: offset,
                 expected: total,
-            });
+            }),
+            _ => Ok(()),
+        });
+        if let Err(e) = body_result {
+            // The bytes so far are the part the next load resumes from, unless the error
+            // discards them.
+            if !e.discards_entry() {
+                part_bytes
+                    .keep()
+                    .await
+                    .map_err(|e| CacheError::write_failed(&request.display, offset, e))?;
+            }
+            return Err(e);
         }
+        on_progress(meter.finish(offset, super::now_ms()));
         let actual = hex(&hasher.finalize());
         if actual != expected {
             return Err(CacheError::Mismatch {
@@ -392,6 +407,10 @@ impl ModelCache {
                 actual,
             });
         }
+        let file = part_bytes
+            .finish()
+            .await
+            .map_err(|e| CacheError::write_failed(&request.display, offset, e))?;
         let record = Record {
             url: request.url.clone(),
             sha256: actual.clone(),
@@ -416,25 +435,6 @@ pub fn entry_name(key: &str) -> String {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Hashes the first `limit` stored bytes again (never trusting an unverified part) and
-/// returns how many there are.
-fn rehash(file: &File, hasher: &mut Sha256, limit: u64) -> Result<u64, OpfsError> {
-    let stored = file.size()?.min(limit);
-    let mut buf = vec![0; REHASH_CHUNK];
-    let mut at = 0;
-    while at < stored {
-        let want = ((stored - at) as usize).min(buf.len());
-        let n = file.read_at(&mut buf[..want], at)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        at += n as u64;
-    }
-    file.truncate(at)?;
-    Ok(at)
 }
 
 /// The whole file's size: from `Content-Range` for a range answer, else `Content-Length`.

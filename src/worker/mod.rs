@@ -4,9 +4,11 @@
 //! arrives while a reply is being written.
 
 pub mod cache;
+pub mod cache_api;
 pub mod fetch;
 pub mod opfs;
 pub mod stats;
+pub mod store;
 pub mod tiers;
 
 use std::cell::{Cell, RefCell};
@@ -29,7 +31,7 @@ use cache::ModelCache;
 use fetch::Abort;
 use tiers::{LoadError, Loaded, Loader};
 
-/// Where the app keeps its files in OPFS.
+/// Where the app keeps its files (an OPFS directory, or the start of its caches' names in the Cache API).
 pub const APP_DIR: &str = "mimir";
 
 /// The worker's global scope (`self`).
@@ -152,7 +154,7 @@ pub fn run() {
     scope.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     on_message.forget();
     spawn_local(async move {
-        if let Ok(dir) = opfs::Dir::open(APP_DIR).await {
+        if let Ok(dir) = store::Store::open(APP_DIR).await {
             state.perf.borrow_mut().fallback_activations = stats::fallback_count(&dir).await;
         }
         post(&Event::Started);
@@ -266,7 +268,7 @@ async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
             config,
         }) => {
             if model_info.using_fallback {
-                if let Ok(dir) = opfs::Dir::open(APP_DIR).await {
+                if let Ok(dir) = store::Store::open(APP_DIR).await {
                     let count = stats::count_fallback(&dir).await;
                     state.perf.borrow_mut().fallback_activations = count;
                 }

@@ -1,12 +1,10 @@
 //! The Origin Private File System: directories from `navigator.storage.getDirectory()` and
 //! files through `FileSystemSyncAccessHandle` (dedicated workers only), which reads and writes
 //! at offsets synchronously, so a file can be the engine's `Read + Seek` source and the
-//! weights never sit whole in a `Vec<u8>`.
-
-use std::io::{self, Read, Seek, SeekFrom};
+//! weights never sit whole in a `Vec<u8>`. See [`super::store`] for the choice between this
+//! and the Cache API.
 
 use js_sys::Reflect;
-use thiserror::Error;
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
 use web_sys::{
@@ -16,34 +14,7 @@ use web_sys::{
 };
 
 use super::js_error;
-
-/// An OPFS operation that failed.
-#[derive(Debug, Error, Clone, PartialEq)]
-#[error("browser storage, {what} {name}: {message}")]
-pub struct OpfsError {
-    /// The operation (`opening`, `writing`, ...).
-    pub what: &'static str,
-    /// The file or directory.
-    pub name: String,
-    /// What the browser said.
-    pub message: String,
-}
-
-impl OpfsError {
-    /// The error of operation `what` on `name`, from what the browser threw.
-    pub fn new(what: &'static str, name: &str, error: &JsValue) -> Self {
-        Self {
-            what,
-            name: name.to_string(),
-            message: js_error(error),
-        }
-    }
-
-    /// True when the browser refused a write for lack of space.
-    pub fn is_quota(&self) -> bool {
-        self.message.contains("QuotaExceeded")
-    }
-}
+use super::store::StorageError;
 
 /// A directory in the origin's private file system.
 #[derive(Debug, Clone)]
@@ -54,11 +25,11 @@ pub struct Dir {
 
 impl Dir {
     /// The directory `path` (segments separated by `/`) under the OPFS root, created if missing.
-    pub async fn open(path: &str) -> Result<Self, OpfsError> {
+    pub async fn open(path: &str) -> Result<Self, StorageError> {
         let storage = super::global().navigator().storage();
         let root = JsFuture::from(storage.get_directory())
             .await
-            .map_err(|e| OpfsError::new("opening", "the OPFS root", &e))?;
+            .map_err(|e| StorageError::new("opening", "the OPFS root", &e))?;
         let mut dir = Self {
             handle: root.unchecked_into(),
             name: String::new(),
@@ -70,7 +41,7 @@ impl Dir {
     }
 
     /// The subdirectory `name`, created if missing.
-    pub async fn child(&self, name: &str) -> Result<Self, OpfsError> {
+    pub async fn child(&self, name: &str) -> Result<Self, StorageError> {
         let options = FileSystemGetDirectoryOptions::new();
         options.set_create(true);
         let full = format!("{}/{name}", self.name);
@@ -79,7 +50,7 @@ impl Dir {
                 .get_directory_handle_with_options(name, &options),
         )
         .await
-        .map_err(|e| OpfsError::new("opening", &full, &e))?;
+        .map_err(|e| StorageError::new("opening", &full, &e))?;
         Ok(Self {
             handle: handle.unchecked_into(),
             name: full,
@@ -87,7 +58,7 @@ impl Dir {
     }
 
     /// Opens `name` for synchronous access; `None` when it does not exist and `create` is false.
-    pub async fn open_file(&self, name: &str, create: bool) -> Result<Option<File>, OpfsError> {
+    pub async fn open_file(&self, name: &str, create: bool) -> Result<Option<File>, StorageError> {
         let options = FileSystemGetFileOptions::new();
         options.set_create(create);
         let full = format!("{}/{name}", self.name);
@@ -95,11 +66,11 @@ impl Dir {
             match JsFuture::from(self.handle.get_file_handle_with_options(name, &options)).await {
                 Ok(handle) => handle.unchecked_into::<FileSystemFileHandle>(),
                 Err(e) if !create && js_error(&e).contains("NotFound") => return Ok(None),
-                Err(e) => return Err(OpfsError::new("opening", &full, &e)),
+                Err(e) => return Err(StorageError::new("opening", &full, &e)),
             };
         let access = JsFuture::from(handle.create_sync_access_handle())
             .await
-            .map_err(|e| OpfsError::new("locking", &full, &e))?;
+            .map_err(|e| StorageError::new("locking", &full, &e))?;
         Ok(Some(File {
             access: access.unchecked_into(),
             name: full,
@@ -107,13 +78,13 @@ impl Dir {
     }
 
     /// Deletes `name` (a file, or a directory with everything in it); missing is not an error.
-    pub async fn remove(&self, name: &str) -> Result<(), OpfsError> {
+    pub async fn remove(&self, name: &str) -> Result<(), StorageError> {
         let options = FileSystemRemoveOptions::new();
         options.set_recursive(true);
         match JsFuture::from(self.handle.remove_entry_with_options(name, &options)).await {
             Ok(_) => Ok(()),
             Err(e) if js_error(&e).contains("NotFound") => Ok(()),
-            Err(e) => Err(OpfsError::new(
+            Err(e) => Err(StorageError::new(
                 "deleting",
                 &format!("{}/{name}", self.name),
                 &e,
@@ -122,8 +93,8 @@ impl Dir {
     }
 
     /// The names of the entries in this directory.
-    pub async fn entry_names(&self) -> Result<Vec<String>, OpfsError> {
-        let listing = |e: &JsValue| OpfsError::new("listing", &self.name, e);
+    pub async fn entry_names(&self) -> Result<Vec<String>, StorageError> {
+        let listing = |e: &JsValue| StorageError::new("listing", &self.name, e);
         let keys = self.handle.keys();
         let mut names = Vec::new();
         loop {
@@ -143,7 +114,7 @@ impl Dir {
     }
 
     /// Reads a whole small file as text; `None` when missing.
-    pub async fn read_text(&self, name: &str) -> Result<Option<String>, OpfsError> {
+    pub async fn read_text(&self, name: &str) -> Result<Option<String>, StorageError> {
         let Some(file) = self.open_file(name, false).await? else {
             return Ok(None);
         };
@@ -154,7 +125,7 @@ impl Dir {
     }
 
     /// Replaces a small file's content with `text`.
-    pub async fn write_text(&self, name: &str, text: &str) -> Result<(), OpfsError> {
+    pub async fn write_text(&self, name: &str, text: &str) -> Result<(), StorageError> {
         let file = self
             .open_file(name, true)
             .await?
@@ -179,33 +150,33 @@ impl File {
     }
 
     /// Current size in bytes.
-    pub fn size(&self) -> Result<u64, OpfsError> {
+    pub fn size(&self) -> Result<u64, StorageError> {
         self.access
             .get_size()
             .map(|s| s as u64)
-            .map_err(|e| OpfsError::new("measuring", &self.name, &e))
+            .map_err(|e| StorageError::new("measuring", &self.name, &e))
     }
 
     /// Reads into `buf` from byte `at`; returns how many bytes were read (0 at the end).
-    pub fn read_at(&self, buf: &mut [u8], at: u64) -> Result<usize, OpfsError> {
+    pub fn read_at(&self, buf: &mut [u8], at: u64) -> Result<usize, StorageError> {
         let options = FileSystemReadWriteOptions::new();
         options.set_at(at as f64);
         self.access
             .read_with_u8_array_and_options(buf, &options)
             .map(|n| n as usize)
-            .map_err(|e| OpfsError::new("reading", &self.name, &e))
+            .map_err(|e| StorageError::new("reading", &self.name, &e))
     }
 
     /// Writes all of `bytes` at byte `at`.
-    pub fn write_at(&self, bytes: &[u8], at: u64) -> Result<(), OpfsError> {
+    pub fn write_at(&self, bytes: &[u8], at: u64) -> Result<(), StorageError> {
         let options = FileSystemReadWriteOptions::new();
         options.set_at(at as f64);
         let written = self
             .access
             .write_with_u8_array_and_options(bytes, &options)
-            .map_err(|e| OpfsError::new("writing", &self.name, &e))?;
+            .map_err(|e| StorageError::new("writing", &self.name, &e))?;
         if written as usize != bytes.len() {
-            return Err(OpfsError {
+            return Err(StorageError {
                 what: "writing",
                 name: self.name.clone(),
                 message: format!("wrote {written} of {} bytes", bytes.len()),
@@ -215,67 +186,22 @@ impl File {
     }
 
     /// Cuts the file to `size` bytes.
-    pub fn truncate(&self, size: u64) -> Result<(), OpfsError> {
+    pub fn truncate(&self, size: u64) -> Result<(), StorageError> {
         self.access
             .truncate_with_f64(size as f64)
-            .map_err(|e| OpfsError::new("truncating", &self.name, &e))
+            .map_err(|e| StorageError::new("truncating", &self.name, &e))
     }
 
     /// Makes written bytes durable.
-    pub fn flush(&self) -> Result<(), OpfsError> {
+    pub fn flush(&self) -> Result<(), StorageError> {
         self.access
             .flush()
-            .map_err(|e| OpfsError::new("flushing", &self.name, &e))
-    }
-
-    /// A `Read + Seek` view of the file for the engine.
-    pub fn reader(&self) -> Result<FileReader<'_>, OpfsError> {
-        Ok(FileReader {
-            file: self,
-            position: 0,
-            size: self.size()?,
-        })
+            .map_err(|e| StorageError::new("flushing", &self.name, &e))
     }
 }
 
 impl Drop for File {
     fn drop(&mut self) {
         self.access.close();
-    }
-}
-
-/// Reads an OPFS [`File`] as a stream: the GGUF reader takes it like a native file.
-#[derive(Debug)]
-pub struct FileReader<'f> {
-    file: &'f File,
-    position: u64,
-    size: u64,
-}
-
-impl Read for FileReader<'_> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self
-            .file
-            .read_at(buf, self.position)
-            .map_err(|e| io::Error::other(e.to_string()))?;
-        self.position += n as u64;
-        Ok(n)
-    }
-}
-
-impl Seek for FileReader<'_> {
-    fn seek(&mut self, to: SeekFrom) -> io::Result<u64> {
-        let target = match to {
-            SeekFrom::Start(n) => Some(n),
-            SeekFrom::End(d) => self.size.checked_add_signed(d),
-            SeekFrom::Current(d) => self.position.checked_add_signed(d),
-        };
-        self.position = target.ok_or_else(|| {
-            io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!("{}: seek before the start", self.file.name),
-            )
-        })?;
-        Ok(self.position)
     }
 }

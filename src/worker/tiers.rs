@@ -6,7 +6,7 @@ use std::io::{BufReader, Read};
 
 use super::cache::{CacheError, CachedFile, FileRequest, ModelCache};
 use super::fetch::Abort;
-use super::opfs::OpfsError;
+use super::store::StorageError;
 use crate::catalog::{Catalog, RepoFile, Tier};
 use crate::engine::generate::Session;
 use crate::engine::generation_config::GenerationConfig;
@@ -24,7 +24,7 @@ use crate::server_config::ServerConfig;
 /// straight to the compact model, while the local hub's 5 MB test models pass anywhere.
 pub const MEMORY_PER_FILE_BYTE: f64 = 1.6;
 
-/// Read buffer between OPFS and the GGUF reader: few large reads instead of many small.
+/// Read buffer between browser storage and the GGUF reader: few large reads instead of many small.
 const READ_BUFFER: usize = 1 << 20;
 
 /// Positions the KV cache holds.
@@ -403,7 +403,7 @@ fn read_all(file: &CachedFile, display: &str) -> Result<Vec<u8>, String> {
     let mut bytes = Vec::new();
     file.file
         .reader()
-        .map_err(|e: OpfsError| e.to_string())?
+        .map_err(|e: StorageError| e.to_string())?
         .read_to_end(&mut bytes)
         .map_err(|e| format!("{display}: {e}"))?;
     Ok(bytes)
