@@ -15,7 +15,7 @@ use sha2::{Digest, Sha256};
 use thiserror::Error;
 
 use super::fetch::{self, Abort, FetchError};
-use super::store::{Backend, StorageError, Store, StoredFile};
+use super::store::{Backend, Part, StorageError, Store, StoredFile};
 use crate::download_progress::ProgressMeter;
 use crate::protocol::FileProgress;
 
@@ -323,7 +323,15 @@ impl ModelCache {
                 0
             }
         };
-        let resumed = offset;
+        if let Some(part) = part.as_ref().filter(|p| offset > 0 && offset == p.size) {
+            // The part is the whole file: the last load stopped between its last byte and
+            // `.done`. Asking for `bytes={size}-` would get a 416; verify what is stored.
+            on_progress(ProgressMeter::cached(&request.display, offset));
+            let expected = part.sha256.clone();
+            return self
+                .complete(request, entry, part_bytes, hasher, expected, offset, 0)
+                .await;
+        }
         let mut download = fetch::get(&request.url, offset, abort).await?;
         if offset > 0 && download.status == 200 {
             // The hub ignored the range: the body is the whole file.
@@ -399,6 +407,23 @@ impl ModelCache {
             return Err(e);
         }
         on_progress(meter.finish(offset, super::now_ms()));
+        self.complete(request, entry, part_bytes, hasher, expected, offset, network_bytes)
+            .await
+    }
+
+    /// Checks a fully stored download against `expected` and makes it the entry's complete
+    /// file (`.done` written, `.part` removed).
+    #[allow(clippy::too_many_arguments)]
+    async fn complete(
+        &self,
+        request: &FileRequest,
+        entry: &str,
+        part_bytes: Part,
+        hasher: Sha256,
+        expected: String,
+        size: u64,
+        network_bytes: u64,
+    ) -> Result<CachedFile, CacheError> {
         let actual = hex(&hasher.finalize());
         if actual != expected {
             return Err(CacheError::Mismatch {
@@ -410,11 +435,11 @@ impl ModelCache {
         let file = part_bytes
             .finish()
             .await
-            .map_err(|e| CacheError::write_failed(&request.display, offset, e))?;
+            .map_err(|e| CacheError::write_failed(&request.display, size, e))?;
         let record = Record {
             url: request.url.clone(),
             sha256: actual.clone(),
-            size: offset,
+            size,
         };
         self.write_record(entry, ".done", &record).await?;
         self.dir.remove(&format!("{entry}.part")).await?;
@@ -422,7 +447,7 @@ impl ModelCache {
             file,
             sha256: actual,
             network_bytes,
-            cache_bytes: resumed.min(offset),
+            cache_bytes: size - network_bytes,
         })
     }
 }
