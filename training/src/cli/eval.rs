@@ -70,32 +70,45 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         system: DEFAULT_SYSTEM_PROMPT.to_owned(),
         tone,
     };
-    let total = items.len();
-    let mut done = 0;
+    let mut run = RunInfo {
+        model: args.model.display().to_string(),
+        adapter: args.adapter.as_ref().map(|a| a.display().to_string()),
+        rubric: args.rubric.display().to_string(),
+        planned: items.len(),
+        decoding,
+        max_tokens: options.generation.max_tokens,
+        seconds: 0.0,
+    };
+    let mut done = Vec::with_capacity(items.len());
+    let mut write_error = None;
     let results = evaluate(
         &mut session,
         &items,
         &options,
         &SystemClock::default(),
         &mut |result| {
-            done += 1;
+            done.push(result.clone());
             eprintln!(
-                "[{done}/{total}] {}: {} ({} tokens, {:.1} s)",
+                "[{}/{}] {}: {} ({} tokens, {:.1} s)",
+                done.len(),
+                items.len(),
                 result.id,
                 if result.passed() { "pass" } else { "FAIL" },
                 result.generated_tokens,
                 result.seconds
             );
+            // The report so far, so a long run cut short still leaves its verdicts.
+            if let (Some(path), None) = (&args.json, &write_error) {
+                run.seconds = started.elapsed().as_secs_f64();
+                let partial = EvalReport::new(run.clone(), done.clone());
+                write_error = std::fs::write(path, partial.to_json()).err();
+            }
         },
     )?;
-    let run = RunInfo {
-        model: args.model.display().to_string(),
-        adapter: args.adapter.as_ref().map(|a| a.display().to_string()),
-        rubric: args.rubric.display().to_string(),
-        decoding,
-        max_tokens: options.generation.max_tokens,
-        seconds: started.elapsed().as_secs_f64(),
-    };
+    if let Some(error) = write_error {
+        return Err(error).context("writing the JSON report");
+    }
+    run.seconds = started.elapsed().as_secs_f64();
     let report = EvalReport::new(run, results);
     print!("{}", report.table());
     if let Some(path) = &args.json {

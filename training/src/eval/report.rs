@@ -116,6 +116,8 @@ pub struct RunInfo {
     pub adapter: Option<String>,
     /// The rubric file.
     pub rubric: String,
+    /// Items in the rubric; a report with fewer `items` is a run still going or cut short.
+    pub planned: usize,
     /// `greedy` or `sampled (temperature …, seed …)`.
     pub decoding: String,
     /// Token cap per reply.
@@ -195,7 +197,7 @@ impl EvalReport {
     pub fn table(&self) -> String {
         let run = &self.run;
         let mut out = format!(
-            "model {}{}\nrubric {} ({} items), {} decoding, max {} tokens, {:.1} s\n\n",
+            "model {}{}\nrubric {} ({} of {} items), {} decoding, max {} tokens, {:.1} s\n\n",
             run.model,
             run.adapter
                 .as_deref()
@@ -203,6 +205,7 @@ impl EvalReport {
                 .unwrap_or_default(),
             run.rubric,
             self.items.len(),
+            run.planned,
             run.decoding,
             run.max_tokens,
             run.seconds,
