@@ -15,6 +15,8 @@ use mimir::engine::generation_config::{ConfigError, GenerationConfig};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+use crate::eval::ToneConfig;
+
 /// The file name of a model's configuration inside its folder.
 pub const MODEL_CONFIG: &str = "model_config.json";
 /// The file collecting every model's generation settings.
@@ -113,6 +115,9 @@ pub struct ModelConfig {
     pub generation: GenerationConfig,
     /// How the model is fine-tuned.
     pub training: TrainingConfig,
+    /// The tone rules `mimir-train eval` applies to every reply (defaults when absent).
+    #[serde(default)]
+    pub eval: ToneConfig,
 }
 
 /// `server_config.json`: every model's generation settings, keyed by the model's folder name.

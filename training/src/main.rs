@@ -1,11 +1,14 @@
 //! `mimir-train`: Mimir's native command-line tools.
 
+mod cli;
+
 use std::fs::File;
 use std::io::{BufReader, Write};
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::{Parser, Subcommand, ValueEnum};
+use mimir::conversation::DEFAULT_SYSTEM_PROMPT;
 use mimir::engine::chat::{build_prompt, ChatTemplate, PromptPiece};
 use mimir::engine::clock::SystemClock;
 use mimir::engine::generate::Session;
@@ -121,8 +124,8 @@ enum Command {
         /// A student message, rendered with the model's chat template.
         #[arg(long)]
         prompt: Option<String>,
-        /// The system message for `--prompt`.
-        #[arg(long, default_value = "You are Mimir, a tutoring assistant.")]
+        /// The system message for `--prompt` (default: the app's).
+        #[arg(long, default_value = DEFAULT_SYSTEM_PROMPT, hide_default_value = true)]
         system: String,
         /// Most tokens to generate.
         #[arg(long, default_value_t = 128)]
@@ -143,6 +146,11 @@ enum Command {
         #[arg(long)]
         ignore_eos: bool,
     },
+    /// Build training JSONL (train/eval split) from Mimir CSVs, JSONL files, URLs and
+    /// synthetic turns.
+    Data(cli::data::DataArgs),
+    /// Answer a rubric's prompts with a model and report rubric and tone-rule pass rates.
+    Eval(cli::eval::EvalArgs),
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -163,6 +171,8 @@ enum TinyArch {
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Data(args) => cli::data::run(args),
+        Command::Eval(args) => cli::eval::run(args),
         Command::Hub { root, port, faults } => {
             let mut config = HubConfig::new(root);
             config.port = port;

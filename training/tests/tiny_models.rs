@@ -4,7 +4,7 @@
 //! and layout (Llama q/k permuted), so equal logits prove names, layout and permutation.
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device, Tensor};
@@ -14,17 +14,11 @@ use mimir::engine::gguf::{write_gguf, GgufFile};
 use mimir::engine::model::{LoadOptions, Model};
 use mimir_train::tiny::{write_tiny, Arch, GgufType, TinySpec};
 
+mod support;
+use support::vocab_gguf;
+
 /// The prompt every model runs: `<s>` and two ordinary tokens.
 const TOKENS: [u32; 3] = [1, 15043, 3186];
-
-/// Finds `shared/phi3-tokenizer/ggml-vocab-phi-3.gguf` in an ancestor of the crate.
-pub fn vocab_gguf() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|dir| dir.join("shared/phi3-tokenizer/ggml-vocab-phi-3.gguf"))
-        .find(|path| path.is_file())
-        .expect("shared/phi3-tokenizer/ggml-vocab-phi-3.gguf in an ancestor folder")
-}
 
 fn input() -> Tensor {
     Tensor::new(&TOKENS, &Device::Cpu)

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 use std::io::BufReader;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::model::{LoadOptions, Model};
@@ -48,4 +48,13 @@ pub fn argmax(row: &[f32]) -> usize {
 /// The argmax of every row.
 pub fn argmaxes(logits: &[Vec<f32>]) -> Vec<usize> {
     logits.iter().map(|row| argmax(row)).collect()
+}
+
+/// Finds `shared/phi3-tokenizer/ggml-vocab-phi-3.gguf` in an ancestor of the crate.
+pub fn vocab_gguf() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .map(|dir| dir.join("shared/phi3-tokenizer/ggml-vocab-phi-3.gguf"))
+        .find(|path| path.is_file())
+        .expect("shared/phi3-tokenizer/ggml-vocab-phi-3.gguf in an ancestor folder")
 }
