@@ -794,6 +794,40 @@ async fn storage_filling_up_mid_download_is_a_clear_error_and_leaves_no_entry() 
 }
 
 #[wasm_bindgen_test]
+async fn a_part_that_is_already_the_whole_file_is_verified_without_a_request() {
+    let catalog = catalog().await;
+    let key = hub_key(&catalog, "mimir-phi-3-mini-q4_k_m.gguf");
+    let entry = mimir::worker::cache::entry_name(&key);
+    for backend in [Backend::Opfs, Backend::CacheApi] {
+        let dir = fresh_in(&format!("whole-part-{backend:?}"), backend).await;
+        loaded(&load(&dir, &catalog).await);
+        // The tab closed after the last byte was stored and before `.done` was written.
+        let store = Store::open_with(&dir.path, backend).await.unwrap();
+        let record = store.read_text(&format!("{entry}.done")).await.unwrap();
+        store
+            .write_text(&format!("{entry}.part"), &record.unwrap())
+            .await
+            .unwrap();
+        store.remove(&format!("{entry}.done")).await.unwrap();
+
+        hub("DELETE", "/_hub/log", None).await;
+        let again = load(&dir, &catalog).await;
+        assert_eq!(loaded(&again).model_info.model_type, ModelType::FineTuned);
+        assert_eq!(
+            gets_of(FINE_TUNED).await,
+            Vec::<Value>::new(),
+            "{backend:?}"
+        );
+        assert_eq!(again.perf.attempts[0].network_bytes, 0, "{backend:?}");
+        assert_eq!(
+            dir.open().await.stored_files(&key).await.unwrap(),
+            [format!("{entry}.bin"), format!("{entry}.done")],
+            "{backend:?}"
+        );
+    }
+}
+
+#[wasm_bindgen_test]
 async fn chromium_gets_opfs_and_a_browser_without_get_directory_the_cache_api() {
     assert_eq!(Backend::available(), Backend::Opfs);
     let cache = ModelCache::open("mimir-test/detected").await.unwrap();

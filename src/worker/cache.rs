@@ -407,8 +407,16 @@ impl ModelCache {
             return Err(e);
         }
         on_progress(meter.finish(offset, super::now_ms()));
-        self.complete(request, entry, part_bytes, hasher, expected, offset, network_bytes)
-            .await
+        self.complete(
+            request,
+            entry,
+            part_bytes,
+            hasher,
+            expected,
+            offset,
+            network_bytes,
+        )
+        .await
     }
 
     /// Checks a fully stored download against `expected` and makes it the entry's complete
