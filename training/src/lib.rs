@@ -5,5 +5,7 @@ mod atomic_file;
 pub mod config;
 pub mod convert;
 pub mod data;
+pub mod export;
 pub mod hub;
 pub mod tiny;
+pub mod train;
