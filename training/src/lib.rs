@@ -6,6 +6,8 @@ pub mod config;
 pub mod convert;
 pub mod data;
 pub mod eval;
+pub mod export;
 pub mod hub;
 pub mod session;
 pub mod tiny;
+pub mod train;

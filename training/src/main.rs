@@ -17,10 +17,13 @@ use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
+use mimir_train::config::ModelConfig as TrainModelConfig;
 use mimir_train::config::{ServerConfig, SERVER_CONFIG};
 use mimir_train::convert::convert;
+use mimir_train::export::{export_adapter, export_merged_gguf};
 use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
 use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
+use mimir_train::train::{finetune, FinetuneOptions};
 
 #[derive(Parser)]
 #[command(name = "mimir-train", version, about = "Mimir's native tools")]
@@ -107,6 +110,51 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// LoRA fine-tuning of a GGUF or Hugging Face model on normalised JSONL examples.
+    Finetune {
+        /// The model's `model_config.json` (its `training` section is used).
+        #[arg(long)]
+        config: PathBuf,
+        /// A GGUF model file or a Hugging Face model folder (the frozen base).
+        #[arg(long)]
+        model: PathBuf,
+        /// A `tokenizer.json` (default: the GGUF's vocabulary or the folder's own).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// Training examples (normalised JSONL).
+        #[arg(long)]
+        train: PathBuf,
+        /// Eval examples (default: `eval_fraction` of --train held out).
+        #[arg(long)]
+        eval: Option<PathBuf>,
+        /// The run folder (checkpoint, metrics.jsonl, loss.svg, run.json).
+        #[arg(long)]
+        out: PathBuf,
+        /// Continue the run in --out from its checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Stop after this many optimiser steps (the schedule still plans the whole run).
+        #[arg(long)]
+        max_steps: Option<usize>,
+        /// Also checkpoint every N steps (0: at epoch ends and at the stop only).
+        #[arg(long, default_value_t = 0)]
+        checkpoint_every: usize,
+    },
+    /// Export a fine-tuning run: a PEFT adapter folder and/or a merged quantized GGUF.
+    Export {
+        /// The run folder `finetune --out` wrote.
+        #[arg(long)]
+        run: PathBuf,
+        /// Write the PEFT adapter (`adapter_config.json`, `adapter_model.safetensors`) here.
+        #[arg(long)]
+        adapter_out: Option<PathBuf>,
+        /// Write the base with the adapter merged in, as a GGUF, to this file.
+        #[arg(long)]
+        merged_gguf: Option<PathBuf>,
+        /// Tensor type of the merged GGUF's matrices.
+        #[arg(long, value_enum, default_value_t = Quant::Q8_0)]
+        quant: Quant,
+    },
     /// Generate and print `{"tokens": [...], "text": "..."}`.
     Generate {
         /// A GGUF model file or a Hugging Face model folder.
@@ -161,6 +209,17 @@ enum Quant {
     Q8_0,
     #[value(name = "q4_k")]
     Q4K,
+}
+
+impl Quant {
+    fn gguf_type(self) -> GgufType {
+        match self {
+            Quant::F32 => GgufType::F32,
+            Quant::F16 => GgufType::F16,
+            Quant::Q8_0 => GgufType::Q8_0,
+            Quant::Q4K => GgufType::Q4K,
+        }
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -227,14 +286,63 @@ fn main() -> anyhow::Result<()> {
             out,
         } => {
             let adapter = adapter.as_deref().map(load_adapter).transpose()?;
-            let quant = match quant {
-                Quant::F32 => GgufType::F32,
-                Quant::F16 => GgufType::F16,
-                Quant::Q8_0 => GgufType::Q8_0,
-                Quant::Q4K => GgufType::Q4K,
-            };
-            convert(&model, adapter.as_ref(), quant, &out)?;
+            convert(&model, adapter.as_ref(), quant.gguf_type(), &out)?;
             println!("{}", out.display());
+            Ok(())
+        }
+        Command::Finetune {
+            config,
+            model,
+            tokenizer,
+            train,
+            eval,
+            out,
+            resume,
+            max_steps,
+            checkpoint_every,
+        } => {
+            let summary = finetune(&FinetuneOptions {
+                training: TrainModelConfig::load(&config)?.training,
+                model,
+                tokenizer,
+                train,
+                eval,
+                out,
+                resume,
+                max_steps,
+                checkpoint_every,
+            })?;
+            println!(
+                "{}",
+                serde_json::json!({
+                    "steps": [summary.first_step, summary.last_step],
+                    "first_loss": summary.losses.first(),
+                    "last_loss": summary.losses.last(),
+                    "eval_losses": summary.eval_losses,
+                    "tokens": summary.tokens,
+                    "seconds": summary.seconds,
+                    "skipped_examples": summary.skipped,
+                })
+            );
+            Ok(())
+        }
+        Command::Export {
+            run,
+            adapter_out,
+            merged_gguf,
+            quant,
+        } => {
+            if adapter_out.is_none() && merged_gguf.is_none() {
+                bail!("give --adapter-out and/or --merged-gguf");
+            }
+            if let Some(dir) = adapter_out {
+                export_adapter(&run, &dir)?;
+                println!("{}", dir.display());
+            }
+            if let Some(file) = merged_gguf {
+                export_merged_gguf(&run, &file, quant.gguf_type())?;
+                println!("{}", file.display());
+            }
             Ok(())
         }
         Command::Logits {
