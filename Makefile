@@ -15,7 +15,8 @@ WEB_TESTS := $(basename $(notdir $(wildcard tests/web_*.rs)))
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
 
-.PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist clean
+.PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist \
+	space test-space audit clean
 
 setup:
 	scripts/setup.sh
@@ -32,7 +33,7 @@ serve: setup
 	trunk serve --port $(APP_PORT)
 
 ## Every check: formatting, lints, native tests, browser tests, end-to-end.
-test: setup-test fmt-check clippy test-native test-wasm test-e2e test-serve
+test: setup-test fmt-check clippy test-native test-wasm test-e2e test-space test-serve
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -69,10 +70,21 @@ test-e2e: dist
 	target/debug/mimir-train hub-data --root hub-data
 	cargo test -p mimir --test e2e_browser -- --test-threads 1
 
+## The Hugging Face Space in space/: a release build, the Space's README and its LFS rules.
+space: setup
+	trunk build --release --dist space
+	cp deploy/space/README.md deploy/space/.gitattributes space/
+
+## The Space bundle served with its README's headers and its CSP; the deploy script's checks.
+test-space: space
+	$(TEST_TRAIN_BUILD)
+	cargo test -p mimir --test e2e_space -- --test-threads 1
+	scripts/test-deploy-space.sh
+
 ## `make serve` answers with the app page and the hub answers on its port.
 test-serve:
 	TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
 
 clean:
 	cargo clean
-	rm -rf dist screenshots
+	rm -rf dist space screenshots
