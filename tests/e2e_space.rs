@@ -151,7 +151,8 @@ fn space_bundle_holds_the_app_model_and_space_config_and_no_secrets() {
     let csp = meta_csp(&index);
     for unsafe_source in ["'unsafe-inline'", "'unsafe-eval'", "*"] {
         assert!(
-            !csp.split(';').any(|d| d.split_whitespace().any(|s| s == unsafe_source)),
+            !csp.split(';')
+                .any(|d| d.split_whitespace().any(|s| s == unsafe_source)),
             "the CSP allows {unsafe_source}: {csp}"
         );
     }
@@ -196,12 +197,7 @@ fn space_bundle_holds_the_app_model_and_space_config_and_no_secrets() {
             continue;
         }
         let bytes = std::fs::read(&path).unwrap();
-        assert_eq!(
-            secret_in(&bytes),
-            None,
-            "{} holds a secret",
-            path.display()
-        );
+        assert_eq!(secret_in(&bytes), None, "{} holds a secret", path.display());
     }
 }
 
@@ -238,9 +234,14 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
     // The worker gets its policy from its own response headers, not from the page's meta tag:
     // the server sends the page's policy to both, with the (closed) test hub allowed and a
     // report address so that any violation shows in the server's log.
-    let policy = meta_csp(&read(&space.join("index.html")))
-        .replace("connect-src 'self'", &format!("connect-src 'self' {CLOSED_HUB}"));
-    assert!(policy.contains(CLOSED_HUB), "connect-src is 'self': {policy}");
+    let policy = meta_csp(&read(&space.join("index.html"))).replace(
+        "connect-src 'self'",
+        &format!("connect-src 'self' {CLOSED_HUB}"),
+    );
+    assert!(
+        policy.contains(CLOSED_HUB),
+        "connect-src is 'self': {policy}"
+    );
     let header = format!("Content-Security-Policy: {policy}; report-uri {REPORT_PATH}");
     let (_server, url) = browser::start_server(&[
         "static",
@@ -329,11 +330,7 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         .unwrap();
     assert!(reply.contains("Paris"), "{stop:?}: {reply:?}");
 
-    assert_eq!(
-        reports(&url),
-        0,
-        "the app ran without a CSP violation"
-    );
+    assert_eq!(reports(&url), 0, "the app ran without a CSP violation");
     // A deliberate violation is reported, so the count above can see violations.
     client
         .execute(

@@ -77,7 +77,8 @@ mod tests {
 
     #[test]
     fn reads_the_custom_headers_block_only() {
-        let readme = "---\ntitle: Mimir\ncustom_headers:\n  cross-origin-embedder-policy: require-corp\n  \
+        let readme =
+            "---\ntitle: Mimir\ncustom_headers:\n  cross-origin-embedder-policy: require-corp\n  \
                       cross-origin-opener-policy: \"same-origin\"\nsdk: static\n---\n\n\
                       custom_headers:\n  x-not-front-matter: 1\n";
         assert_eq!(
@@ -94,9 +95,18 @@ mod tests {
         for (readme, why) in [
             ("title: x\n", "no YAML front matter"),
             ("---\ntitle: x\n---\n", "no `custom_headers:`"),
-            ("---\ncustom_headers:\nsdk: static\n---\n", "lists no header"),
-            ("---\ncustom_headers:\n  bad name: x\n---\n", "not an HTTP token"),
-            ("---\ncustom_headers:\n  x-empty: ''\n---\n", "value is empty"),
+            (
+                "---\ncustom_headers:\nsdk: static\n---\n",
+                "lists no header",
+            ),
+            (
+                "---\ncustom_headers:\n  bad name: x\n---\n",
+                "not an HTTP token",
+            ),
+            (
+                "---\ncustom_headers:\n  x-empty: ''\n---\n",
+                "value is empty",
+            ),
             ("---\ncustom_headers:\n  no-colon\n---\n", "no `:`"),
         ] {
             let err = parse_space_headers(readme).unwrap_err();
