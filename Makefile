@@ -81,6 +81,20 @@ test-space: space
 	cargo test -p mimir --test e2e_space -- --test-threads 1
 	scripts/test-deploy-space.sh
 
+## Dependency review with cargo-deny (deny.toml): licenses, bans and sources offline; then
+## advisories, which fail the target when found but are skipped with a warning when the
+## RustSec database (on GitHub) cannot be fetched.
+audit:
+	command -v cargo-deny >/dev/null || CARGO_PROFILE_RELEASE_LTO=false \
+	  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+	  CARGO_PROFILE_RELEASE_DEBUG=0 cargo install --locked cargo-deny@0.20.2
+	cargo deny --offline --locked check licenses bans sources
+	if cargo deny fetch db; then \
+	  cargo deny --offline --locked check advisories; \
+	else \
+	  echo "make audit: advisories NOT checked: the RustSec database could not be fetched" >&2; \
+	fi
+
 ## `make serve` answers with the app page and the hub answers on its port.
 test-serve:
 	TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
