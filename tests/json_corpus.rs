@@ -278,7 +278,11 @@ fn deep_nesting_is_refused_without_overflowing_the_stack() {
             let nested = format!("{}{}", "[".repeat(depth), "]".repeat(depth));
             cases.refuse(&input, &format!("{depth} nested arrays"), &nested);
             let first_key = input.valid.as_object().unwrap().keys().next().unwrap();
-            let doc = replaced(&input.valid, std::slice::from_ref(first_key), json!("\u{1}"));
+            let doc = replaced(
+                &input.valid,
+                std::slice::from_ref(first_key),
+                json!("\u{1}"),
+            );
             let text = doc.to_string().replace("\"\\u0001\"", &nested);
             cases.refuse(&input, &format!("{first_key} nested {depth} deep"), &text);
         }
