@@ -17,7 +17,8 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
 # The runner gives a whole test file 20 s by default; the loading tests take about that alone.
 export WASM_BINDGEN_TEST_TIMEOUT ?= 120
 
-.PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist clean
+.PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist \
+	space test-space audit clean
 
 setup:
 	scripts/setup.sh
@@ -34,7 +35,7 @@ serve: setup
 	trunk serve --port $(APP_PORT)
 
 ## Every check: formatting, lints, native tests, browser tests, end-to-end.
-test: setup-test fmt-check clippy test-native test-wasm test-e2e test-serve
+test: setup-test fmt-check clippy test-native test-wasm test-e2e test-space test-serve
 	@echo "make test: all checks passed"
 
 fmt-check:
@@ -71,10 +72,40 @@ test-e2e: dist
 	target/debug/mimir-train hub-data --root hub-data
 	cargo test -p mimir --test e2e_browser -- --test-threads 1
 
+## The Hugging Face Space in space/: a release build, the Space's README and its LFS rules.
+SPACE_DIR ?= space
+SPACE_PROFILE ?= --release
+space: setup
+	trunk build $(SPACE_PROFILE) --dist $(SPACE_DIR)
+	cp deploy/space/README.md deploy/space/.gitattributes $(SPACE_DIR)/
+
+## The Space bundle served with its README's headers and its CSP; the deploy script's checks.
+## The test bundle is `make space` with the dev profile, into target/space-test: the same
+## files, from the wasm the browser tests already built (a release build takes ~19 min here).
+test-space:
+	$(MAKE) space SPACE_DIR=target/space-test SPACE_PROFILE=
+	$(TEST_TRAIN_BUILD)
+	MIMIR_SPACE_DIR=target/space-test cargo test -p mimir --test e2e_space -- --test-threads 1
+	scripts/test-deploy-space.sh
+
+## Dependency review with cargo-deny (deny.toml): licenses, bans and sources offline; then
+## advisories, which fail the target when found but are skipped with a warning when the
+## RustSec database (on GitHub) cannot be fetched.
+audit:
+	command -v cargo-deny >/dev/null || CARGO_PROFILE_RELEASE_LTO=false \
+	  CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+	  CARGO_PROFILE_RELEASE_DEBUG=0 cargo install --locked cargo-deny@0.20.2
+	cargo deny --offline --locked check licenses bans sources
+	if cargo deny fetch db; then \
+	  cargo deny --offline --locked check advisories; \
+	else \
+	  echo "make audit: advisories NOT checked: the RustSec database could not be fetched" >&2; \
+	fi
+
 ## `make serve` answers with the app page and the hub answers on its port.
 test-serve:
 	TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
 
 clean:
 	cargo clean
-	rm -rf dist screenshots
+	rm -rf dist space screenshots

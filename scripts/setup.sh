@@ -85,5 +85,11 @@ if [ "${1:-}" = "--test" ]; then
     say "chromium and chromedriver major versions differ: $(chromium --version) / $(chromedriver --version)" >&2
     exit 1
   fi
+  # The deployment script's test pushes the bundled model as a Git LFS object.
+  if ! git lfs version >/dev/null 2>&1; then
+    say "installing Debian's git-lfs"
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq git-lfs
+  fi
 fi
 say "ready"

@@ -6,6 +6,7 @@
 #![cfg(target_arch = "wasm32")]
 
 use leptos::prelude::*;
+use mimir::catalog::Catalog;
 use mimir::conversation::Conversation;
 use mimir::engine::generate::{GenerationStats, StopReason};
 use mimir::engine::generation_config::GenerationConfig;
@@ -167,6 +168,81 @@ async fn hostile_markdown_renders_as_inert_text() {
         "{stats_line}"
     );
     assert!(stats_line.contains("11.2 tok/s"), "{stats_line}");
+}
+
+#[wasm_bindgen_test]
+async fn hostile_link_and_html_variants_stay_inert() {
+    let payloads = [
+        "[a](JaVaScRiPt:alert(1))",
+        "[b]( javascript:alert(1) )",
+        "[c](javascript&colon;alert(1))",
+        "[d](https://example.org/\" onclick=\"alert(1))",
+        "[e](//evil.example/x)",
+        "[f](vbscript:msgbox(1))",
+        "<javascript:alert(1)>",
+        "[g][1]\n\n[1]: javascript:alert(1)",
+        "<svg onload=alert(1)><a href=\"javascript:alert(1)\">h</a></svg>",
+        "<!-- <script>alert(1)</script> -->",
+        "```\n</code></pre><script>alert(1)</script>\n```",
+        "<iframe srcdoc=\"<script>alert(1)</script>\"></iframe>",
+        "<style>*{display:none}</style><link rel=stylesheet href=//evil.example/x.css>",
+        "![i](javascript:alert(1)) <object data=x></object> <form action=//evil.example>",
+    ];
+    let mut conversation = Conversation::new();
+    conversation.push_user(payloads.join("\n\n"));
+    conversation.start_reply();
+    conversation.append(&payloads.join("\n\n"));
+    conversation.finish(stats());
+    let chat = mount_chat(conversation);
+    settle().await;
+    // The messages only: the page's own composer is a form.
+    let messages = find(&chat.root, ".message-list").unwrap();
+    let root = &messages;
+    assert_eq!(
+        count(
+            root,
+            "img, script, iframe, svg, style, link, object, form, [onclick], [onload], [srcdoc]"
+        ),
+        0,
+        "{}",
+        root.inner_html()
+    );
+    let links = root.query_selector_all("a").unwrap();
+    for i in 0..links.length() {
+        let link: Element = links.item(i).unwrap().unchecked_into();
+        let href = link.get_attribute("href").unwrap_or_default();
+        assert!(href.starts_with("https://"), "link to {href:?}");
+    }
+    let reply = find(root, ".message-assistant .markdown")
+        .unwrap()
+        .text_content()
+        .unwrap();
+    assert!(reply.contains("<script>alert(1)</script>"), "{reply}");
+}
+
+#[wasm_bindgen_test]
+async fn info_panel_shows_the_hub_and_a_refused_address_as_text() {
+    let hostile = format!("javascript:{HOSTILE}");
+    let catalog = Catalog::from_json(include_str!("../public/catalog.json"), "catalog").unwrap();
+    let (_, choice) = catalog.choose_hub(Some(&hostile), None);
+    let hub = RwSignal::new(Some(choice));
+    let perf = RwSignal::new(PerfLog::default());
+    let progress = RwSignal::new(Vec::<FileProgress>::new());
+    let info = RwSignal::new(None::<ModelInfo>);
+    let root =
+        mount(move || view! { <InfoPanel model_info=info perf=perf progress=progress hub=hub /> });
+    settle().await;
+    assert_eq!(
+        find(&root, ".info-hub").unwrap().text_content().unwrap(),
+        "https://huggingface.co (from the catalog)"
+    );
+    let refused = find(&root, ".info-hub-refused")
+        .unwrap()
+        .text_content()
+        .unwrap();
+    assert!(refused.contains("the page address (?hub=)"), "{refused}");
+    assert!(refused.contains(HOSTILE), "{refused}");
+    assert_eq!(count(&root, "img"), 0, "{}", root.inner_html());
 }
 
 #[wasm_bindgen_test]

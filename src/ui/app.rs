@@ -14,7 +14,7 @@ use super::settings::SettingsPanel;
 use super::state::TutorState;
 use super::status_button::status_view;
 use super::worker_client::WorkerClient;
-use crate::catalog::Catalog;
+use crate::catalog::{Catalog, HubChoice};
 use crate::conversation::Conversation;
 use crate::model_info::LoadStatus;
 use crate::perf_log::{PerfLog, StatusChange};
@@ -38,6 +38,7 @@ pub fn App() -> impl IntoView {
     let client = StoredValue::new_local(None::<WorkerClient>);
     // Why the last reply ended (`end_of_turn`, `cancelled`, ...), shown as `data-stop`.
     let stop_reason = RwSignal::new(None::<String>);
+    let hub_choice = RwSignal::new(None::<HubChoice>);
 
     Effect::new(move |_| {
         let view = status.with(status_view);
@@ -58,7 +59,10 @@ pub fn App() -> impl IntoView {
 
     spawn_local(async move {
         let catalog = match fetch_catalog(state.hub.get_untracked()).await {
-            Ok(catalog) => catalog,
+            Ok((catalog, choice)) => {
+                hub_choice.set(Some(choice));
+                catalog
+            }
             Err(e) => return status.set(LoadStatus::Failed(e)),
         };
         let on_event = move |event: Event| match event {
@@ -203,7 +207,7 @@ pub fn App() -> impl IntoView {
                     }
                 }
                 info=move || {
-                    view! { <InfoPanel model_info=model_info perf=perf_view progress=progress /> }
+                    view! { <InfoPanel model_info=model_info perf=perf_view progress=progress hub=hub_choice /> }
                 }
             />
         </div>
@@ -236,8 +240,8 @@ fn progress_status(p: &FileProgress) -> LoadStatus {
 }
 
 /// The catalog with its hub chosen: the page's `?hub=` first, then the hub saved in
-/// settings, then the catalog's own.
-async fn fetch_catalog(saved_hub: Option<String>) -> Result<Catalog, String> {
+/// settings, then the catalog's own (see [`Catalog::choose_hub`]).
+async fn fetch_catalog(saved_hub: Option<String>) -> Result<(Catalog, HubChoice), String> {
     let response = HttpRequest::get(CATALOG_URL)
         .send()
         .await
@@ -250,10 +254,7 @@ async fn fetch_catalog(saved_hub: Option<String>) -> Result<Catalog, String> {
         .await
         .map_err(|e| format!("{CATALOG_URL}: {e}"))?;
     let catalog = Catalog::from_json(&text, CATALOG_URL).map_err(|e| e.to_string())?;
-    match hub_parameter().or(saved_hub) {
-        Some(hub) => catalog.with_hub(&hub).map_err(|e| e.to_string()),
-        None => Ok(catalog),
-    }
+    Ok(catalog.choose_hub(hub_parameter().as_deref(), saved_hub.as_deref()))
 }
 
 /// The page URL's `hub` parameter.

@@ -5,6 +5,7 @@
 use leptos::prelude::*;
 use wasm_bindgen::{JsCast, JsValue};
 
+use crate::catalog::HubChoice;
 use crate::model_info::ModelInfo;
 use crate::perf_log::{PerfLog, TierAttempt};
 use crate::protocol::FileProgress;
@@ -67,6 +68,9 @@ pub fn InfoPanel(
     /// Files being downloaded or read from the cache (empty once loaded).
     #[prop(into)]
     progress: Signal<Vec<FileProgress>>,
+    /// The hub in use and where its address came from, once the catalog is read.
+    #[prop(optional, into)]
+    hub: Signal<Option<HubChoice>>,
 ) -> impl IntoView {
     let download_error = RwSignal::new(None::<String>);
     let download = move |_| {
@@ -86,6 +90,8 @@ pub fn InfoPanel(
                     {move || progress.get().into_iter().map(progress_view).collect_view()}
                 </ul>
             </Show>
+            <h3 class="panel-subtitle">"Hub"</h3>
+            {move || hub.get().map(hub_view)}
             <h3 class="panel-subtitle">"Loading attempts"</h3>
             {move || perf.with(attempts_view)}
             <h3 class="panel-subtitle">"Memory"</h3>
@@ -99,6 +105,16 @@ pub fn InfoPanel(
             </button>
             <p class="field-error" role="alert">{move || download_error.get()}</p>
         </div>
+    }
+}
+
+fn hub_view(choice: HubChoice) -> impl IntoView {
+    let refused = choice.refused.map(|(from, why)| {
+        view! { <p class="field-error info-hub-refused">"Refused from "{from.as_str()}": "{why}</p> }
+    });
+    view! {
+        <p class="info-hub">{choice.url}" (from "{choice.source.as_str()}")"</p>
+        {refused}
     }
 }
 

@@ -21,7 +21,9 @@ use mimir_train::config::ModelConfig as TrainModelConfig;
 use mimir_train::config::{ServerConfig, SERVER_CONFIG};
 use mimir_train::convert::convert;
 use mimir_train::export::{export_adapter, export_merged_gguf};
-use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
+use mimir_train::hub::{
+    load_faults, parse_header, space_headers, HubConfig, HubServer, Mode, STATIC_SPACE_HEADERS,
+};
 use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
 use mimir_train::train::{finetune, FinetuneOptions};
 
@@ -56,6 +58,13 @@ enum Command {
         /// Port to listen on (0 picks a free one).
         #[arg(long, default_value_t = 8080)]
         port: u16,
+        /// Send the `custom_headers` of this Space README's front matter instead of the
+        /// default COOP/COEP pair.
+        #[arg(long)]
+        space_readme: Option<PathBuf>,
+        /// One more header for every answer, `Name: value` (repeatable).
+        #[arg(long = "header")]
+        headers: Vec<String>,
     },
     /// Write deterministic random tiny models (HF folder, GGUFs in several types, a PEFT
     /// adapter) for tests.
@@ -240,10 +249,26 @@ fn main() -> anyhow::Result<()> {
             }
             serve(config)
         }
-        Command::Static { root, port } => {
+        Command::Static {
+            root,
+            port,
+            space_readme,
+            headers,
+        } => {
             let mut config = HubConfig::new(root);
             config.port = port;
             config.mode = Mode::Static;
+            config.headers = match space_readme {
+                Some(readme) => space_headers(&readme)?,
+                None if headers.is_empty() => Vec::new(),
+                None => STATIC_SPACE_HEADERS
+                    .iter()
+                    .map(|(name, value)| (name.to_string(), value.to_string()))
+                    .collect(),
+            };
+            for header in &headers {
+                config.headers.push(parse_header(header)?);
+            }
             serve(config)
         }
         Command::Tiny { arch, out, seed } => {

@@ -8,7 +8,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use mimir_train::hub::{
-    load_faults, serve_hub, serve_static, Fault, HubConfig, HubServer, Mode, RequestRecord,
+    load_faults, parse_header, serve_hub, serve_static, space_headers, Fault, HubConfig, HubServer,
+    Mode, RequestRecord,
 };
 use sha2::{Digest, Sha256};
 
@@ -859,6 +860,43 @@ fn cors_preflight() {
 }
 
 // ---------------------------------------------------------------- static mode
+
+#[test]
+fn static_mode_sends_the_headers_of_a_space_readme_once_each() {
+    let fx = fixture();
+    let app = fx.root.parent().unwrap().join("space");
+    write(&app.join("index.html"), b"<!doctype html>");
+    let readme = "---\nsdk: static\ncustom_headers:\n  cross-origin-embedder-policy: require-corp\n  \
+                  cross-origin-opener-policy: same-origin\n  cross-origin-resource-policy: same-site\n---\n";
+    write(&app.join("README.md"), readme.as_bytes());
+    let mut headers = space_headers(&app.join("README.md")).unwrap();
+    headers.push(parse_header("Content-Security-Policy: default-src 'self'").unwrap());
+    let server = HubServer::start(HubConfig {
+        mode: Mode::Static,
+        headers,
+        ..HubConfig::new(&app)
+    })
+    .unwrap();
+    let index = get(&server, "/");
+    assert_eq!(index.status, 200);
+    for (name, value) in [
+        ("cross-origin-embedder-policy", "require-corp"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cross-origin-resource-policy", "same-site"),
+        ("content-security-policy", "default-src 'self'"),
+    ] {
+        let sent: Vec<&str> = index
+            .headers
+            .iter()
+            .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect();
+        assert_eq!(sent, [value], "{name}");
+    }
+    let missing = app.join("NO-README.md");
+    let err = space_headers(&missing).unwrap_err().to_string();
+    assert!(err.contains("NO-README.md"), "{err}");
+}
 
 #[test]
 fn static_mode_serves_an_app_with_coop_coep() {

@@ -8,6 +8,16 @@ use crate::engine::model::{Architecture, ModelConfig, ModelError};
 
 use super::HfError;
 
+/// Largest `hidden_size` and `intermediate_size` taken: far above any model a browser runs,
+/// low enough that products of sizes cannot overflow.
+const MAX_WIDTH: usize = 1 << 17;
+/// Largest layer and attention-head count taken.
+const MAX_LAYERS: usize = 1024;
+/// Largest vocabulary taken.
+const MAX_VOCAB: usize = 1 << 22;
+/// Largest trained context taken.
+const MAX_POSITIONS: usize = 1 << 24;
+
 /// The fields of a transformers `config.json` the engine reads.
 #[derive(Debug, Deserialize)]
 struct RawConfig {
@@ -59,6 +69,33 @@ pub fn model_config(json: &str, file: &str) -> Result<(ModelConfig, bool), Model
         source_name: file.to_string(),
         what,
     };
+    for (key, value, max) in [
+        ("hidden_size", raw.hidden_size, MAX_WIDTH),
+        ("intermediate_size", raw.intermediate_size, MAX_WIDTH),
+        ("num_hidden_layers", raw.num_hidden_layers, MAX_LAYERS),
+        ("num_attention_heads", raw.num_attention_heads, MAX_LAYERS),
+        ("vocab_size", raw.vocab_size, MAX_VOCAB),
+        (
+            "max_position_embeddings",
+            raw.max_position_embeddings,
+            MAX_POSITIONS,
+        ),
+    ] {
+        if !(1..=max).contains(&value) {
+            return Err(invalid(format!("{key} {value} is not in 1..={max}")));
+        }
+    }
+    if !(raw.rms_norm_eps > 0.0 && raw.rms_norm_eps < 1.0) {
+        return Err(invalid(format!(
+            "rms_norm_eps {} is not in (0, 1)",
+            raw.rms_norm_eps
+        )));
+    }
+    if let Some(theta) = raw.rope_theta.filter(|t| !(t.is_finite() && *t > 0.0)) {
+        return Err(invalid(format!(
+            "rope_theta {theta} is not a finite number > 0"
+        )));
+    }
     let heads = raw.num_attention_heads;
     let kv_heads = raw.num_key_value_heads.unwrap_or(heads);
     if heads == 0 || !raw.hidden_size.is_multiple_of(heads) {

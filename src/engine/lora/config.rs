@@ -5,6 +5,10 @@ use serde_json::Value;
 
 use super::{LoraError, TargetModule};
 
+/// Largest `lora_alpha` taken; PEFT's adapters use a few hundred at most, and a huge scale
+/// would only turn the model's output into infinities.
+const MAX_ALPHA: f64 = 65536.0;
+
 /// Which modules an adapter says it targets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TargetModules {
@@ -123,11 +127,11 @@ impl AdapterConfig {
             .filter(|r| *r > 0)
             .ok_or_else(|| invalid("r", r.to_string(), "the rank must be positive"))?;
         let lora_alpha = raw.lora_alpha.ok_or_else(|| missing("lora_alpha"))?;
-        if !lora_alpha.is_finite() {
+        if !(lora_alpha > 0.0 && lora_alpha <= MAX_ALPHA) {
             return Err(invalid(
                 "lora_alpha",
                 lora_alpha.to_string(),
-                "must be finite",
+                "must be in (0, 65536]",
             ));
         }
         let lora_dropout = raw.lora_dropout.unwrap_or(0.0);

@@ -63,7 +63,7 @@ impl Drop for Registration {
 fn spawn(state: &Arc<State>, stream: TcpStream) {
     let Some(registration) = Registration::new(state, &stream) else {
         let _ = stream.set_write_timeout(Some(Duration::from_secs(1)));
-        let busy = route::reject(state.mode, 503, "too many open connections");
+        let busy = route::reject(state, 503, "too many open connections");
         let _ = http::write_response(
             &mut &stream,
             busy,
@@ -100,7 +100,7 @@ fn serve(state: &State, stream: TcpStream) {
             Incoming::Request(request) => request,
             Incoming::Closed => return,
             Incoming::Invalid { status, message } => {
-                let response = route::reject(state.mode, status, message);
+                let response = route::reject(state, status, message);
                 let none = Shaping::default();
                 let sent = AtomicU64::new(0);
                 let _ = http::write_response(

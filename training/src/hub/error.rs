@@ -73,4 +73,20 @@ pub enum HubError {
         /// What is wrong with it.
         reason: String,
     },
+    /// A Space README whose front matter gives no usable `custom_headers`.
+    #[error("Space README {}: {reason}", .path.display())]
+    SpaceReadme {
+        /// The README.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A header given as `Name: value` that cannot be sent.
+    #[error("header {header:?}: {reason}")]
+    BadHeader {
+        /// The header as given.
+        header: String,
+        /// What is wrong with it.
+        reason: String,
+    },
 }

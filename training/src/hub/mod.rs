@@ -14,7 +14,8 @@
 //!
 //! # Static mode
 //! Files under ROOT by path, `index.html` for `/` and for folders, with the
-//! headers of a Hugging Face static Space using COOP/COEP.
+//! headers of a Hugging Face static Space using COOP/COEP, or the headers given in
+//! [`HubConfig::headers`] (e.g. a Space README's `custom_headers`, see [`space_headers`]).
 //!
 //! # Both modes
 //! Ranges: one `bytes=` range gives 206; several ranges give 200 with the whole
@@ -38,6 +39,7 @@ mod log;
 mod path;
 mod range;
 mod route;
+mod space_headers;
 
 use std::collections::HashMap;
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
@@ -50,6 +52,7 @@ use std::time::Duration;
 pub use error::HubError;
 pub use fault::{load_faults, parse_faults, Fault};
 pub use log::RequestRecord;
+pub use space_headers::{parse_header, parse_space_headers, space_headers};
 
 use digest::DigestCache;
 use fault::FaultTable;
@@ -77,7 +80,16 @@ pub struct HubConfig {
     pub faults: Vec<Fault>,
     /// Hub or static layout.
     pub mode: Mode,
+    /// Headers added to every answer. Empty: none in hub mode, and in static mode the
+    /// cross-origin isolation pair a static Space sends (`STATIC_SPACE_HEADERS`).
+    pub headers: Vec<(String, String)>,
 }
+
+/// What a static Space configured for cross-origin isolation sends with every file.
+pub const STATIC_SPACE_HEADERS: [(&str, &str); 2] = [
+    ("Cross-Origin-Opener-Policy", "same-origin"),
+    ("Cross-Origin-Embedder-Policy", "require-corp"),
+];
 
 impl HubConfig {
     /// Hub mode on `root`, a free port, no faults.
@@ -87,6 +99,7 @@ impl HubConfig {
             port: 0,
             faults: Vec::new(),
             mode: Mode::Hub,
+            headers: Vec::new(),
         }
     }
 }
@@ -95,6 +108,7 @@ impl HubConfig {
 pub(crate) struct State {
     root: SafeRoot,
     mode: Mode,
+    page_headers: Vec<(String, String)>,
     faults: FaultTable,
     log: RequestLog,
     digests: DigestCache,
@@ -138,11 +152,19 @@ impl HubServer {
             reason: bind_reason(&source),
             source,
         };
+        let page_headers = match (config.mode, config.headers.is_empty()) {
+            (Mode::Static, true) => STATIC_SPACE_HEADERS
+                .iter()
+                .map(|(name, value)| (name.to_string(), value.to_string()))
+                .collect(),
+            _ => config.headers,
+        };
         let listener = TcpListener::bind(wanted).map_err(bind_error)?;
         let addr = listener.local_addr().map_err(bind_error)?;
         let state = Arc::new(State {
             root,
             mode: config.mode,
+            page_headers,
             faults: FaultTable::new(config.faults),
             log: RequestLog::default(),
             digests: DigestCache::default(),

@@ -30,13 +30,13 @@ pub(crate) fn handle(state: &State, request: &Request) -> Reply {
     let path = path::path_part(&request.target);
     if control::is_control(path) {
         return Reply {
-            response: decorate(state.mode, control::handle(state, request, path)),
+            response: decorate(state, control::handle(state, request, path)),
             shaping: Shaping::default(),
             sent: Arc::default(),
         };
     }
     let (response, shaping, fault) = serve(state, request, path);
-    let response = decorate(state.mode, response);
+    let response = decorate(state, response);
     let sent = state.log.push(RequestRecord {
         method: request.method.clone(),
         path: path.to_string(),
@@ -53,8 +53,8 @@ pub(crate) fn handle(state: &State, request: &Request) -> Reply {
 }
 
 /// The answer to a request that could not even be parsed.
-pub(crate) fn reject(mode: Mode, status: u16, message: &str) -> Response {
-    decorate(mode, Response::error(status, message))
+pub(crate) fn reject(state: &State, status: u16, message: &str) -> Response {
+    decorate(state, Response::error(status, message))
 }
 
 /// 204 answer to a CORS preflight; echoes the asked-for request headers as allowed.
@@ -75,18 +75,26 @@ pub(crate) fn preflight(request: &Request) -> Response {
         .with_header("Allow", ALLOW_METHODS)
 }
 
-/// Headers every answer carries: CORS and CORP, plus COOP/COEP in static mode.
-fn decorate(mode: Mode, response: Response) -> Response {
-    let response = response
+/// Headers every answer carries: CORS, CORP (unless the page headers set it), the page
+/// headers (static mode: the Space's COOP/COEP, or those given), and in static mode
+/// `no-cache` so a rebuilt app is picked up.
+fn decorate(state: &State, response: Response) -> Response {
+    let mut response = response
         .with_header("Access-Control-Allow-Origin", "*")
-        .with_header("Access-Control-Expose-Headers", EXPOSE_HEADERS)
-        .with_header("Cross-Origin-Resource-Policy", "cross-origin");
-    match mode {
+        .with_header("Access-Control-Expose-Headers", EXPOSE_HEADERS);
+    let sets_corp = state
+        .page_headers
+        .iter()
+        .any(|(name, _)| name.eq_ignore_ascii_case("cross-origin-resource-policy"));
+    if !sets_corp {
+        response = response.with_header("Cross-Origin-Resource-Policy", "cross-origin");
+    }
+    for (name, value) in &state.page_headers {
+        response = response.with_header(name, value.as_str());
+    }
+    match state.mode {
         Mode::Hub => response,
-        Mode::Static => response
-            .with_header("Cross-Origin-Opener-Policy", "same-origin")
-            .with_header("Cross-Origin-Embedder-Policy", "require-corp")
-            .with_header("Cache-Control", "no-cache"),
+        Mode::Static => response.with_header("Cache-Control", "no-cache"),
     }
 }
 
