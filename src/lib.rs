@@ -14,6 +14,7 @@ pub mod model_info;
 pub mod perf_log;
 pub mod preferences;
 pub mod protocol;
+pub mod tools;
 
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod ui;
