@@ -388,8 +388,10 @@ fn step(grammar: &Grammar, frame: &mut Frame, b: u8) -> Result<Step, Rejected> {
             );
             let (next, count) = match (*phase, b) {
                 (NumPhase::Start, b'-') => (NumPhase::Minus, 0),
-                (NumPhase::Start | NumPhase::Minus, b'0') => (NumPhase::Zero, 0),
-                (NumPhase::Start | NumPhase::Minus, _) if digit => (NumPhase::Int, 1),
+                (NumPhase::Start, b'0') => (NumPhase::Zero, 0),
+                // `-0` is an integer to JSON Schema but parses as a float (-0.0).
+                (NumPhase::Minus, b'0') if fraction_ok => (NumPhase::Zero, 0),
+                (NumPhase::Start | NumPhase::Minus, b'1'..=b'9') => (NumPhase::Int, 1),
                 (NumPhase::Int, _) if digit && *digits < MAX_INT_DIGITS => {
                     (NumPhase::Int, *digits + 1)
                 }
@@ -567,6 +569,8 @@ mod tests {
         assert!(accepts(&i, "-42"));
         assert!(!accepts(&i, "4.2"));
         assert!(!accepts(&i, "4e2"));
+        assert!(!accepts(&i, "-0") && !accepts(&i, "-01") && !accepts(&i, "-0.5"));
+        assert!(accepts(&i, "0") && accepts(&n, "-0.5") && !accepts(&n, "-01"));
         let list = json!({"type": "array", "items": {"type": "number"}, "minItems": 1});
         assert!(accepts(&list, "[1,2.5, 3]"));
         assert!(!accepts(&list, "[]"));
