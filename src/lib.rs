@@ -15,6 +15,8 @@ pub mod perf_log;
 pub mod preferences;
 pub mod protocol;
 pub mod server_config;
+pub mod tools;
+pub mod tutor;
 
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod ui;

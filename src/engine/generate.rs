@@ -1,6 +1,7 @@
 //! The generation loop: prefill, sample, stream text, stop.
 
 use std::io::{Read, Seek};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
@@ -9,6 +10,7 @@ use super::chat::ChatTemplate;
 use super::clock::Clock;
 use super::generation_config::GenerationConfig;
 use super::gguf::GgufFile;
+use super::grammar::{Grammar, GrammarError, GrammarMasker, TokenVocab};
 use super::loop_guard::{LoopGuard, LoopVerdict};
 use super::model::{LoadOptions, Model, ModelError};
 use super::sampler::{SampleError, Sampler};
@@ -29,6 +31,9 @@ pub enum GenerateError {
     /// An empty prompt.
     #[error("the prompt has no tokens")]
     EmptyPrompt,
+    /// A [`TokenConstraint`] refused the token it had allowed.
+    #[error("constrained decoding: {0}")]
+    Constraint(String),
     /// The prompt alone fills the context.
     #[error("the prompt has {prompt} tokens; the context holds {capacity}")]
     PromptTooLong {
@@ -85,6 +90,18 @@ pub struct Generation {
     pub stats: GenerationStats,
 }
 
+/// Restricts which tokens a reply may take next, e.g. to text a JSON grammar accepts
+/// ([`crate::engine::grammar::JsonConstraint`]).
+pub trait TokenConstraint {
+    /// Sets the logits of the ids that may not come next to `-inf` before sampling. The
+    /// `stop_ids` end the reply: leave them finite only where the reply may end.
+    fn mask(&mut self, logits: &mut [f32], stop_ids: &[u32]);
+    /// Records the chosen id (never a stop id). `Ok(true)` when the constrained text is
+    /// complete and nothing may follow, which ends the reply; `Err` names a token the mask
+    /// should not have allowed.
+    fn accept(&mut self, id: u32) -> Result<bool, String>;
+}
+
 /// A model, its tokenizer and the ids its KV cache holds, so a chat turn only runs the
 /// tokens that differ from the previous prompt.
 #[derive(Debug)]
@@ -93,6 +110,8 @@ pub struct Session {
     tokenizer: Tokenizer,
     template: ChatTemplate,
     cached: Vec<u32>,
+    /// The vocabulary as bytes for constrained decoding, built on first use.
+    token_vocab: Option<Arc<TokenVocab>>,
 }
 
 impl Session {
@@ -103,7 +122,27 @@ impl Session {
             tokenizer,
             template,
             cached: Vec::new(),
+            token_vocab: None,
         }
+    }
+
+    /// The vocabulary as bytes, for [`GrammarMasker`]s over this model (built once, on
+    /// first use: one pass over the vocabulary).
+    pub fn token_vocab(&mut self) -> Arc<TokenVocab> {
+        self.token_vocab
+            .get_or_insert_with(|| Arc::new(TokenVocab::new(&self.tokenizer)))
+            .clone()
+    }
+
+    /// A masker constraining replies of this model to JSON matching `schema`.
+    pub fn json_masker(
+        &mut self,
+        schema: &serde_json::Value,
+    ) -> Result<GrammarMasker, GrammarError> {
+        Ok(GrammarMasker::new(
+            Grammar::from_schema(schema)?,
+            self.token_vocab(),
+        ))
     }
 
     /// Loads a GGUF model read from `reader` (named `source` in errors). Without a
@@ -177,6 +216,30 @@ impl Session {
         ignore_eos: bool,
         clock: &'a dyn Clock,
     ) -> Result<Reply<'a>, GenerateError> {
+        self.start_with(prompt, config, ignore_eos, clock, None)
+    }
+
+    /// [`Session::start`] with every sampled token restricted by `constraint` (its mask is
+    /// applied to the logits before sampling); the reply ends when the constraint says its
+    /// text is complete, or with a stop id where the constraint allows one.
+    pub fn start_constrained<'a>(
+        &'a mut self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        clock: &'a dyn Clock,
+        constraint: &'a mut dyn TokenConstraint,
+    ) -> Result<Reply<'a>, GenerateError> {
+        self.start_with(prompt, config, false, clock, Some(constraint))
+    }
+
+    fn start_with<'a>(
+        &'a mut self,
+        prompt: &[u32],
+        config: &GenerationConfig,
+        ignore_eos: bool,
+        clock: &'a dyn Clock,
+        constraint: Option<&'a mut dyn TokenConstraint>,
+    ) -> Result<Reply<'a>, GenerateError> {
         if prompt.is_empty() {
             return Err(GenerateError::EmptyPrompt);
         }
@@ -229,6 +292,7 @@ impl Session {
             reused,
             stop: None,
             flushed: false,
+            constraint,
         })
     }
 }
@@ -260,6 +324,8 @@ pub struct Reply<'a> {
     stop: Option<StopReason>,
     /// The decoder's held-back text has been handed out after the stop.
     flushed: bool,
+    /// Restricts the tokens sampled, when given.
+    constraint: Option<&'a mut dyn TokenConstraint>,
 }
 
 impl std::fmt::Debug for Reply<'_> {
@@ -286,6 +352,9 @@ impl Reply<'_> {
             if let Some(id) = self.pending.take() {
                 self.logits = run(self.model, self.cached, &[id])?;
             }
+            if let Some(constraint) = self.constraint.as_deref_mut() {
+                constraint.mask(&mut self.logits, &self.stop_ids);
+            }
             let id = self.sampler.sample(&mut self.logits, &self.history)?;
             let clock = self.clock;
             let start_ms = self.start_ms;
@@ -298,7 +367,13 @@ impl Reply<'_> {
             self.tokens.push(id);
             self.history.push(id);
             let text = self.decoder.push(id)?;
-            self.stop = if self.guard.push(id) == LoopVerdict::Stop {
+            let complete = match self.constraint.as_deref_mut() {
+                Some(constraint) => constraint.accept(id).map_err(GenerateError::Constraint)?,
+                None => false,
+            };
+            self.stop = if complete {
+                Some(StopReason::EndOfTurn)
+            } else if self.guard.push(id) == LoopVerdict::Stop {
                 Some(StopReason::Repetition)
             } else if self.tokens.len() >= self.max_tokens {
                 Some(StopReason::MaxTokens)

@@ -6,6 +6,7 @@ pub mod clock;
 pub mod generate;
 pub mod generation_config;
 pub mod gguf;
+pub mod grammar;
 pub mod hf;
 pub mod loop_guard;
 pub mod lora;

@@ -12,7 +12,7 @@ mod gguf_vocab;
 mod sentencepiece;
 mod stream;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use crate::engine::chat::PromptPiece;
 
@@ -51,6 +51,56 @@ pub struct Tokenizer {
     literal: tokenizers::Tokenizer,
     /// Added tokens that absorb the whitespace after them (Phi-3's `<|user|>` …).
     rstrip_ids: HashSet<u32>,
+    /// How vocabulary strings stand for bytes.
+    pieces: PieceEncoding,
+    /// The text of added tokens that are not special (written as they are, not encoded).
+    added_text: HashMap<u32, String>,
+}
+
+/// How the strings of a vocabulary stand for the bytes a token adds to the text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PieceEncoding {
+    /// GPT-2's printable byte alphabet (`Ġ` = space).
+    ByteLevel,
+    /// SentencePiece: `▁` = space, `<0xNN>` = one byte.
+    SentencePiece,
+    /// The string is the text.
+    Plain,
+}
+
+impl PieceEncoding {
+    /// Recognised from the decoder the tokenizer was built with.
+    fn of(inner: &tokenizers::Tokenizer) -> Self {
+        let decoder = inner
+            .get_decoder()
+            .and_then(|d| serde_json::to_string(d).ok())
+            .unwrap_or_default();
+        if decoder.contains("\"ByteLevel\"") {
+            Self::ByteLevel
+        } else if decoder.contains("ByteFallback") || decoder.contains('▁') {
+            Self::SentencePiece
+        } else {
+            Self::Plain
+        }
+    }
+}
+
+/// Bytes GPT-2's byte-level alphabet writes as themselves (the printable Latin-1 ranges).
+fn byte_level_printable(b: u8) -> bool {
+    matches!(b, b'!'..=b'~' | 0xA1..=0xAC | 0xAE..=0xFF)
+}
+
+/// The byte a character of GPT-2's byte-level alphabet stands for: printable bytes are
+/// themselves, the others are U+0100 onwards in byte order.
+fn byte_level_byte(c: char) -> Option<u8> {
+    let code = u32::from(c);
+    if let Ok(b) = u8::try_from(code) {
+        return byte_level_printable(b).then_some(b);
+    }
+    let index = code.checked_sub(256)?;
+    (0..=255u8)
+        .filter(|&b| !byte_level_printable(b))
+        .nth(index as usize)
 }
 
 impl Tokenizer {
@@ -117,7 +167,15 @@ impl Tokenizer {
             .collect();
         let mut literal = inner.clone();
         literal.set_encode_special_tokens(true);
+        let added_text = inner
+            .get_added_tokens_decoder()
+            .into_iter()
+            .filter(|(_, token)| !token.special)
+            .map(|(id, token)| (id, token.content))
+            .collect();
         Ok(Self {
+            pieces: PieceEncoding::of(&inner),
+            added_text,
             literal,
             rstrip_ids,
             inner,
@@ -246,6 +304,40 @@ impl Tokenizer {
     /// SmolLM2: `<|endoftext|>` 0, `<|im_end|>` 2).
     pub fn eos_ids(&self) -> &[u32] {
         &self.eos_ids
+    }
+
+    /// The bytes token `id` adds to a reply's text (a piece of a UTF-8 character for a
+    /// byte token), or `None` for special tokens and ids without a token. SentencePiece's
+    /// `▁` is a space here even at the start, where decoding would drop it.
+    pub fn token_bytes(&self, id: u32) -> Option<Vec<u8>> {
+        if self.special_ids.contains(&id) {
+            return None;
+        }
+        if let Some(text) = self.added_text.get(&id) {
+            return Some(text.clone().into_bytes());
+        }
+        let piece = self.inner.id_to_token(id)?;
+        Some(match self.pieces {
+            PieceEncoding::ByteLevel => piece
+                .chars()
+                .flat_map(|c| match byte_level_byte(c) {
+                    Some(b) => vec![b],
+                    None => c.to_string().into_bytes(),
+                })
+                .collect(),
+            PieceEncoding::SentencePiece => {
+                let hex = piece
+                    .strip_prefix("<0x")
+                    .and_then(|rest| rest.strip_suffix('>'))
+                    .filter(|h| h.len() == 2)
+                    .and_then(|h| u8::from_str_radix(h, 16).ok());
+                match hex {
+                    Some(byte) => vec![byte],
+                    None => piece.replace('▁', " ").into_bytes(),
+                }
+            }
+            PieceEncoding::Plain => piece.into_bytes(),
+        })
     }
 
     /// Whether `id` is a special (control) token, which decoding for display skips.

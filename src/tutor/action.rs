@@ -1,0 +1,394 @@
+//! The structured action: what the student's message asks for, before Mimir answers.
+//!
+//! [`classify_by_rules`] settles the cases that are certain (a greeting and nothing else,
+//! plain arithmetic, a date question); [`Classifier`] asks the model for the rest through
+//! grammar-constrained decoding against [`Action::schema`], so its answer always parses.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use thiserror::Error;
+
+use crate::engine::chat::ChatMessage;
+use crate::engine::clock::Clock;
+use crate::engine::generate::Session;
+use crate::engine::generation_config::GenerationConfig;
+use crate::engine::grammar::{generate_json, GrammarError, GrammarMasker, JsonError};
+use crate::tools::{route, ToolCall};
+
+/// Why a message could not be classified.
+#[derive(Debug, Error)]
+pub enum ActionError {
+    /// The action schema did not compile (a bug).
+    #[error("action schema: {0}")]
+    Schema(#[from] GrammarError),
+    /// Constrained generation failed.
+    #[error("classifying {message:?}: {source}")]
+    Generate {
+        /// The student's message.
+        message: String,
+        /// What failed.
+        source: JsonError,
+    },
+    /// The model's JSON, though it matched the grammar, did not deserialise.
+    #[error("classifying {message:?}: the model wrote {value}, which is not an action: {source}")]
+    Invalid {
+        /// The student's message.
+        message: String,
+        /// The value the model wrote.
+        value: Value,
+        /// What serde said.
+        source: serde_json::Error,
+    },
+}
+
+/// What the student wants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionKind {
+    /// Hello, hi, good morning.
+    Greeting,
+    /// Explain a concept.
+    Explain,
+    /// Help solve a problem.
+    Solve,
+    /// Check the student's answer.
+    CheckAnswer,
+    /// Ask the student questions.
+    QuizMe,
+    /// Prepare for a test or exam.
+    TestPrep,
+    /// Arithmetic to compute.
+    Calculate,
+    /// Not about learning.
+    OffTopic,
+    /// Anything else (thanks, the date, questions about Mimir).
+    Other,
+}
+
+impl ActionKind {
+    /// Every kind, in schema order.
+    pub const ALL: [ActionKind; 9] = [
+        ActionKind::Greeting,
+        ActionKind::Explain,
+        ActionKind::Solve,
+        ActionKind::CheckAnswer,
+        ActionKind::QuizMe,
+        ActionKind::TestPrep,
+        ActionKind::Calculate,
+        ActionKind::OffTopic,
+        ActionKind::Other,
+    ];
+
+    /// The JSON name (`check_answer`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Greeting => "greeting",
+            ActionKind::Explain => "explain",
+            ActionKind::Solve => "solve",
+            ActionKind::CheckAnswer => "check_answer",
+            ActionKind::QuizMe => "quiz_me",
+            ActionKind::TestPrep => "test_prep",
+            ActionKind::Calculate => "calculate",
+            ActionKind::OffTopic => "off_topic",
+            ActionKind::Other => "other",
+        }
+    }
+}
+
+/// School subjects an action may name (the chip on the student's message).
+pub const SUBJECTS: &[&str] = &[
+    "math",
+    "physics",
+    "chemistry",
+    "biology",
+    "history",
+    "geography",
+    "literature",
+    "english",
+    "languages",
+    "computer_science",
+    "economics",
+    "art",
+    "music",
+];
+
+/// Longest topic the model may write.
+pub const MAX_TOPIC_CHARS: usize = 40;
+
+/// The classified message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Action {
+    /// What the student wants.
+    pub kind: ActionKind,
+    /// The school subject (one of [`SUBJECTS`]), if any.
+    pub subject: Option<String>,
+    /// A few words naming the topic, if any.
+    pub topic: Option<String>,
+}
+
+/// Where an action came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ActionSource {
+    /// A deterministic rule.
+    Rule,
+    /// The model, through constrained decoding.
+    Model,
+}
+
+impl Action {
+    /// The JSON schema the model's classification is constrained to.
+    pub fn schema() -> Value {
+        let kinds: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
+        let mut subjects: Vec<Value> = SUBJECTS.iter().map(|s| json!(s)).collect();
+        subjects.push(Value::Null);
+        json!({
+            "type": "object",
+            "properties": {
+                "kind": {"enum": kinds},
+                "subject": {"enum": subjects},
+                "topic": {"type": ["string", "null"], "maxLength": MAX_TOPIC_CHARS}
+            },
+            "required": ["kind", "subject", "topic"]
+        })
+    }
+
+    fn new(kind: ActionKind, subject: Option<&str>, topic: Option<&str>) -> Self {
+        Self {
+            kind,
+            subject: subject.map(str::to_owned),
+            topic: topic.map(str::to_owned),
+        }
+    }
+}
+
+/// Words a message of greetings only is made of.
+const GREETING_WORDS: &[&str] = &[
+    "hi",
+    "hello",
+    "hey",
+    "hiya",
+    "howdy",
+    "greetings",
+    "good",
+    "morning",
+    "afternoon",
+    "evening",
+    "there",
+    "mimir",
+    "yo",
+    "hallo",
+    "bonjour",
+    "hola",
+];
+
+/// The action when a rule is certain: a message of greeting words only, plain arithmetic
+/// or a date question (with the tool call they need); `None` otherwise.
+pub fn classify_by_rules(message: &str) -> Option<(Action, Option<ToolCall>)> {
+    let words: Vec<String> = message
+        .split(|c: char| !c.is_alphanumeric() && c != '\'')
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if !words.is_empty() && words.iter().all(|w| GREETING_WORDS.contains(&w.as_str())) {
+        return Some((Action::new(ActionKind::Greeting, None, None), None));
+    }
+    match route(message)? {
+        call @ ToolCall::Calculator { .. } => Some((
+            Action::new(ActionKind::Calculate, Some("math"), Some("arithmetic")),
+            Some(call),
+        )),
+        ToolCall::DateTime => Some((
+            Action::new(ActionKind::Other, None, Some("date and time")),
+            Some(ToolCall::DateTime),
+        )),
+    }
+}
+
+/// The classification prompt: what each kind means, then worked examples as earlier turns
+/// (small models follow demonstrated turns better than descriptions).
+const CLASSIFY_SYSTEM: &str = "You classify a student's message for a tutoring app. Answer \
+with JSON only: kind, subject, topic.\n\
+kind: greeting = says hello; explain = asks what something is, why or how it works; \
+solve = asks for help solving a problem or exercise; check_answer = gives their own answer \
+and asks if it is right; quiz_me = asks to be quizzed or tested with questions; \
+test_prep = preparing or studying for an exam or test; calculate = arithmetic to compute; \
+off_topic = not about learning (games, food, sports, gossip); other = anything else.\n\
+subject: the school subject, or null.\ntopic: two or three words, or null.";
+
+/// Worked examples: (message, answer). Written for the prompt; the evaluation set in
+/// `training/data/actions.jsonl` is separate.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "Hey, good afternoon!",
+        r#"{"kind": "greeting", "subject": null, "topic": null}"#,
+    ),
+    (
+        "Why does ice float on water?",
+        r#"{"kind": "explain", "subject": "physics", "topic": "density"}"#,
+    ),
+    (
+        "Can you help me solve 3x - 5 = 10?",
+        r#"{"kind": "solve", "subject": "math", "topic": "linear equations"}"#,
+    ),
+    (
+        "I think the capital of Australia is Sydney, am I right?",
+        r#"{"kind": "check_answer", "subject": "geography", "topic": "capitals"}"#,
+    ),
+    (
+        "Quiz me on the French Revolution.",
+        r#"{"kind": "quiz_me", "subject": "history", "topic": "French Revolution"}"#,
+    ),
+    (
+        "My chemistry exam is on Friday, how should I revise?",
+        r#"{"kind": "test_prep", "subject": "chemistry", "topic": "exam revision"}"#,
+    ),
+    (
+        "What is 36 divided by 4?",
+        r#"{"kind": "calculate", "subject": "math", "topic": "division"}"#,
+    ),
+    (
+        "Who won the football match last night?",
+        r#"{"kind": "off_topic", "subject": null, "topic": null}"#,
+    ),
+    (
+        "Thanks, that helped a lot.",
+        r#"{"kind": "other", "subject": null, "topic": null}"#,
+    ),
+];
+
+/// The messages that ask the model to classify `message`.
+pub fn classification_prompt(message: &str) -> Vec<ChatMessage> {
+    let mut messages = vec![ChatMessage::system(CLASSIFY_SYSTEM)];
+    for (question, answer) in EXAMPLES {
+        messages.push(ChatMessage::user(*question));
+        messages.push(ChatMessage::assistant(*answer));
+    }
+    messages.push(ChatMessage::user(message));
+    messages
+}
+
+/// Greedy decoding without penalties: JSON repeats quotes and keys by design.
+pub(crate) fn constrained_config() -> GenerationConfig {
+    GenerationConfig {
+        temperature: 0.0,
+        repetition_penalty: 1.0,
+        frequency_penalty: 0.0,
+        presence_penalty: 0.0,
+        ..GenerationConfig::default()
+    }
+}
+
+/// Classifies messages with rules first and the model second. Keep one per loaded model:
+/// it holds the action grammar's token masks.
+#[derive(Debug)]
+pub struct Classifier {
+    masker: GrammarMasker,
+}
+
+impl Classifier {
+    /// A classifier for the model of `session`.
+    pub fn new(session: &mut Session) -> Result<Self, ActionError> {
+        Ok(Self {
+            masker: session.json_masker(&Action::schema())?,
+        })
+    }
+
+    /// The action of `message`, where it came from, and the tool call a rule attached.
+    pub fn classify(
+        &mut self,
+        session: &mut Session,
+        message: &str,
+        clock: &dyn Clock,
+    ) -> Result<(Action, ActionSource, Option<ToolCall>), ActionError> {
+        if let Some((action, call)) = classify_by_rules(message) {
+            return Ok((action, ActionSource::Rule, call));
+        }
+        let prompt = classification_prompt(message);
+        let value = generate_json(
+            session,
+            &mut self.masker,
+            &prompt,
+            &constrained_config(),
+            clock,
+        )
+        .map_err(|source| ActionError::Generate {
+            message: message.to_owned(),
+            source,
+        })?;
+        let action =
+            serde_json::from_value(value.clone()).map_err(|source| ActionError::Invalid {
+                message: message.to_owned(),
+                value,
+                source,
+            })?;
+        Ok((action, ActionSource::Model, None))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::grammar::{Grammar, MatchState};
+
+    #[test]
+    fn actions_round_trip_through_serde() {
+        let action = Action::new(ActionKind::CheckAnswer, Some("math"), Some("fractions"));
+        let text = serde_json::to_string(&action).unwrap();
+        assert_eq!(
+            text,
+            r#"{"kind":"check_answer","subject":"math","topic":"fractions"}"#
+        );
+        assert_eq!(serde_json::from_str::<Action>(&text).unwrap(), action);
+        let bare: Action =
+            serde_json::from_str(r#"{"kind":"greeting","subject":null,"topic":null}"#).unwrap();
+        assert_eq!(bare, Action::new(ActionKind::Greeting, None, None));
+        for kind in ActionKind::ALL {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{}\"", kind.as_str()));
+            assert_eq!(serde_json::from_str::<ActionKind>(&json).unwrap(), kind);
+        }
+        assert!(serde_json::from_str::<ActionKind>("\"homework\"").is_err());
+    }
+
+    #[test]
+    fn the_schema_accepts_every_action_and_the_prompt_examples() {
+        let grammar = Grammar::from_schema(&Action::schema()).unwrap();
+        let accepts = |text: &str| {
+            let mut state = MatchState::new(&grammar);
+            state.feed_all(&grammar, text.as_bytes()).is_ok() && state.is_complete()
+        };
+        for kind in ActionKind::ALL {
+            for subject in SUBJECTS.iter().map(|s| Some(*s)).chain([None]) {
+                let action = Action::new(kind, subject, Some("a topic"));
+                assert!(accepts(&serde_json::to_string(&action).unwrap()));
+            }
+        }
+        for (_, answer) in EXAMPLES {
+            assert!(accepts(answer), "{answer}");
+            serde_json::from_str::<Action>(answer).unwrap();
+        }
+        assert!(!accepts(
+            r#"{"kind":"explain","subject":"astrology","topic":null}"#
+        ));
+    }
+
+    #[test]
+    fn rules_settle_only_the_certain_cases() {
+        let kind = |m: &str| classify_by_rules(m).map(|(a, _)| a.kind);
+        assert_eq!(kind("Hello!"), Some(ActionKind::Greeting));
+        assert_eq!(kind("good morning Mimir"), Some(ActionKind::Greeting));
+        assert_eq!(kind("What is 7 times 8?"), Some(ActionKind::Calculate));
+        assert_eq!(kind("what's today's date?"), Some(ActionKind::Other));
+        assert_eq!(kind("Hello, can you explain gravity?"), None);
+        assert_eq!(kind("Is 7 times 8 equal to 54?"), None);
+        assert_eq!(kind(""), None);
+        let (_, call) = classify_by_rules("square root of 144").unwrap();
+        assert_eq!(
+            call,
+            Some(ToolCall::Calculator {
+                expression: "sqrt(144)".into()
+            })
+        );
+    }
+}
