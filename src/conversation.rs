@@ -50,6 +50,10 @@ pub struct Reply {
     pub stats: Option<GenerationStats>,
     /// Why the reply ended early (a generation error or an interrupted page).
     pub error: Option<String>,
+    /// The tool the engine ran for this reply and what it answered
+    /// (`calculator: 7*8 = 56`), shown as a small note.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_note: Option<String>,
 }
 
 impl Reply {
@@ -84,6 +88,9 @@ pub enum Turn {
     User {
         /// What the student wrote.
         text: String,
+        /// The subject the engine detected in it, shown as a chip.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        subject: Option<String>,
     },
     /// Mimir's reply, rendered as safe markdown.
     Assistant(Reply),
@@ -125,7 +132,10 @@ impl Conversation {
 
     /// Adds the student's message.
     pub fn push_user(&mut self, text: impl Into<String>) {
-        self.turns.push(Turn::User { text: text.into() });
+        self.turns.push(Turn::User {
+            text: text.into(),
+            subject: None,
+        });
     }
 
     /// Opens an empty, streaming reply.
@@ -173,6 +183,21 @@ impl Conversation {
         }
     }
 
+    /// Marks the reply in progress with what the engine decided for it: the detected
+    /// subject goes on the student's message before it, the tool note on the reply. Returns
+    /// false (and changes nothing) when no reply is streaming.
+    pub fn annotate(&mut self, subject: Option<String>, tool_note: Option<String>) -> bool {
+        let Some(reply) = self.streaming_reply() else {
+            return false;
+        };
+        reply.tool_note = tool_note;
+        let before = self.turns.len().checked_sub(2);
+        if let Some(Turn::User { subject: chip, .. }) = before.and_then(|i| self.turns.get_mut(i)) {
+            *chip = subject;
+        }
+        true
+    }
+
     /// Removes every turn.
     pub fn clear(&mut self) {
         self.turns.clear();
@@ -197,7 +222,7 @@ impl Conversation {
         context: Option<&str>,
     ) -> Result<Vec<ChatMessage>, ConversationError> {
         let (question, earlier) = match self.turns.split_last() {
-            Some((Turn::User { text }, earlier)) => (text, earlier),
+            Some((Turn::User { text, .. }, earlier)) => (text, earlier),
             Some((Turn::Assistant(_), _)) => {
                 return Err(ConversationError::NoQuestion {
                     last: "assistant reply",
@@ -208,7 +233,7 @@ impl Conversation {
         let history: Vec<ChatMessage> = earlier
             .iter()
             .filter_map(|turn| match turn {
-                Turn::User { text } => Some(ChatMessage::user(text.as_str())),
+                Turn::User { text, .. } => Some(ChatMessage::user(text.as_str())),
                 Turn::Assistant(reply) if !reply.text.trim().is_empty() => {
                     Some(ChatMessage::assistant(reply.text.as_str()))
                 }
@@ -309,12 +334,31 @@ mod tests {
                 streaming: false,
                 stats: Some(stats()),
                 error: None,
+                tool_note: None,
             })
         );
         // Late tokens after the end change nothing.
         assert!(!c.append("late"));
         assert!(!c.finish(stats()));
         assert!(!c.fail("late"));
+    }
+
+    #[test]
+    fn annotate_marks_the_message_and_the_reply_in_progress_and_survives_a_reload() {
+        let mut c = Conversation::new();
+        c.push_user("What is 7 times 8?");
+        assert!(
+            !c.annotate(Some("mathematics".into()), None),
+            "no reply yet"
+        );
+        c.start_reply();
+        let note = "calculator: 7*8 = 56".to_owned();
+        assert!(c.annotate(Some("mathematics".into()), Some(note.clone())));
+        assert!(matches!(&c.turns()[0], Turn::User { subject: Some(s), .. } if s == "mathematics"));
+        assert!(matches!(&c.turns()[1], Turn::Assistant(r) if r.tool_note == Some(note.clone())));
+        c.finish(stats());
+        assert!(!c.annotate(None, None), "the reply has ended");
+        assert_eq!(Conversation::from_json(&c.to_json()).unwrap(), c);
     }
 
     #[test]

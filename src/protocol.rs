@@ -10,6 +10,8 @@ use crate::engine::generate::GenerationStats;
 use crate::engine::generation_config::GenerationConfig;
 use crate::model_info::{ModelInfo, ModelType};
 use crate::perf_log::PerfLog;
+use crate::tools::ToolResult;
+use crate::tutor::Action;
 
 /// What the page asks of the worker.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -88,6 +90,14 @@ pub enum Event {
     Token {
         /// Text to append (never a partial UTF-8 character, never a special token).
         text: String,
+    },
+    /// What the engine decided before answering: the student's message classified, and
+    /// the tool it ran (its result is in the reply's context). Sent before the first token.
+    Turn {
+        /// The classified message.
+        action: Action,
+        /// The tool call and its answer, if one ran.
+        tool: Option<ToolResult>,
     },
     /// The reply is complete (or was stopped).
     Done {

@@ -228,5 +228,37 @@ async fn without_the_hub_the_bundled_model_answers() {
         .await
         .unwrap();
     assert!(reply.contains("Paris"), "{stop}: {reply:?}");
+
+    // Arithmetic goes through the calculator: the note shows the call and its exact result,
+    // and the reply (written with that result as context) states it.
+    ask(&client, "What is 7 times 8?").await;
+    let stop = wait_for_stop(&conversation).await;
+    let replies = client
+        .find_all(Locator::Css(".message-assistant:not(.message-greeting)"))
+        .await
+        .unwrap();
+    let last = replies.last().expect("a second reply");
+    let note = last
+        .find(Locator::Css(".message-tool"))
+        .await
+        .expect("the calculator note is shown")
+        .text()
+        .await
+        .unwrap();
+    assert!(note.contains("calculator: 7*8 = 56"), "{note:?}");
+    let reply = last
+        .find(Locator::Css(".markdown"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(reply.contains("56"), "{stop}: {reply:?}");
+    let chips = client
+        .find_all(Locator::Css(".message-user .subject-chip"))
+        .await
+        .unwrap();
+    let chip = chips.last().expect("the subject chip is shown");
+    assert!(chip.text().await.unwrap().contains("math"));
     client.close().await.unwrap();
 }

@@ -8,7 +8,7 @@ use super::action::{
     constrained_config, Action, ActionError, ActionKind, ActionSource, Classifier,
 };
 use super::strategy::snippet;
-use crate::engine::chat::{build_prompt, ChatMessage};
+use crate::engine::chat::{build_prompt, ChatMessage, Role};
 use crate::engine::clock::Clock;
 use crate::engine::generate::Session;
 use crate::engine::grammar::{generate_json, GrammarError, GrammarMasker, JsonError};
@@ -46,6 +46,42 @@ pub struct TurnInput<'a> {
     pub message: &'a str,
     /// The student's local date and time, for `date_time` (the engine has no clock).
     pub now: Option<&'a LocalDateTime>,
+}
+
+impl<'a> TurnInput<'a> {
+    /// Splits the messages the app sends ([`build_prompt`]'s order: system, history, the
+    /// optional `Context: …` turn, the student's message) back into a turn's parts. `None`
+    /// when the last message is not the student's.
+    pub fn from_messages(
+        messages: &'a [ChatMessage],
+        now: Option<&'a LocalDateTime>,
+    ) -> Option<Self> {
+        let (last, rest) = messages.split_last()?;
+        if last.role != Role::User {
+            return None;
+        }
+        let (system, rest) = match rest.split_first() {
+            Some((first, rest)) if first.role == Role::System => (first.content.as_str(), rest),
+            _ => ("", rest),
+        };
+        let (notes, history) = match rest.split_last() {
+            Some((notes, history)) if notes.role == Role::ContextProvider => {
+                let text = notes.content.as_str();
+                (
+                    Some(text.strip_prefix("Context: ").unwrap_or(text)),
+                    history,
+                )
+            }
+            _ => (None, rest),
+        };
+        Some(Self {
+            system,
+            notes,
+            history,
+            message: &last.content,
+            now,
+        })
+    }
 }
 
 /// A planned turn: show `action` and `tool` in the chat, then generate from `messages`.
@@ -167,6 +203,25 @@ impl Tutor {
 mod tests {
     use super::*;
     use crate::engine::grammar::{Grammar, MatchState};
+
+    #[test]
+    fn the_apps_messages_split_back_into_a_turn() {
+        let history = [ChatMessage::user("Hi"), ChatMessage::assistant("Hello.")];
+        let messages = build_prompt("Be Mimir.", Some("Notes"), &history, "What is 7 times 8?");
+        let input = TurnInput::from_messages(&messages, None).unwrap();
+        assert_eq!(input.system, "Be Mimir.");
+        assert_eq!(input.notes, Some("Notes"));
+        assert_eq!(input.history, history);
+        assert_eq!(input.message, "What is 7 times 8?");
+
+        let bare = build_prompt("", None, &[], "Hello!");
+        let input = TurnInput::from_messages(&bare, None).unwrap();
+        assert_eq!(
+            (input.system, input.notes, input.history.len()),
+            ("", None, 0)
+        );
+        assert!(TurnInput::from_messages(&history, None).is_none());
+    }
 
     #[test]
     fn tool_examples_match_the_tool_schema() {

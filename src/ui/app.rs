@@ -19,6 +19,7 @@ use crate::conversation::Conversation;
 use crate::model_info::LoadStatus;
 use crate::perf_log::{PerfLog, StatusChange};
 use crate::protocol::{Event, FileProgress, Request};
+use crate::tools::ToolResult;
 
 /// Where the catalog is served from, relative to the page.
 const CATALOG_URL: &str = "public/catalog.json";
@@ -108,6 +109,9 @@ pub fn App() -> impl IntoView {
                 status.set(LoadStatus::Failed(message));
                 let _ = send(Request::Info);
             }
+            Event::Turn { action, tool } => state.conversation.update(|c| {
+                c.annotate(action.subject, tool.as_ref().map(ToolResult::context_line));
+            }),
             Event::Token { text } => state.conversation.update(|c| {
                 c.append(&text);
             }),

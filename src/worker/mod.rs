@@ -27,6 +27,8 @@ use crate::engine::generation_config::GenerationConfig;
 use crate::model_info::ModelInfo;
 use crate::perf_log::PerfLog;
 use crate::protocol::{Event, Request};
+use crate::tools::LocalDateTime;
+use crate::tutor::{TurnInput, TurnPlan, Tutor};
 use cache::ModelCache;
 use fetch::Abort;
 use tiers::{LoadError, Loaded, Loader};
@@ -127,6 +129,8 @@ pub async fn yield_to_events() {
 struct State {
     /// The live model; taken out while a reply is generated.
     session: RefCell<Option<Session>>,
+    /// The turn planner for the live model, built at its first reply.
+    tutor: RefCell<Option<Tutor>>,
     /// What is live, and its generation settings.
     live: RefCell<Option<(ModelInfo, GenerationConfig)>>,
     perf: RefCell<PerfLog>,
@@ -278,6 +282,7 @@ async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
                 config: config.clone(),
             });
             *state.session.borrow_mut() = Some(session);
+            state.tutor.take();
             *state.live.borrow_mut() = Some((model_info, config));
         }
         Err(LoadError::Cancelled) => post(&Event::LoadFailed {
@@ -301,18 +306,75 @@ async fn generate(
     result
 }
 
+/// Classifies the message and runs its tool with the live model's [`Tutor`] (built on first
+/// use: it indexes the vocabulary once).
+fn plan_turn(
+    state: &State,
+    session: &mut Session,
+    input: &TurnInput<'_>,
+    clock: &dyn Clock,
+) -> Result<TurnPlan, String> {
+    let mut tutor = state.tutor.borrow_mut();
+    if tutor.is_none() {
+        *tutor = Some(Tutor::new(session).map_err(|e| e.to_string())?);
+    }
+    let tutor = tutor.as_mut().expect("just built");
+    tutor
+        .plan_turn(session, input, clock)
+        .map_err(|e| e.to_string())
+}
+
+/// The student's local date and time and language, for the `date_time` tool.
+fn local_now() -> LocalDateTime {
+    let date = js_sys::Date::new_0();
+    let locale = js_sys::Reflect::get(&global().navigator(), &"language".into())
+        .ok()
+        .and_then(|l| l.as_string())
+        .unwrap_or_else(|| "en".to_owned());
+    LocalDateTime {
+        year: date.get_full_year() as i32,
+        month: date.get_month() + 1,
+        day: date.get_date(),
+        hour: date.get_hours(),
+        minute: date.get_minutes(),
+        locale,
+    }
+}
+
 async fn reply(
     state: &State,
     session: &mut Session,
     messages: &[ChatMessage],
     config: &GenerationConfig,
 ) -> Result<(), String> {
-    let pieces = session.template().render(messages, true);
+    let clock = BrowserClock;
+    let now = local_now();
+    let planned = TurnInput::from_messages(messages, Some(&now))
+        .map(|input| plan_turn(state, session, &input, &clock));
+    let messages = match planned {
+        Some(Ok(plan)) => {
+            post(&Event::Turn {
+                action: plan.action,
+                tool: plan.tool,
+            });
+            plan.messages
+        }
+        Some(Err(e)) => {
+            // The reply goes on without a strategy or tool rather than not at all.
+            state
+                .perf
+                .borrow_mut()
+                .warnings
+                .push(format!("planning the turn failed, answering directly: {e}"));
+            messages.to_vec()
+        }
+        None => messages.to_vec(),
+    };
+    let pieces = session.template().render(&messages, true);
     let prompt = session
         .tokenizer()
         .encode_prompt(&pieces, true)
         .map_err(|e| e.to_string())?;
-    let clock = BrowserClock;
     let mut reply = session
         .start(&prompt, config, false, &clock)
         .map_err(|e| e.to_string())?;

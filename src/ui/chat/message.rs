@@ -18,10 +18,14 @@ pub fn Message(
     move || {
         if is_user.get() {
             let text = Signal::derive(move || match turn.get() {
-                Turn::User { text } => text,
+                Turn::User { text, .. } => text,
                 Turn::Assistant(_) => String::new(),
             });
-            view! { <UserMessage text=text /> }.into_any()
+            let subject = Signal::derive(move || match turn.get() {
+                Turn::User { subject, .. } => subject,
+                Turn::Assistant(_) => None,
+            });
+            view! { <UserMessage text=text subject=subject /> }.into_any()
         } else {
             let reply = Signal::derive(move || match turn.get() {
                 Turn::Assistant(reply) => reply,
@@ -38,11 +42,26 @@ pub fn UserMessage(
     /// What the student wrote.
     #[prop(into)]
     text: Signal<String>,
+    /// The subject the engine detected, shown as a small chip.
+    #[prop(into, optional)]
+    subject: Signal<Option<String>>,
 ) -> impl IntoView {
     view! {
         <div class="message message-user">
             <span class="visually-hidden">"You said: "</span>
             <p class="message-text">{move || text.get()}</p>
+            {move || {
+                subject
+                    .get()
+                    .map(|s| {
+                        view! {
+                            <span class="subject-chip" title="Detected subject">
+                                <span class="visually-hidden">"Subject: "</span>
+                                {s}
+                            </span>
+                        }
+                    })
+            }}
         </div>
     }
 }
@@ -60,6 +79,7 @@ pub fn AssistantMessage(
     let streaming = Memo::new(move |_| reply.with(|r| r.streaming));
     let error = Memo::new(move |_| reply.with(|r| r.error.clone()));
     let stats = Memo::new(move |_| reply.with(Reply::stats_line));
+    let tool_note = Memo::new(move |_| reply.with(|r| r.tool_note.clone()));
     view! {
         <div
             class="message message-assistant"
@@ -67,6 +87,18 @@ pub fn AssistantMessage(
             aria-busy=move || streaming.get().to_string()
         >
             <span class="visually-hidden">"Mimir said: "</span>
+            {move || {
+                tool_note
+                    .get()
+                    .map(|note| {
+                        view! {
+                            <p class="message-tool">
+                                <span class="visually-hidden">"Tool used: "</span>
+                                {note}
+                            </p>
+                        }
+                    })
+            }}
             <MarkdownView text=text />
             {move || {
                 error

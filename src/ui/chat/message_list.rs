@@ -55,7 +55,10 @@ pub fn MessageList(
                 <Message turn=Signal::derive(move || {
                     conversation
                         .with(|c| c.turns().get(index).cloned())
-                        .unwrap_or(Turn::User { text: String::new() })
+                        .unwrap_or(Turn::User {
+                            text: String::new(),
+                            subject: None,
+                        })
                 }) />
             </For>
         </div>
