@@ -11,6 +11,7 @@ use super::strategy::snippet;
 use crate::engine::chat::{build_prompt, ChatMessage, Role};
 use crate::engine::clock::Clock;
 use crate::engine::generate::Session;
+use crate::engine::generation_config::GenerationConfig;
 use crate::engine::grammar::{generate_json, GrammarError, GrammarMasker, JsonError};
 use crate::tools::{calculator, run, LocalDateTime, ToolCall, ToolResult};
 
@@ -95,6 +96,19 @@ pub struct TurnPlan {
     pub tool: Option<ToolResult>,
     /// System prompt with the strategy snippet, history, context, and the message.
     pub messages: Vec<ChatMessage>,
+}
+
+impl TurnPlan {
+    /// The settings to generate this turn's reply with: `base`, decoded greedily when a tool
+    /// answered, so the reply restates the tool's exact result instead of sampling around it
+    /// (a small model at temperature 0.7 often drifts away from the number).
+    pub fn generation_config(&self, base: &GenerationConfig) -> GenerationConfig {
+        let mut config = base.clone();
+        if self.tool.as_ref().is_some_and(|tool| tool.ok) {
+            config.temperature = 0.0;
+        }
+        config
+    }
 }
 
 /// Shown to the model when it must write a calculator call.
@@ -203,6 +217,39 @@ impl Tutor {
 mod tests {
     use super::*;
     use crate::engine::grammar::{Grammar, MatchState};
+
+    #[test]
+    fn a_tool_answer_is_restated_greedily() {
+        let base = GenerationConfig::default();
+        let mut plan = TurnPlan {
+            action: Action {
+                kind: ActionKind::Calculate,
+                subject: Some("math".into()),
+                topic: None,
+            },
+            source: ActionSource::Rule,
+            tool: Some(run(
+                &crate::tools::route("What is 7 times 8?").unwrap(),
+                None,
+            )),
+            messages: Vec::new(),
+        };
+        assert_eq!(plan.generation_config(&base).temperature, 0.0);
+        plan.tool = Some(run(
+            &ToolCall::Calculator {
+                expression: "5/0".into(),
+            },
+            None,
+        ));
+        assert!(!plan.tool.as_ref().unwrap().ok);
+        assert_eq!(
+            plan.generation_config(&base),
+            base,
+            "a failed tool changes nothing"
+        );
+        plan.tool = None;
+        assert_eq!(plan.generation_config(&base), base);
+    }
 
     #[test]
     fn the_apps_messages_split_back_into_a_turn() {

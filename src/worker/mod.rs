@@ -351,13 +351,14 @@ async fn reply(
     let now = local_now();
     let planned = TurnInput::from_messages(messages, Some(&now))
         .map(|input| plan_turn(state, session, &input, &clock));
-    let messages = match planned {
+    let (messages, config) = match planned {
         Some(Ok(plan)) => {
+            let config = plan.generation_config(config);
             post(&Event::Turn {
                 action: plan.action,
                 tool: plan.tool,
             });
-            plan.messages
+            (plan.messages, config)
         }
         Some(Err(e)) => {
             // The reply goes on without a strategy or tool rather than not at all.
@@ -366,9 +367,9 @@ async fn reply(
                 .borrow_mut()
                 .warnings
                 .push(format!("planning the turn failed, answering directly: {e}"));
-            messages.to_vec()
+            (messages.to_vec(), config.clone())
         }
-        None => messages.to_vec(),
+        None => (messages.to_vec(), config.clone()),
     };
     let pieces = session.template().render(&messages, true);
     let prompt = session
@@ -376,7 +377,7 @@ async fn reply(
         .encode_prompt(&pieces, true)
         .map_err(|e| e.to_string())?;
     let mut reply = session
-        .start(&prompt, config, false, &clock)
+        .start(&prompt, &config, false, &clock)
         .map_err(|e| e.to_string())?;
     loop {
         if state.stop.get() {
