@@ -18,10 +18,10 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
 .PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist clean
 
 setup:
-	scripts/setup.sh
+	MIMIR_TRAIN_BUILD="$(TRAIN_BUILD)" scripts/setup.sh
 
 setup-test:
-	scripts/setup.sh --test
+	MIMIR_TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/setup.sh --test
 
 ## Serve the app on http://127.0.0.1:$(APP_PORT) with the local hub on $(HUB_PORT).
 serve: setup

@@ -14,7 +14,7 @@ use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
-use mimir_train::convert::convert;
+use mimir_train::convert::{convert, requantize_gguf};
 use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
 use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
 
@@ -82,9 +82,9 @@ enum Command {
         tokens: Vec<u32>,
     },
     /// Convert a Hugging Face model folder (and optionally a PEFT adapter, merged) to a GGUF
-    /// with llama.cpp's tensor names and metadata.
+    /// with llama.cpp's tensor names and metadata, or re-quantize a GGUF (metadata kept).
     Convert {
-        /// A Hugging Face model folder (`config.json`, safetensors).
+        /// A Hugging Face model folder (`config.json`, safetensors), or a GGUF file.
         #[arg(long)]
         model: PathBuf,
         /// A PEFT LoRA adapter folder, merged into the weights.
@@ -208,7 +208,14 @@ fn main() -> anyhow::Result<()> {
                 Quant::Q8_0 => GgufType::Q8_0,
                 Quant::Q4K => GgufType::Q4K,
             };
-            convert(&model, adapter.as_ref(), quant, &out)?;
+            if model.is_file() {
+                if adapter.is_some() {
+                    bail!("--adapter works with a model folder, not a GGUF file");
+                }
+                requantize_gguf(&model, quant, &out)?;
+            } else {
+                convert(&model, adapter.as_ref(), quant, &out)?;
+            }
             println!("{}", out.display());
             Ok(())
         }
