@@ -15,7 +15,7 @@ WEB_TESTS := $(basename $(notdir $(wildcard tests/web_*.rs)))
 export CHROMEDRIVER ?= /usr/bin/chromedriver
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
 
-.PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist clean
+.PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist bench clean
 
 setup:
 	MIMIR_TRAIN_BUILD="$(TRAIN_BUILD)" scripts/setup.sh
@@ -72,6 +72,11 @@ test-e2e: dist
 ## `make serve` answers with the app page and the hub answers on its port.
 test-serve:
 	TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
+
+## Speed against wllama, llama.cpp and candle (not part of `make test`; under 30 minutes):
+## writes bench/results.json and bench/README.md.
+bench: setup-test
+	python3 bench/run.py
 
 clean:
 	cargo clean

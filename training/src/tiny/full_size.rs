@@ -75,36 +75,34 @@ pub fn write_full_size_gguf(
     let name = format!("{}-shaped-random", spec.arch.gguf_name());
     let metadata = metadata(spec, GgufType::Q4K, &name, &tokenizer);
     let device = Device::Cpu;
-    write_atomically(
-        path,
-        |path, doing, source| TinyError::io(path, doing, source),
-        |writer| {
-            write_gguf_streaming(writer, &metadata, &plans, |index| {
-                let (&(role, layer), plan) =
-                    slots.iter().zip(&plans).nth(index).ok_or_else(|| {
-                        GgufError::TensorNotFound {
-                            file: path.display().to_string(),
-                            tensor: format!("#{index}"),
-                        }
+    write_atomically(path, TinyError::io, |writer| {
+        write_gguf_streaming(writer, &metadata, &plans, |index| {
+            let (&(role, layer), plan) =
+                slots
+                    .iter()
+                    .zip(&plans)
+                    .nth(index)
+                    .ok_or_else(|| GgufError::TensorNotFound {
+                        file: path.display().to_string(),
+                        tensor: format!("#{index}"),
                     })?;
-                let candle = |error| GgufError::Candle {
-                    file: path.display().to_string(),
-                    tensor: plan.name.clone(),
-                    error: Box::new(error),
-                };
-                let values = weight(spec, role, layer).tensor;
-                let dense = Tensor::from_vec(values.data, values.shape, &device).map_err(candle)?;
-                let quantized = QTensor::quantize(&dense, plan.dtype).map_err(candle)?;
-                drop(dense);
-                let bytes = quantized.data().map_err(candle)?.into_owned();
-                Ok(Cow::Owned(bytes))
-            })
-            .map_err(|source| TinyError::Gguf {
-                path: path.to_owned(),
-                source,
-            })
-        },
-    )
+            let candle = |error| GgufError::Candle {
+                file: path.display().to_string(),
+                tensor: plan.name.clone(),
+                error: Box::new(error),
+            };
+            let values = weight(spec, role, layer).tensor;
+            let dense = Tensor::from_vec(values.data, values.shape, &device).map_err(candle)?;
+            let quantized = QTensor::quantize(&dense, plan.dtype).map_err(candle)?;
+            drop(dense);
+            let bytes = quantized.data().map_err(candle)?.into_owned();
+            Ok(Cow::Owned(bytes))
+        })
+        .map_err(|source| TinyError::Gguf {
+            path: path.to_owned(),
+            source,
+        })
+    })
 }
 
 #[cfg(test)]
