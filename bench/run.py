@@ -56,11 +56,20 @@ def sha256(path):
 # ---------------------------------------------------------------- native
 
 
+def token_counts(model, args):
+    """(prompt, decode) tokens for `model`: fewer for the 3.8 B-parameter Phi-3 stand-in, so
+    the whole run fits in 30 minutes on 2 cores."""
+    if Path(model).resolve() == PHI3_SHAPED.resolve():
+        return args.large_prompt_tokens, args.large_decode_tokens
+    return args.prompt_tokens, args.decode_tokens
+
+
 def native_mimir_candle(model, args):
     """Mimir and candle-transformers through the `bench` binary (release)."""
+    prompt_tokens, decode_tokens = token_counts(model, args)
     out = subprocess.run(
         [target_dir() / "release" / "bench", "--model", model, "--threads", "1",
-         "--prompt-tokens", str(args.prompt_tokens), "--decode-tokens", str(args.decode_tokens),
+         "--prompt-tokens", str(prompt_tokens), "--decode-tokens", str(decode_tokens),
          "--json"],
         check=True, capture_output=True, text=True,
     ).stdout
@@ -217,7 +226,7 @@ def browser_run(models, args):
            if "wllama" in args.engines else []),
         "models": [
             {"name": m["name"], "url": f"/models/{Path(m['path']).name}", "size": m["size"],
-             "sha256": m["sha256"], "prompt": m["prompt"]}
+             "sha256": m["sha256"], "prompt": m["prompt"], "decode_tokens": m["decode_tokens"]}
             for m in models
         ],
     }
@@ -294,11 +303,11 @@ def write_report(results):
         "(other work shared the cores: compare ratios, not absolute numbers)",
         f"- browser: {results.get('browser', {}).get('version', '–')}, headless, "
         f"user agent `{results.get('browser', {}).get('user_agent', '–')}`",
-        f"- prompt {results['prompt_tokens']} tokens, {results['decode_tokens']} decoded",
         "",
     ]
     for model in results["models"]:
         lines += [f"## {model['name']} ({model['size'] / 1e6:.1f} MB)", "",
+                  f"Prompt {model['prompt_tokens']} tokens, {model['decode_tokens']} decoded.", "",
                   "| where | engine | threads | load ms | TTFT ms | prefill tok/s | decode tok/s "
                   "| peak wasm MiB | prefill ratio | decode ratio |",
                   "|---|---|---|---|---|---|---|---|---|---|"]
@@ -345,6 +354,12 @@ def write_report(results):
         lines += [f"Yield to the event loop between tokens (200 yields after 5 ms of work, in a "
                   f"worker): `setTimeout(0)` {y['timeout_ms']:.2f} ms, `MessageChannel` "
                   f"{y['channel_ms']:.2f} ms each.", ""]
+    if results.get("release_wasm_bytes"):
+        sizes = ", ".join(f"`{name}` {size / 2**20:.2f} MiB"
+                          for name, size in results["release_wasm_bytes"].items())
+        built = results.get("trunk_release_build_s")
+        lines += [f"Release wasm (`trunk build --release`, no wasm-opt): {sizes}"
+                  + (f"; built in {built:.0f} s in this run." if built else "."), ""]
     notes = BENCH / "NOTES.md"
     if notes.exists():
         lines += [notes.read_text().rstrip(), ""]
@@ -360,6 +375,10 @@ def main():
                         help="GGUF files (default: the bundled SmolLM2 Q4_1 and Q8_0)")
     parser.add_argument("--prompt-tokens", type=int, default=200)
     parser.add_argument("--decode-tokens", type=int, default=128)
+    parser.add_argument("--large-prompt-tokens", type=int, default=64,
+                        help="prompt tokens for the Phi-3-shaped model")
+    parser.add_argument("--large-decode-tokens", type=int, default=16,
+                        help="decoded tokens for the Phi-3-shaped model")
     parser.add_argument("--wllama-threads", type=int, action="append", default=None)
     parser.add_argument("--engines", default="mimir,wllama",
                         help="browser engines, comma-separated (mimir, wllama)")
@@ -369,12 +388,18 @@ def main():
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-llama-cpp", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite bench/README.md from bench/results.json")
     args = parser.parse_args()
+    if args.report_only:
+        write_report(json.loads((BENCH / "results.json").read_text()))
+        return
     args.wllama_threads = args.wllama_threads or [1, 2]
     model_paths = args.model or [str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"),
                                  str(ROOT / "models/SmolLM2-135M-Instruct.Q8_0.gguf"),
                                  str(PHI3_SHAPED)]
     started = time.time()
+    trunk_build_s = None
 
     if not args.skip_build:
         run(["cargo", "build", "--release", "-p", "mimir-train"], cwd=ROOT)
@@ -382,7 +407,8 @@ def main():
             run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=BENCH)
             build = time.time()
             run(["trunk", "build", "--release", "--dist", WORK / "dist"], cwd=ROOT)
-            say(f"trunk build --release: {time.time() - build:.0f} s")
+            trunk_build_s = time.time() - build
+            say(f"trunk build --release: {trunk_build_s:.0f} s")
     if str(PHI3_SHAPED) in model_paths and not PHI3_SHAPED.exists():
         # Deterministic: the same bytes on every machine (about 5 minutes, once).
         run([target_dir() / "release" / "mimir-train", "tiny", "--shape", "phi3-mini",
@@ -397,16 +423,18 @@ def main():
         for e in engines:
             e["threads"] = native["threads"]
         if python:
-            engines.append(native_llama_cpp(python, path, native["prompt"], args.decode_tokens))
+            engines.append(native_llama_cpp(python, path, native["prompt"],
+                                            native["decode_tokens"]))
         models.append({"name": Path(path).name, "path": path, "size": Path(path).stat().st_size,
-                       "sha256": sha256(path), "prompt": native["prompt"], "native": engines})
+                       "sha256": sha256(path), "prompt": native["prompt"],
+                       "prompt_tokens": native["prompt_tokens"],
+                       "decode_tokens": native["decode_tokens"], "native": engines})
 
     results = {
         "command": " ".join(["python3", "bench/run.py"] + sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "machine": machine(),
-        "prompt_tokens": args.prompt_tokens,
-        "decode_tokens": args.decode_tokens,
+        "trunk_release_build_s": trunk_build_s,
     }
     if not args.no_browser:
         version = subprocess.run([args.chromium, "--version"], capture_output=True,

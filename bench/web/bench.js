@@ -177,7 +177,7 @@ async function main() {
     results.yield_overhead = await yieldCost(200, 5);
     log(`yield overhead per token: ${JSON.stringify(results.yield_overhead)}`);
     for (const model of config.models) {
-      const runConfig = { ...config, prompt: model.prompt };
+      const runConfig = { ...config, prompt: model.prompt, decode_tokens: model.decode_tokens };
       const entry = { name: model.name, url: model.url, size: model.size, engines: [] };
       for (const { engine, threads } of config.engines) {
         log(`${model.name}: ${engine}, ${threads} thread(s)`);
