@@ -18,13 +18,13 @@ export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
 export WASM_BINDGEN_TEST_TIMEOUT ?= 120
 
 .PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist \
-	space test-space audit clean
+	space test-space audit bench clean
 
 setup:
-	scripts/setup.sh
+	MIMIR_TRAIN_BUILD="$(TRAIN_BUILD)" scripts/setup.sh
 
 setup-test:
-	scripts/setup.sh --test
+	MIMIR_TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/setup.sh --test
 
 ## Serve the app on http://127.0.0.1:$(APP_PORT) with the local hub on $(HUB_PORT).
 serve: setup
@@ -83,7 +83,7 @@ space: setup
 ## The test bundle is `make space` with the dev profile, into target/space-test: the same
 ## files, from the wasm the browser tests already built (a release build takes ~19 min here).
 test-space:
-	$(MAKE) space SPACE_DIR=target/space-test SPACE_PROFILE=
+	$(MAKE) space SPACE_DIR=target/space-test SPACE_PROFILE= TRAIN_BUILD="$(TEST_TRAIN_BUILD)"
 	$(TEST_TRAIN_BUILD)
 	MIMIR_SPACE_DIR=target/space-test cargo test -p mimir --test e2e_space -- --test-threads 1
 	scripts/test-deploy-space.sh
@@ -105,6 +105,11 @@ audit:
 ## `make serve` answers with the app page and the hub answers on its port.
 test-serve:
 	TRAIN_BUILD="$(TEST_TRAIN_BUILD)" scripts/check-serve.sh $(APP_PORT) $(HUB_PORT)
+
+## Speed against wllama, llama.cpp and candle (not part of `make test`; under 30 minutes):
+## writes bench/results.json and bench/README.md.
+bench: setup-test
+	python3 bench/run.py
 
 clean:
 	cargo clean

@@ -74,6 +74,23 @@ PY
   mv "$tmp/$SMOLLM_FILE" "$model.part" && mv "$model.part" "$model"
 fi
 
+# The app ships the compact model as Q8_0 (candle has a SIMD128 kernel for Q8_0, none for Q4_1;
+# greedy answers are unchanged), derived from the Q4_1 with our own `convert`. The conversion is
+# deterministic, so public/catalog.json pins its size and sha256.
+compact="models/SmolLM2-135M-Instruct.Q8_0.gguf"
+compact_sha256=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["compact"]["sha256"])' public/catalog.json)
+if [ ! -f "$compact" ] || [ "$(sha256sum "$compact" | cut -d' ' -f1)" != "$compact_sha256" ]; then
+  say "deriving $compact from $model (convert --quant q8_0)"
+  # How mimir-train is built: the Makefile passes the same command its later steps use.
+  ${MIMIR_TRAIN_BUILD:-cargo build --quiet -p mimir-train}
+  "${CARGO_TARGET_DIR:-target}/debug/mimir-train" convert --model "$model" --quant q8_0 --out "$compact" >/dev/null
+  got=$(sha256sum "$compact" | cut -d' ' -f1)
+  if [ "$got" != "$compact_sha256" ]; then
+    say "$compact: sha256 $got, but public/catalog.json expects $compact_sha256" >&2
+    exit 1
+  fi
+fi
+
 if [ "${1:-}" = "--test" ]; then
   if ! have chromium || ! have chromedriver; then
     say "installing Debian's chromium and chromium-driver"

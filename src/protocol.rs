@@ -29,6 +29,14 @@ pub enum Request {
         /// Sampling settings for this reply.
         config: GenerationConfig,
     },
+    /// Generate from raw token ids, past end-of-turn tokens, for `make bench`: the same
+    /// prefill and decode path as [`Request::Generate`], with an exact prompt length.
+    Bench {
+        /// Prompt token ids, used as they are.
+        prompt: Vec<u32>,
+        /// Sampling settings (the benchmark asks for greedy, loop guard off).
+        config: GenerationConfig,
+    },
     /// Stop the reply being generated, or cancel the load in progress.
     Stop,
     /// Send the current `model_info` and performance log.
@@ -164,6 +172,11 @@ mod tests {
             Request::from_json(r#"{"type":"stop"}"#).unwrap(),
             Request::Stop
         );
+        let bench = Request::Bench {
+            prompt: vec![1, 2, 3],
+            config: GenerationConfig::default(),
+        };
+        assert_eq!(Request::from_json(&bench.to_json()).unwrap(), bench);
     }
 
     #[test]

@@ -184,7 +184,7 @@ async fn wait_for_load(button: &fantoccini::elements::Element, seconds: u64) -> 
 async fn without_the_hub_the_bundled_model_answers() {
     let dist = browser::repo_root().join("dist");
     assert!(
-        dist.join("models/SmolLM2-135M-Instruct.Q4_1.gguf")
+        dist.join("models/SmolLM2-135M-Instruct.Q8_0.gguf")
             .is_file(),
         "{} has no bundled model: run `make dist` (make test does)",
         dist.display()

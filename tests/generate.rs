@@ -152,3 +152,45 @@ fn prompt_encoding_matches_the_rendered_string_and_keeps_student_text_inert() {
     );
     assert_eq!(tokenizer.decode(&ids, false).unwrap(), hostile);
 }
+
+/// The file the app ships (`SmolLM2-135M-Instruct.Q8_0.gguf`, re-quantized from the Q4_1 by
+/// `scripts/setup.sh`) gives the same greedy answer as its source.
+#[test]
+fn the_shipped_q8_0_answers_as_the_q4_1_does() {
+    let q8_path = models::smollm2_path().with_file_name("SmolLM2-135M-Instruct.Q8_0.gguf");
+    assert!(
+        q8_path.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        q8_path.display()
+    );
+    let options = LoadOptions {
+        context_cap: 1024,
+        ..LoadOptions::default()
+    };
+    let mut reader = BufReader::new(File::open(&q8_path).unwrap());
+    let mut shipped = Session::from_gguf(
+        &mut reader,
+        "SmolLM2-135M-Instruct.Q8_0.gguf",
+        &options,
+        None,
+    )
+    .unwrap();
+    let mut source = session();
+    let prompt = prompt_ids(&source, &[], "What is the capital of France?");
+    assert_eq!(
+        prompt,
+        prompt_ids(&shipped, &[], "What is the capital of France?")
+    );
+    let clock = SystemClock::default();
+    let answer = |s: &mut Session| {
+        s.generate(&prompt, &greedy(16), false, &clock, &mut |_| true)
+            .unwrap()
+    };
+    let shipped_reply = answer(&mut shipped);
+    assert_eq!(shipped_reply.tokens, answer(&mut source).tokens);
+    assert!(
+        shipped_reply.text.contains("Paris"),
+        "reply: {:?}",
+        shipped_reply.text
+    );
+}

@@ -12,6 +12,7 @@ pub mod store;
 pub mod tiers;
 
 use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
 use std::rc::Rc;
 
 use js_sys::Reflect;
@@ -116,10 +117,61 @@ pub async fn request_persistence() -> bool {
         .is_ok_and(|granted| granted.is_truthy())
 }
 
-/// Lets the event loop run (a `setTimeout(0)` task), so queued messages are handled.
+/// A `MessageChannel` whose messages to itself wake the waiting [`yield_to_events`] calls,
+/// oldest first.
+struct YieldChannel {
+    channel: web_sys::MessageChannel,
+    waiting: Rc<RefCell<VecDeque<js_sys::Function>>>,
+    _on_message: Closure<dyn FnMut(MessageEvent)>,
+}
+
+impl YieldChannel {
+    fn new() -> Option<Self> {
+        let channel = web_sys::MessageChannel::new().ok()?;
+        let waiting: Rc<RefCell<VecDeque<js_sys::Function>>> = Rc::default();
+        let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
+            let waiting = Rc::clone(&waiting);
+            move |_| {
+                let next = waiting.borrow_mut().pop_front();
+                if let Some(resolve) = next {
+                    let _ = resolve.call0(&JsValue::NULL);
+                }
+            }
+        });
+        channel
+            .port1()
+            .set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+        Some(Self {
+            channel,
+            waiting,
+            _on_message: on_message,
+        })
+    }
+}
+
+thread_local! {
+    static YIELD_CHANNEL: Option<YieldChannel> = YieldChannel::new();
+}
+
+/// Lets the event loop run, so queued messages (a `Stop`) are handled. A message posted to
+/// ourselves through a `MessageChannel` is a task of its own that runs at once; `setTimeout(0)`
+/// is clamped to 4 ms once timers nest five deep, which a token loop reaches after five tokens
+/// (`make bench` measures both). Falls back to `setTimeout(0)` without a channel.
 pub async fn yield_to_events() {
     let promise = js_sys::Promise::new(&mut |resolve, _| {
-        let _ = global().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        let posted = YIELD_CHANNEL.with(|yielder| {
+            yielder.as_ref().is_some_and(|y| {
+                // The message arrives in a later task, after the resolver is queued.
+                let posted = y.channel.port2().post_message(&JsValue::NULL).is_ok();
+                if posted {
+                    y.waiting.borrow_mut().push_back(resolve.clone());
+                }
+                posted
+            })
+        });
+        if !posted {
+            let _ = global().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 0);
+        }
     });
     let _ = JsFuture::from(promise).await;
 }
@@ -197,24 +249,9 @@ fn handle(state: &Rc<State>, request: Request) {
             });
         }
         Request::Generate { messages, config } => {
-            if state.generating.get() {
-                return busy("a reply");
-            }
-            if state.live.borrow().is_none() {
-                return post(&Event::Error {
-                    message: "no model is loaded yet".into(),
-                });
-            }
-            state.generating.set(true);
-            state.stop.set(false);
-            let state = Rc::clone(state);
-            spawn_local(async move {
-                if let Err(message) = generate(&state, &messages, &config).await {
-                    post(&Event::Error { message });
-                }
-                state.generating.set(false);
-            });
+            start_reply(state, Prompt::Chat(messages), config)
         }
+        Request::Bench { prompt, config } => start_reply(state, Prompt::Tokens(prompt), config),
         Request::Stop => {
             state.stop.set(true);
             if let Some(abort) = state.loading.borrow().as_ref() {
@@ -240,6 +277,34 @@ fn handle(state: &Rc<State>, request: Request) {
             });
         }
     }
+}
+
+/// What a reply answers: a conversation, or raw token ids (the benchmark, past end-of-turn).
+enum Prompt {
+    Chat(Vec<ChatMessage>),
+    Tokens(Vec<u32>),
+}
+
+fn start_reply(state: &Rc<State>, prompt: Prompt, config: GenerationConfig) {
+    if state.generating.get() {
+        return post(&Event::Error {
+            message: "a reply is already running".into(),
+        });
+    }
+    if state.live.borrow().is_none() {
+        return post(&Event::Error {
+            message: "no model is loaded yet".into(),
+        });
+    }
+    state.generating.set(true);
+    state.stop.set(false);
+    let state = Rc::clone(state);
+    spawn_local(async move {
+        if let Err(message) = generate(&state, &prompt, &config).await {
+            post(&Event::Error { message });
+        }
+        state.generating.set(false);
+    });
 }
 
 /// The cache directory under an app directory.
@@ -292,16 +357,12 @@ async fn load(state: &State, catalog: &crate::catalog::Catalog, abort: &Abort) {
     }
 }
 
-async fn generate(
-    state: &State,
-    messages: &[ChatMessage],
-    config: &GenerationConfig,
-) -> Result<(), String> {
+async fn generate(state: &State, prompt: &Prompt, config: &GenerationConfig) -> Result<(), String> {
     let mut session = state
         .session
         .take()
         .ok_or("no model is loaded yet (or a load replaced it)")?;
-    let result = reply(state, &mut session, messages, config).await;
+    let result = reply(state, &mut session, prompt, config).await;
     *state.session.borrow_mut() = Some(session);
     result
 }
@@ -341,18 +402,22 @@ fn local_now() -> LocalDateTime {
     }
 }
 
-async fn reply(
+/// The messages and settings a chat reply is generated from: the turn planned by the
+/// tutor (strategy, tool result as context; [`Event::Turn`] tells the page), or, when
+/// planning fails, the page's messages as they are, with a warning in the log.
+fn plan_reply(
     state: &State,
     session: &mut Session,
     messages: &[ChatMessage],
     config: &GenerationConfig,
-) -> Result<(), String> {
-    let clock = BrowserClock;
+    clock: &dyn Clock,
+) -> (Vec<ChatMessage>, GenerationConfig) {
     let now = local_now();
-    let planned = TurnInput::from_messages(messages, Some(&now))
-        .map(|input| plan_turn(state, session, &input, &clock));
-    let (messages, config) = match planned {
-        Some(Ok(plan)) => {
+    let Some(input) = TurnInput::from_messages(messages, Some(&now)) else {
+        return (messages.to_vec(), config.clone());
+    };
+    match plan_turn(state, session, &input, clock) {
+        Ok(plan) => {
             let config = plan.generation_config(config);
             post(&Event::Turn {
                 action: plan.action,
@@ -360,7 +425,7 @@ async fn reply(
             });
             (plan.messages, config)
         }
-        Some(Err(e)) => {
+        Err(e) => {
             // The reply goes on without a strategy or tool rather than not at all.
             state
                 .perf
@@ -369,15 +434,30 @@ async fn reply(
                 .push(format!("planning the turn failed, answering directly: {e}"));
             (messages.to_vec(), config.clone())
         }
-        None => (messages.to_vec(), config.clone()),
+    }
+}
+
+async fn reply(
+    state: &State,
+    session: &mut Session,
+    prompt: &Prompt,
+    config: &GenerationConfig,
+) -> Result<(), String> {
+    let clock = BrowserClock;
+    let (ids, ignore_eos, config) = match prompt {
+        Prompt::Chat(messages) => {
+            let (messages, config) = plan_reply(state, session, messages, config, &clock);
+            let pieces = session.template().render(&messages, true);
+            let ids = session
+                .tokenizer()
+                .encode_prompt(&pieces, true)
+                .map_err(|e| e.to_string())?;
+            (ids, false, config)
+        }
+        Prompt::Tokens(ids) => (ids.clone(), true, config.clone()),
     };
-    let pieces = session.template().render(&messages, true);
-    let prompt = session
-        .tokenizer()
-        .encode_prompt(&pieces, true)
-        .map_err(|e| e.to_string())?;
     let mut reply = session
-        .start(&prompt, &config, false, &clock)
+        .start(&ids, &config, ignore_eos, &clock)
         .map_err(|e| e.to_string())?;
     loop {
         if state.stop.get() {
@@ -390,11 +470,11 @@ async fn reply(
         yield_to_events().await;
     }
     let generation = reply.finish().map_err(|e| e.to_string())?;
-    state
-        .perf
-        .borrow_mut()
-        .replies
-        .push(generation.stats.clone());
+    let mut perf = state.perf.borrow_mut();
+    perf.replies.push(generation.stats.clone());
+    // Linear memory only grows, so the sample after a reply is the peak so far.
+    perf.memory.push(tiers::memory_sample("after a reply"));
+    drop(perf);
     post(&Event::Done {
         stats: generation.stats,
     });

@@ -1,10 +1,17 @@
 //! `convert`: a Hugging Face model folder (and optionally a PEFT adapter, merged) to a GGUF
-//! with llama.cpp's tensor names and metadata, written atomically.
+//! with llama.cpp's tensor names and metadata, or a GGUF re-quantized to another type; written
+//! atomically.
 
+use std::borrow::Cow;
+use std::fs::File;
+use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::QTensor;
-use mimir::engine::gguf::{write_gguf, GgufError};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::Device;
+use mimir::engine::gguf::{
+    write_gguf, write_gguf_streaming, GgufError, GgufFile, TensorPlan, Value,
+};
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::{gguf_tensors, open_hf_dir, Architecture, ModelError};
 
@@ -23,6 +30,15 @@ pub enum ConvertError {
         /// The output file.
         path: PathBuf,
         /// The writer's error.
+        #[source]
+        source: GgufError,
+    },
+    /// Reading the input GGUF, or re-quantizing one of its tensors, failed.
+    #[error("{}: {source}", path.display())]
+    Input {
+        /// The input file.
+        path: PathBuf,
+        /// The reader's (or the quantizer's) error, naming the tensor.
         #[source]
         source: GgufError,
     },
@@ -90,4 +106,102 @@ pub fn convert(
             })
         },
     )
+}
+
+/// Re-quantizes the GGUF `input` to `out`: every matrix (2-D tensor) whose type differs from
+/// `quant`'s (see [`GgufType::matrix_dtype`]) is dequantized and quantized again; vectors and
+/// matrices already in that type are copied byte for byte. All metadata is kept, the
+/// `tokenizer.*` keys and chat template included, so llama.cpp loads the output as it loads
+/// the input; only `general.file_type` changes. Tensors are read, converted and written one at
+/// a time, so memory holds at most two copies of the largest tensor. The output is a pure
+/// function of the input bytes and `quant`.
+pub fn requantize_gguf(input: &Path, quant: GgufType, out: &Path) -> Result<(), ConvertError> {
+    let input_error = |source| ConvertError::Input {
+        path: input.to_owned(),
+        source,
+    };
+    let mut reader = BufReader::new(File::open(input).map_err(|source| ConvertError::Io {
+        path: input.to_owned(),
+        doing: "opening",
+        source,
+    })?);
+    let file = GgufFile::read(&mut reader, &input.display().to_string()).map_err(input_error)?;
+    let plans: Vec<TensorPlan> = file
+        .tensor_infos()
+        .iter()
+        .map(|info| {
+            let shape = info.shape().dims().to_vec();
+            let dtype = match shape.as_slice() {
+                [_, cols] => quant.matrix_dtype(*cols),
+                _ => info.dtype,
+            };
+            TensorPlan {
+                name: info.name.clone(),
+                dtype,
+                shape,
+            }
+        })
+        .collect();
+    let metadata = requantized_metadata(file.metadata(), quant);
+    let device = Device::Cpu;
+
+    write_atomically(
+        out,
+        |path, doing, source| ConvertError::Io {
+            path: path.to_owned(),
+            doing,
+            source,
+        },
+        |writer| {
+            write_gguf_streaming(writer, &metadata, &plans, |index| {
+                let plan = plans.get(index).ok_or_else(|| GgufError::TensorNotFound {
+                    file: file.source().to_owned(),
+                    tensor: format!("#{index}"),
+                })?;
+                let tensor = file.tensor(&mut reader, &plan.name, &device)?;
+                let converted = if tensor.dtype() == plan.dtype {
+                    tensor
+                } else {
+                    requantize(&tensor, plan.dtype, &device).map_err(|e| GgufError::Candle {
+                        file: file.source().to_owned(),
+                        tensor: plan.name.clone(),
+                        error: Box::new(e),
+                    })?
+                };
+                let bytes = converted.data().map_err(|e| GgufError::Candle {
+                    file: file.source().to_owned(),
+                    tensor: plan.name.clone(),
+                    error: Box::new(e),
+                })?;
+                Ok(Cow::Owned(bytes.into_owned()))
+            })
+            .map_err(|source| ConvertError::Gguf {
+                path: out.to_owned(),
+                source,
+            })
+        },
+    )
+}
+
+/// `tensor` dequantized to f32 and quantized to `dtype`.
+fn requantize(tensor: &QTensor, dtype: GgmlDType, device: &Device) -> candle_core::Result<QTensor> {
+    QTensor::quantize(&tensor.dequantize(device)?, dtype)
+}
+
+/// `source` with `general.file_type` set to `quant`'s (added before
+/// `general.quantization_version`, or at the end, when the source has none).
+fn requantized_metadata(source: &[(String, Value)], quant: GgufType) -> Vec<(String, Value)> {
+    const FILE_TYPE: &str = "general.file_type";
+    let file_type = (FILE_TYPE.to_owned(), Value::U32(quant.file_type()));
+    let mut metadata: Vec<(String, Value)> = source.to_vec();
+    if let Some(entry) = metadata.iter_mut().find(|(k, _)| k == FILE_TYPE) {
+        *entry = file_type;
+    } else {
+        let at = metadata
+            .iter()
+            .position(|(k, _)| k == "general.quantization_version")
+            .unwrap_or(metadata.len());
+        metadata.insert(at, file_type);
+    }
+    metadata
 }

@@ -19,12 +19,12 @@ use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
 use mimir_train::config::ModelConfig as TrainModelConfig;
 use mimir_train::config::{ServerConfig, SERVER_CONFIG};
-use mimir_train::convert::convert;
+use mimir_train::convert::{convert, requantize_gguf};
 use mimir_train::export::{export_adapter, export_merged_gguf};
 use mimir_train::hub::{
     load_faults, parse_header, space_headers, HubConfig, HubServer, Mode, STATIC_SPACE_HEADERS,
 };
-use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
+use mimir_train::tiny::{write_full_size_gguf, write_hub, write_tiny, GgufType, TinySpec};
 use mimir_train::train::{finetune, FinetuneOptions};
 
 #[derive(Parser)]
@@ -70,9 +70,16 @@ enum Command {
     /// adapter) for tests.
     Tiny {
         /// Architecture.
+        #[arg(long, value_enum, required_unless_present = "shape")]
+        arch: Option<TinyArch>,
+        /// Instead of a tiny model: one GGUF file with a real model's exact shapes and random
+        /// weights, written one tensor at a time (`phi3-mini`: ~2.4 GB in Q4_K_M).
+        #[arg(long, value_enum, conflicts_with = "arch", requires = "quant")]
+        shape: Option<Shape>,
+        /// The full-size model's tensor types (with `--shape`).
         #[arg(long, value_enum)]
-        arch: TinyArch,
-        /// Output folder.
+        quant: Option<ShapeQuant>,
+        /// Output folder (the GGUF file with `--shape`).
         #[arg(long)]
         out: PathBuf,
         /// Weight seed.
@@ -104,9 +111,9 @@ enum Command {
         tokens: Vec<u32>,
     },
     /// Convert a Hugging Face model folder (and optionally a PEFT adapter, merged) to a GGUF
-    /// with llama.cpp's tensor names and metadata.
+    /// with llama.cpp's tensor names and metadata, or re-quantize a GGUF (metadata kept).
     Convert {
-        /// A Hugging Face model folder (`config.json`, safetensors).
+        /// A Hugging Face model folder (`config.json`, safetensors), or a GGUF file.
         #[arg(long)]
         model: PathBuf,
         /// A PEFT LoRA adapter folder, merged into the weights.
@@ -232,6 +239,19 @@ impl Quant {
 }
 
 #[derive(Clone, Copy, ValueEnum)]
+enum Shape {
+    /// Phi-3-mini-4k-instruct: hidden 3072, 32 layers, 32 heads, ffn 8192, vocab 32064.
+    Phi3Mini,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ShapeQuant {
+    /// llama.cpp's Q4_K_M recipe (Q4_K, Q5_K for attn_qkv, Q6_K for output and some ffn_down).
+    #[value(name = "q4_k_m")]
+    Q4KM,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
 enum TinyArch {
     Phi3,
     Llama,
@@ -271,8 +291,26 @@ fn main() -> anyhow::Result<()> {
             }
             serve(config)
         }
-        Command::Tiny { arch, out, seed } => {
-            let mut spec = match arch {
+        Command::Tiny {
+            shape: Some(Shape::Phi3Mini),
+            quant: Some(ShapeQuant::Q4KM),
+            out,
+            seed,
+            ..
+        } => {
+            let spec = TinySpec {
+                seed,
+                ..TinySpec::phi3_mini()
+            };
+            let vocab = shared_file("ggml-vocab-phi-3.gguf")?;
+            write_full_size_gguf(&spec, &out, Some(&vocab))?;
+            println!("{}", out.display());
+            Ok(())
+        }
+        Command::Tiny {
+            arch, out, seed, ..
+        } => {
+            let mut spec = match arch.context("--arch or --shape is required")? {
                 TinyArch::Phi3 => TinySpec::phi3(),
                 TinyArch::Llama => TinySpec::llama(),
             };
@@ -311,7 +349,15 @@ fn main() -> anyhow::Result<()> {
             out,
         } => {
             let adapter = adapter.as_deref().map(load_adapter).transpose()?;
-            convert(&model, adapter.as_ref(), quant.gguf_type(), &out)?;
+            let quant = quant.gguf_type();
+            if model.is_file() {
+                if adapter.is_some() {
+                    bail!("--adapter works with a model folder, not a GGUF file");
+                }
+                requantize_gguf(&model, quant, &out)?;
+            } else {
+                convert(&model, adapter.as_ref(), quant, &out)?;
+            }
             println!("{}", out.display());
             Ok(())
         }

@@ -8,7 +8,7 @@ use std::process::Command;
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::Model;
-use mimir_train::convert::convert;
+use mimir_train::convert::{convert, requantize_gguf};
 use mimir_train::tiny::{write_merged_gguf, write_tiny, GgufType, TinyFiles, TinySpec};
 
 mod support;
@@ -119,4 +119,125 @@ fn cli_converts_atomically() {
     let stderr = String::from_utf8_lossy(&missing.stderr);
     assert!(stderr.contains("nowhere/config.json"), "{stderr}");
     assert!(!dir.path().join("none.gguf").exists());
+}
+
+/// The shared Phi-3 vocabulary GGUF (its `tokenizer.*` keys go into the tiny GGUFs).
+fn phi3_vocab() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../shared/phi3-tokenizer/ggml-vocab-phi-3.gguf")
+}
+
+#[test]
+fn requantizing_a_gguf_equals_the_generators_file_and_keeps_the_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let vocab = phi3_vocab();
+    let spec = TinySpec::phi3();
+    let files = write_tiny(&spec, dir.path(), Some(&vocab)).unwrap();
+
+    // F32 → Q8_0 quantizes the same f32 weights the generator quantized: the same file, byte
+    // for byte, tokenizer and chat template included; only `general.file_type` was changed.
+    let q8_out = dir.path().join("requantized-q8_0.gguf");
+    requantize_gguf(files.gguf(GgufType::F32).unwrap(), GgufType::Q8_0, &q8_out).unwrap();
+    let expected = std::fs::read(files.gguf(GgufType::Q8_0).unwrap()).unwrap();
+    assert!(std::fs::read(&q8_out).unwrap() == expected);
+    let read = |path: &std::path::Path| {
+        GgufFile::read(&mut BufReader::new(File::open(path).unwrap()), "out").unwrap()
+    };
+    let out = read(&q8_out);
+    assert!(out.get("tokenizer.ggml.tokens").is_some());
+    assert!(out.get("tokenizer.ggml.model").is_some());
+
+    // Tensors already in the target type are copied; vectors keep their type.
+    let again = dir.path().join("again-q8_0.gguf");
+    requantize_gguf(&q8_out, GgufType::Q8_0, &again).unwrap();
+    assert!(std::fs::read(&again).unwrap() == expected);
+
+    // Q4_0 → Q8_0: every matrix becomes Q8_0, norms stay F32, the model still runs and
+    // agrees with its source on the argmax.
+    let q4_source = files.gguf(GgufType::Q4_0).unwrap();
+    let from_q4 = dir.path().join("from-q4_0.gguf");
+    requantize_gguf(q4_source, GgufType::Q8_0, &from_q4).unwrap();
+    let converted = read(&from_q4);
+    for info in converted.tensor_infos() {
+        let expected = if info.dims.len() == 2 {
+            candle_core::quantized::GgmlDType::Q8_0
+        } else {
+            candle_core::quantized::GgmlDType::F32
+        };
+        assert_eq!(info.dtype, expected, "{}", info.name);
+    }
+    assert_eq!(
+        converted.get("general.file_type"),
+        Some(&mimir::engine::gguf::Value::U32(7))
+    );
+    assert_eq!(
+        argmaxes(&gguf_logits(&from_q4)),
+        argmaxes(&gguf_logits(q4_source))
+    );
+}
+
+#[test]
+fn requantizing_a_truncated_gguf_fails_naming_the_tensor_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let files = write_tiny(&TinySpec::llama(), dir.path(), None).unwrap();
+    let bytes = std::fs::read(files.gguf(GgufType::F32).unwrap()).unwrap();
+    let cut = dir.path().join("cut.gguf");
+    std::fs::write(&cut, &bytes[..bytes.len() - 100]).unwrap();
+    let out = dir.path().join("out.gguf");
+    let error = requantize_gguf(&cut, GgufType::Q8_0, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("cut.gguf"), "{error}");
+    assert!(!out.exists());
+    assert!(!dir.path().join("out.gguf.part").exists());
+}
+
+/// sha256 of a file, lowercase hex.
+fn sha256_hex(path: &std::path::Path) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    std::io::copy(&mut File::open(path).unwrap(), &mut hasher).unwrap();
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// `scripts/setup.sh` derives the bundled Q8_0 model from the fetched Q4_1 with `convert`; the
+/// conversion is deterministic, so `public/catalog.json` can pin its size and sha256, and the
+/// file setup wrote is exactly that file.
+#[test]
+fn the_bundled_q8_0_model_is_the_catalogs_compact_file() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let catalog_path = root.join("public/catalog.json");
+    let catalog = mimir::catalog::Catalog::from_json(
+        &std::fs::read_to_string(&catalog_path).unwrap(),
+        "public/catalog.json",
+    )
+    .unwrap();
+    let source = root.join("models/SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(
+        source.is_file(),
+        "{} is missing: run scripts/setup.sh",
+        source.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let fresh = dir.path().join("SmolLM2-135M-Instruct.Q8_0.gguf");
+    requantize_gguf(&source, GgufType::Q8_0, &fresh).unwrap();
+    let shipped = root.join(&catalog.compact.url);
+    for file in [&fresh, &shipped] {
+        assert_eq!(
+            std::fs::metadata(file).unwrap().len(),
+            catalog.compact.size,
+            "{}",
+            file.display()
+        );
+        assert_eq!(
+            sha256_hex(file),
+            catalog.compact.sha256,
+            "{}",
+            file.display()
+        );
+    }
 }

@@ -18,7 +18,7 @@ mod write;
 pub use error::{GgufError, Result};
 pub use tensor::TensorInfo;
 pub use value::{Value, ValueType, MAX_ARRAY_DEPTH};
-pub use write::{write_gguf, WRITER_LABEL};
+pub use write::{write_gguf, write_gguf_streaming, TensorPlan, WRITER_LABEL};
 
 /// Data alignment used when a file has no `general.alignment` key.
 pub const DEFAULT_ALIGNMENT: u32 = 32;

@@ -1,11 +1,12 @@
 //! Writing GGUF v3 files laid out as llama.cpp lays them out.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 use std::io::{BufWriter, Write};
 
-use candle_core::quantized::QTensor;
+use candle_core::quantized::{GgmlDType, QTensor};
 
-use super::tensor::ggml_dtype_code;
+use super::tensor::{checked_size_in_bytes, ggml_dtype_code};
 use super::{GgufError, Result, Value, ValueType, DEFAULT_ALIGNMENT, MAX_ARRAY_DEPTH, MAX_DIMS};
 
 /// The name writer errors give in place of a file name.
@@ -23,8 +24,52 @@ pub fn write_gguf<W: Write>(
     metadata: &[(String, Value)],
     tensors: &[(String, &QTensor)],
 ) -> Result<()> {
+    let plans: Vec<TensorPlan> = tensors
+        .iter()
+        .map(|(name, tensor)| TensorPlan {
+            name: name.clone(),
+            dtype: tensor.dtype(),
+            shape: tensor.shape().dims().to_vec(),
+        })
+        .collect();
+    write_gguf_streaming(w, metadata, &plans, |index| {
+        let (name, tensor) = tensors
+            .get(index)
+            .ok_or_else(|| GgufError::TensorNotFound {
+                file: WRITER_LABEL.to_owned(),
+                tensor: format!("#{index}"),
+            })?;
+        tensor.data().map_err(|e| GgufError::Candle {
+            file: WRITER_LABEL.to_owned(),
+            tensor: name.clone(),
+            error: Box::new(e),
+        })
+    })
+}
+
+/// A tensor [`write_gguf_streaming`] will write: its name, type and candle shape (rows first).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TensorPlan {
+    /// The tensor's name (`blk.0.attn_q.weight`).
+    pub name: String,
+    /// Its type.
+    pub dtype: GgmlDType,
+    /// Its shape, outermost dimension first (candle's order; GGUF stores it reversed).
+    pub shape: Vec<usize>,
+}
+
+/// Writes a GGUF file as [`write_gguf`] does, but asks `data` for each tensor's bytes only
+/// when it is its turn (tensor `index` of `plans`), so a multi-GB model is never held whole:
+/// the caller reads, converts and hands over one tensor at a time. The bytes must have the
+/// size `plans` implies.
+pub fn write_gguf_streaming<'a, W: Write>(
+    w: &mut W,
+    metadata: &[(String, Value)],
+    plans: &[TensorPlan],
+    mut data: impl FnMut(usize) -> Result<Cow<'a, [u8]>>,
+) -> Result<()> {
     let alignment = check_metadata(metadata)?;
-    let layout = plan_tensors(tensors, alignment)?;
+    let layout = plan_tensors(plans, alignment)?;
 
     let mut out = Out {
         inner: BufWriter::new(w),
@@ -32,7 +77,7 @@ pub fn write_gguf<W: Write>(
     };
     out.bytes(b"GGUF")?;
     out.bytes(&3u32.to_le_bytes())?;
-    out.len(tensors.len())?;
+    out.len(plans.len())?;
     out.len(metadata.len())?;
     for (key, value) in metadata {
         out.string(key)?;
@@ -52,21 +97,17 @@ pub fn write_gguf<W: Write>(
     if !layout.is_empty() {
         out.pad(alignment)?;
     }
-    for (planned, (_, tensor)) in layout.iter().zip(tensors) {
-        let data = tensor.data().map_err(|e| GgufError::Candle {
-            file: WRITER_LABEL.to_owned(),
-            tensor: planned.name.clone(),
-            error: Box::new(e),
-        })?;
-        if data.len() as u64 != planned.size {
+    for (index, planned) in layout.iter().enumerate() {
+        let bytes = data(index)?;
+        if bytes.len() as u64 != planned.size {
             return Err(GgufError::DataSizeMismatch {
                 file: WRITER_LABEL.to_owned(),
                 tensor: planned.name.clone(),
                 expected: planned.size,
-                found: data.len() as u64,
+                found: bytes.len() as u64,
             });
         }
-        out.bytes(&data)?;
+        out.bytes(&bytes)?;
         out.pad(alignment)?;
     }
     out.inner
@@ -143,25 +184,21 @@ struct Planned {
     size: u64,
 }
 
-/// Checks names and ranks and assigns each tensor an aligned offset in the data section.
-fn plan_tensors(tensors: &[(String, &QTensor)], alignment: u64) -> Result<Vec<Planned>> {
+/// Checks names, ranks and sizes and assigns each tensor an aligned offset in the data
+/// section.
+fn plan_tensors(plans: &[TensorPlan], alignment: u64) -> Result<Vec<Planned>> {
     let mut seen = HashSet::new();
     let mut offset = 0u64;
-    let mut layout = Vec::with_capacity(tensors.len());
-    for (name, tensor) in tensors {
+    let mut layout = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let name = &plan.name;
         if !seen.insert(name.as_str()) {
             return Err(GgufError::DuplicateTensor {
                 file: WRITER_LABEL.to_owned(),
                 tensor: name.clone(),
             });
         }
-        let dims: Vec<u64> = tensor
-            .shape()
-            .dims()
-            .iter()
-            .rev()
-            .map(|&d| d as u64)
-            .collect();
+        let dims: Vec<u64> = plan.shape.iter().rev().map(|&d| d as u64).collect();
         if dims.is_empty() || dims.len() > MAX_DIMS {
             return Err(GgufError::InvalidDimCount {
                 file: WRITER_LABEL.to_owned(),
@@ -169,12 +206,20 @@ fn plan_tensors(tensors: &[(String, &QTensor)], alignment: u64) -> Result<Vec<Pl
                 n_dims: dims.len() as u64,
             });
         }
-        let size = tensor.storage_size_in_bytes() as u64;
+        let dims_usize: Vec<usize> = plan.shape.iter().rev().copied().collect();
+        let size = checked_size_in_bytes(plan.dtype, &dims_usize).ok_or_else(|| {
+            GgufError::SizeOverflow {
+                file: WRITER_LABEL.to_owned(),
+                tensor: name.clone(),
+                dims: dims.clone(),
+                dtype: plan.dtype,
+            }
+        })? as u64;
         layout.push(Planned {
             name: name.clone(),
             n_dims: dims.len() as u32,
             dims,
-            code: ggml_dtype_code(tensor.dtype()),
+            code: ggml_dtype_code(plan.dtype),
             offset,
             size,
         });

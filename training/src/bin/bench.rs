@@ -1,6 +1,6 @@
 //! Prefill and decode speed of Mimir's engine against candle-transformers' `quantized_llama`
 //! / `quantized_phi3` on the same GGUF, measured in one run:
-//! `cargo run --release -p mimir-train --bin bench -- --model FILE.gguf`.
+//! `cargo run --release -p mimir-train --bin bench -- --model FILE.gguf [--json]`.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -33,10 +33,14 @@ struct Args {
     /// CPU threads (sets `RAYON_NUM_THREADS`; default: all cores).
     #[arg(long)]
     threads: Option<usize>,
+    /// Print one JSON object (for `make bench`) instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
-/// Seconds spent on prefill and on decoding.
+/// Seconds spent loading, on prefill (the first token's logits) and on decoding.
 struct Timing {
+    load_s: f64,
     prefill_s: f64,
     decode_s: f64,
 }
@@ -70,7 +74,12 @@ impl Runner for Reference {
     }
 }
 
-fn run(runner: &mut dyn Runner, prompt: &[u32], decode: usize) -> anyhow::Result<Timing> {
+fn run(
+    runner: &mut dyn Runner,
+    load_s: f64,
+    prompt: &[u32],
+    decode: usize,
+) -> anyhow::Result<Timing> {
     let start = Instant::now();
     let mut logits = runner.step(prompt, 0)?;
     let mut next = logits.argmax(0)?.to_scalar::<u32>()?;
@@ -81,6 +90,7 @@ fn run(runner: &mut dyn Runner, prompt: &[u32], decode: usize) -> anyhow::Result
         next = logits.argmax(0)?.to_scalar::<u32>()?;
     }
     Ok(Timing {
+        load_s,
         prefill_s,
         decode_s: start.elapsed().as_secs_f64(),
     })
@@ -101,6 +111,7 @@ fn main() -> anyhow::Result<()> {
     let shown = args.model.display().to_string();
     let context = args.prompt_tokens + args.decode_tokens + 1;
 
+    let start = Instant::now();
     let mut reader = open(&args.model)?;
     let file = GgufFile::read(&mut reader, &shown)?;
     let options = LoadOptions {
@@ -108,6 +119,7 @@ fn main() -> anyhow::Result<()> {
         ..LoadOptions::default()
     };
     let ours = Model::from_gguf(&file, &mut reader, &options)?;
+    let ours_load_s = start.elapsed().as_secs_f64();
     if ours.context_length() < context {
         bail!(
             "{shown}: {context} positions needed, the model holds {}",
@@ -121,6 +133,7 @@ fn main() -> anyhow::Result<()> {
         .map(|i| (100 + (i * 7919 + 13) % (vocab - 200)) as u32)
         .collect();
 
+    let start = Instant::now();
     let mut reader = open(&args.model)?;
     let content = gguf_file::Content::read(&mut reader).with_context(|| shown.clone())?;
     let reference = match arch {
@@ -136,26 +149,60 @@ fn main() -> anyhow::Result<()> {
             &Device::Cpu,
         )?),
     };
+    let reference_load_s = start.elapsed().as_secs_f64();
 
     let threads = candle_core::utils::get_num_threads();
+    let mut ours = Ours(ours);
+    let mut reference = reference;
+    let runners: [(&str, f64, &mut dyn Runner); 2] = [
+        ("mimir", ours_load_s, &mut ours),
+        ("candle-transformers", reference_load_s, &mut reference),
+    ];
+    let mut engines = Vec::new();
+    for (name, load_s, runner) in runners {
+        let t = run(runner, load_s, &prompt, args.decode_tokens)?;
+        engines.push((name, t));
+    }
+    if args.json {
+        let engines: Vec<serde_json::Value> = engines
+            .iter()
+            .map(|(name, t)| {
+                serde_json::json!({
+                    "engine": name,
+                    "load_ms": t.load_s * 1e3,
+                    "ttft_ms": t.prefill_s * 1e3,
+                    "prefill_tok_s": args.prompt_tokens as f64 / t.prefill_s,
+                    "decode_tok_s": args.decode_tokens as f64 / t.decode_s,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({
+                "model": shown,
+                "arch": arch,
+                "vocab": vocab,
+                "threads": threads,
+                "prompt_tokens": args.prompt_tokens,
+                "decode_tokens": args.decode_tokens,
+                "prompt": prompt,
+                "engines": engines,
+            })
+        );
+        return Ok(());
+    }
     println!(
         "{shown} ({arch}), {} prompt tokens, {} decoded, {threads} thread(s)",
         args.prompt_tokens, args.decode_tokens
     );
     println!(
-        "{:<22} {:>14} {:>14}",
-        "engine", "prefill tok/s", "decode tok/s"
+        "{:<22} {:>10} {:>14} {:>14}",
+        "engine", "load ms", "prefill tok/s", "decode tok/s"
     );
-    let mut ours = Ours(ours);
-    let mut reference = reference;
-    let runners: [(&str, &mut dyn Runner); 2] = [
-        ("mimir", &mut ours),
-        ("candle-transformers", &mut reference),
-    ];
-    for (name, runner) in runners {
-        let t = run(runner, &prompt, args.decode_tokens)?;
+    for (name, t) in &engines {
         println!(
-            "{name:<22} {:>14.1} {:>14.1}",
+            "{name:<22} {:>10.0} {:>14.1} {:>14.1}",
+            t.load_s * 1e3,
             args.prompt_tokens as f64 / t.prefill_s,
             args.decode_tokens as f64 / t.decode_s
         );

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 mod adapter;
 mod atomic;
 mod error;
+mod full_size;
 mod gguf_out;
 mod hf;
 mod hub_layout;
@@ -21,6 +22,7 @@ mod weights;
 
 pub use adapter::{target_modules, LORA_ALPHA, LORA_RANK};
 pub use error::TinyError;
+pub use full_size::write_full_size_gguf;
 pub use gguf_out::{metadata as gguf_metadata, GgufType};
 pub use hub_layout::{hub_spec, write_hub, HubFiles};
 pub use spec::{Arch, TinySpec};

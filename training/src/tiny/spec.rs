@@ -95,6 +95,21 @@ impl TinySpec {
         }
     }
 
+    /// The exact shapes of Phi-3-mini-4k-instruct (hidden 3072, 32 layers, 32 heads, no GQA,
+    /// ffn 8192, vocab 32064, context 4096), with random weights: a 3.8 B-parameter stand-in
+    /// for speed and memory measurements (write it with
+    /// [`write_full_size_gguf`](super::write_full_size_gguf), never whole in memory).
+    pub fn phi3_mini() -> Self {
+        Self {
+            hidden: 3072,
+            layers: 32,
+            heads: 32,
+            kv_heads: 32,
+            ffn: 8192,
+            ..Self::phi3()
+        }
+    }
+
     /// A tiny Llama: like [`TinySpec::phi3`] but 2 key/value heads (GQA) and rope 100000.
     pub fn llama() -> Self {
         Self {

@@ -175,39 +175,48 @@ impl Weight {
     }
 }
 
-/// All tensors of a tiny model in a fixed order: embeddings, each block, final norm, output.
-pub(crate) fn model_weights(spec: &TinySpec) -> Vec<Weight> {
+/// Every tensor of a model, as `(role, layer)`, in a fixed order: embeddings, each block,
+/// final norm, output.
+pub(crate) fn weight_slots(spec: &TinySpec) -> Vec<(Role, usize)> {
     let mut slots = vec![(Role::Embed, 0)];
     for layer in 0..spec.layers {
         slots.extend(Role::layer_roles(spec.arch).iter().map(|&r| (r, layer)));
     }
     slots.extend([(Role::OutputNorm, 0), (Role::Output, 0)]);
     slots
+}
+
+/// The tensor `role` of block `layer` (0 for model-level tensors), from its own stream.
+pub(crate) fn weight(spec: &TinySpec, role: Role, layer: usize) -> Weight {
+    let shape = role.shape(spec);
+    let name = role.hf_name(layer);
+    let data = if role.is_norm() {
+        // around 1.0 ± 0.1, like a trained norm
+        random_values(spec.seed, &name, shape.iter().product(), 0.1)
+            .into_iter()
+            .map(|x| 1.0 + x)
+            .collect()
+    } else {
+        // uniform in ±1/sqrt(fan_in) keeps every activation near unit scale
+        let fan_in = shape.last().copied().unwrap_or(1);
+        let amplitude = match role {
+            Role::Embed => 1.0,
+            _ => 1.0 / (fan_in as f32).sqrt(),
+        };
+        random_values(spec.seed, &name, shape.iter().product(), amplitude)
+    };
+    Weight {
+        role,
+        layer,
+        tensor: F32Tensor { shape, data },
+    }
+}
+
+/// All tensors of a tiny model in [`weight_slots`] order.
+pub(crate) fn model_weights(spec: &TinySpec) -> Vec<Weight> {
+    weight_slots(spec)
         .into_iter()
-        .map(|(role, layer)| {
-            let shape = role.shape(spec);
-            let name = role.hf_name(layer);
-            let data = if role.is_norm() {
-                // around 1.0 ± 0.1, like a trained norm
-                random_values(spec.seed, &name, shape.iter().product(), 0.1)
-                    .into_iter()
-                    .map(|x| 1.0 + x)
-                    .collect()
-            } else {
-                // uniform in ±1/sqrt(fan_in) keeps every activation near unit scale
-                let fan_in = shape.last().copied().unwrap_or(1);
-                let amplitude = match role {
-                    Role::Embed => 1.0,
-                    _ => 1.0 / (fan_in as f32).sqrt(),
-                };
-                random_values(spec.seed, &name, shape.iter().product(), amplitude)
-            };
-            Weight {
-                role,
-                layer,
-                tensor: F32Tensor { shape, data },
-            }
-        })
+        .map(|(role, layer)| weight(spec, role, layer))
         .collect()
 }
 

@@ -1,0 +1,205 @@
+// `make bench`, browser half: Mimir's engine worker and wllama on the same GGUF, one page,
+// one run. bench/run.py serves this page, `config.json` (the models, the prompt ids, the
+// thread count) and collects what it POSTs to /results.
+import { Wllama } from '/wllama/index.js';
+
+const logElement = document.getElementById('log');
+const log = (line) => {
+  logElement.textContent += line + '\n';
+  fetch('/log', { method: 'POST', body: line });
+};
+
+// Resolves with the first event of `type` the worker sends; rejects on an error event.
+function nextEvent(worker, types) {
+  return new Promise((resolve, reject) => {
+    const listener = (message) => {
+      const event = JSON.parse(message.data);
+      if (types.includes(event.type)) {
+        worker.removeEventListener('message', listener);
+        resolve(event);
+      } else if (event.type === 'error' || event.type === 'load_failed') {
+        worker.removeEventListener('message', listener);
+        reject(new Error(`worker: ${event.message}`));
+      }
+    };
+    worker.addEventListener('message', listener);
+  });
+}
+
+function catalog(model) {
+  return {
+    // No hub tier: the model is the "compact" one, fetched from this page's origin.
+    hub: 'http://127.0.0.1:9',
+    tokenizer: { repo: 'none/none', revision: 'main', path: 'tokenizer.json' },
+    tiers: [],
+    compact: { name: model.name, url: new URL(model.url, location.href).href, size: model.size, sha256: model.sha256 },
+  };
+}
+
+async function startWorker() {
+  const worker = new Worker('/app/worker_loader.js');
+  await nextEvent(worker, ['started']);
+  return worker;
+}
+
+async function loadOurs(model) {
+  const worker = await startWorker();
+  worker.postMessage(JSON.stringify({ type: 'load', catalog: catalog(model) }));
+  await nextEvent(worker, ['ready']);
+  return worker;
+}
+
+async function benchOurs(model, config) {
+  // First load downloads into OPFS and verifies; the timed one reads the cache in a new worker.
+  (await loadOurs(model)).terminate();
+  const start = performance.now();
+  const worker = await loadOurs(model);
+  const loadMs = performance.now() - start;
+
+  const sent = performance.now();
+  let firstTokenMs = null;
+  worker.addEventListener('message', (message) => {
+    if (firstTokenMs === null && JSON.parse(message.data).type === 'token') {
+      firstTokenMs = performance.now() - sent;
+    }
+  });
+  worker.postMessage(JSON.stringify({
+    type: 'bench',
+    prompt: config.prompt,
+    config: {
+      temperature: 0,
+      max_tokens: config.decode_tokens,
+      repetition_penalty: 1,
+      context_length: config.prompt.length + config.decode_tokens + 8,
+      loop_guard: { ngram: 0, max_repeats: 0 },
+    },
+  }));
+  const done = await nextEvent(worker, ['done']);
+  worker.postMessage(JSON.stringify({ type: 'info' }));
+  const info = await nextEvent(worker, ['info']);
+  worker.terminate();
+  const peak = Math.max(...info.perf.memory.map((m) => m.wasm_bytes));
+  const s = done.stats;
+  return {
+    engine: 'mimir',
+    threads: 1,
+    load_ms: loadMs,
+    ttft_ms: s.time_to_first_token_ms,
+    page_ttft_ms: firstTokenMs,
+    prefill_tok_s: s.prefill_tokens_per_s,
+    decode_tok_s: s.decode_tokens_per_s,
+    generated_tokens: s.generated_tokens,
+    peak_wasm_bytes: peak,
+  };
+}
+
+async function loadWllama(model, config) {
+  const wllama = new Wllama({ default: '/wllama/wasm/wllama.wasm' }, { suppressNativeLog: true });
+  await wllama.loadModelFromUrl(new URL(model.url, location.href).href, {
+    n_threads: config.threads,
+    n_ctx: config.prompt.length + config.decode_tokens + 64,
+    n_batch: 512,
+  });
+  return wllama;
+}
+
+async function benchWllama(model, config) {
+  log('wllama: first load (download into its cache)');
+  await (await loadWllama(model, config)).exit();
+  log('wllama: load from cache');
+  const start = performance.now();
+  const wllama = await loadWllama(model, config);
+  const loadMs = performance.now() - start;
+  const threads = wllama.getNumThreads();
+
+  log('wllama: completion');
+  const sent = performance.now();
+  let firstTokenMs = null;
+  let timings = null;
+  let generated = 0;
+  await wllama.createCompletion({
+    // wllama 3.8.1 fails on a prompt of token ids (its worker reads a garbage output length),
+    // so it gets text of about the same length; prefill tok/s counts the tokens it reports.
+    prompt: 'The quick brown fox jumps over the lazy dog. '.repeat(Math.ceil(config.prompt.length / 10)),
+    max_tokens: config.decode_tokens,
+    temp: 0,
+    ignore_eos: true,
+    stream: true,
+    onData: (chunk) => {
+      if (firstTokenMs === null) firstTokenMs = performance.now() - sent;
+      if (chunk.timings) timings = chunk.timings;
+      generated += 1;
+    },
+  });
+  await wllama.exit();
+  if (!timings) throw new Error('wllama returned no timings');
+  return {
+    engine: 'wllama',
+    threads,
+    load_ms: loadMs,
+    ttft_ms: timings.prompt_ms,
+    page_ttft_ms: firstTokenMs,
+    prompt_n: timings.prompt_n,
+    prefill_tok_s: timings.prompt_per_second,
+    decode_tok_s: timings.predicted_per_second,
+    generated_tokens: timings.predicted_n,
+    peak_wasm_bytes: null,
+  };
+}
+
+// What one yield to the event loop costs after a busy step: `setTimeout(0)` (clamped to 4 ms
+// once nested 5 deep) against a `MessageChannel` message, in a dedicated worker as the engine's.
+async function yieldCost(steps, busyMs) {
+  const code = `
+    const spin = (ms) => { const end = performance.now() + ms; while (performance.now() < end); };
+    const viaTimeout = () => new Promise((r) => setTimeout(r, 0));
+    const channel = new MessageChannel();
+    let pending = null;
+    channel.port1.onmessage = () => pending();
+    const viaChannel = () => new Promise((r) => { pending = r; channel.port2.postMessage(null); });
+    async function time(yieldOnce) {
+      const start = performance.now();
+      for (let i = 0; i < ${steps}; i++) { spin(${busyMs}); await yieldOnce(); }
+      return (performance.now() - start - ${steps} * ${busyMs}) / ${steps};
+    }
+    (async () => postMessage({ timeout_ms: await time(viaTimeout), channel_ms: await time(viaChannel) }))();
+  `;
+  const worker = new Worker(URL.createObjectURL(new Blob([code], { type: 'text/javascript' })));
+  const result = await new Promise((resolve) => { worker.onmessage = (e) => resolve(e.data); });
+  worker.terminate();
+  return result;
+}
+
+async function main() {
+  const config = await (await fetch('/config.json')).json();
+  const results = { user_agent: navigator.userAgent, cross_origin_isolated: crossOriginIsolated, models: [] };
+  try {
+    results.yield_overhead = await yieldCost(200, 5);
+    log(`yield overhead per token: ${JSON.stringify(results.yield_overhead)}`);
+    for (const model of config.models) {
+      const runConfig = { ...config, prompt: model.prompt, decode_tokens: model.decode_tokens };
+      const entry = { name: model.name, url: model.url, size: model.size, engines: [] };
+      for (const { engine, threads } of config.engines) {
+        log(`${model.name}: ${engine}, ${threads} thread(s)`);
+        try {
+          const bench = engine === 'mimir' ? benchOurs : benchWllama;
+          const result = await bench(model, { ...runConfig, threads });
+          log(`${model.name}: ${JSON.stringify(result)}`);
+          entry.engines.push(result);
+        } catch (error) {
+          log(`${model.name}: ${engine} failed: ${error.stack || error}`);
+          entry.engines.push({ engine, threads, error: String(error) });
+        }
+      }
+      results.models.push(entry);
+      // What is measured so far survives a run that later times out.
+      await fetch('/progress', { method: 'POST', body: JSON.stringify(results) });
+    }
+  } catch (error) {
+    results.error = String(error.stack || error);
+  }
+  await fetch('/results', { method: 'POST', body: JSON.stringify(results) });
+  log('done');
+}
+
+main();
