@@ -29,8 +29,8 @@ pub enum TurnError {
     ToolCall {
         /// The student's message.
         message: String,
-        /// What failed.
-        source: JsonError,
+        /// What failed (boxed: the engine's errors are large).
+        source: Box<JsonError>,
     },
 }
 
@@ -203,7 +203,7 @@ impl Tutor {
         )
         .map_err(|source| TurnError::ToolCall {
             message: message.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         let call: Option<ToolCall> = serde_json::from_value(value).ok();
         Ok(call.filter(|call| match call {
