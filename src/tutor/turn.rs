@@ -109,6 +109,20 @@ impl TurnPlan {
         }
         config
     }
+
+    /// The text the reply starts with when a tool answered: its exact result
+    /// (`7*8 = 56.`), streamed first and then continued by the model. Context alone is not
+    /// enough for a small model: SmolLM2-135M, given `calculator: 7*8 = 56`, still wrote
+    /// "7 * 8 equals 54".
+    pub fn reply_prefix(&self) -> Option<String> {
+        let tool = self.tool.as_ref().filter(|tool| tool.ok)?;
+        let mut text = tool.text.clone();
+        if let Some(first) = text.get(..1) {
+            let upper = first.to_uppercase();
+            text.replace_range(..1, &upper);
+        }
+        Some(format!("{text}.\n\n"))
+    }
 }
 
 /// Shown to the model when it must write a calculator call.
@@ -235,6 +249,7 @@ mod tests {
             messages: Vec::new(),
         };
         assert_eq!(plan.generation_config(&base).temperature, 0.0);
+        assert_eq!(plan.reply_prefix().as_deref(), Some("7*8 = 56.\n\n"));
         plan.tool = Some(run(
             &ToolCall::Calculator {
                 expression: "5/0".into(),

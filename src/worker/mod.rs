@@ -402,28 +402,30 @@ fn local_now() -> LocalDateTime {
     }
 }
 
-/// The messages and settings a chat reply is generated from: the turn planned by the
-/// tutor (strategy, tool result as context; [`Event::Turn`] tells the page), or, when
-/// planning fails, the page's messages as they are, with a warning in the log.
+/// The messages, the reply's forced start and the settings a chat reply is generated from:
+/// the turn planned by the tutor (strategy, tool result as context and as the reply's first
+/// line; [`Event::Turn`] tells the page), or, when planning fails, the page's messages as
+/// they are, with a warning in the log.
 fn plan_reply(
     state: &State,
     session: &mut Session,
     messages: &[ChatMessage],
     config: &GenerationConfig,
     clock: &dyn Clock,
-) -> (Vec<ChatMessage>, GenerationConfig) {
+) -> (Vec<ChatMessage>, Option<String>, GenerationConfig) {
     let now = local_now();
     let Some(input) = TurnInput::from_messages(messages, Some(&now)) else {
-        return (messages.to_vec(), config.clone());
+        return (messages.to_vec(), None, config.clone());
     };
     match plan_turn(state, session, &input, clock) {
         Ok(plan) => {
             let config = plan.generation_config(config);
+            let prefix = plan.reply_prefix();
             post(&Event::Turn {
                 action: plan.action,
                 tool: plan.tool,
             });
-            (plan.messages, config)
+            (plan.messages, prefix, config)
         }
         Err(e) => {
             // The reply goes on without a strategy or tool rather than not at all.
@@ -432,7 +434,7 @@ fn plan_reply(
                 .borrow_mut()
                 .warnings
                 .push(format!("planning the turn failed, answering directly: {e}"));
-            (messages.to_vec(), config.clone())
+            (messages.to_vec(), None, config.clone())
         }
     }
 }
@@ -446,12 +448,21 @@ async fn reply(
     let clock = BrowserClock;
     let (ids, ignore_eos, config) = match prompt {
         Prompt::Chat(messages) => {
-            let (messages, config) = plan_reply(state, session, messages, config, &clock);
+            let (messages, prefix, config) = plan_reply(state, session, messages, config, &clock);
             let pieces = session.template().render(&messages, true);
-            let ids = session
+            let mut ids = session
                 .tokenizer()
                 .encode_prompt(&pieces, true)
                 .map_err(|e| e.to_string())?;
+            if let Some(prefix) = prefix {
+                // The reply starts with the tool's exact result; the model continues it.
+                let prefix_ids = session
+                    .tokenizer()
+                    .encode(&prefix, false)
+                    .map_err(|e| e.to_string())?;
+                ids.extend(prefix_ids);
+                post(&Event::Token { text: prefix });
+            }
             (ids, false, config)
         }
         Prompt::Tokens(ids) => (ids.clone(), true, config.clone()),
