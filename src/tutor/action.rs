@@ -27,7 +27,7 @@ pub enum ActionError {
         /// The student's message.
         message: String,
         /// What failed.
-        source: JsonError,
+        source: Box<JsonError>,
     },
     /// The model's JSON, though it matched the grammar, did not deserialise.
     #[error("classifying {message:?}: the model wrote {value}, which is not an action: {source}")]
@@ -314,7 +314,7 @@ impl Classifier {
         )
         .map_err(|source| ActionError::Generate {
             message: message.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         let action =
             serde_json::from_value(value.clone()).map_err(|source| ActionError::Invalid {

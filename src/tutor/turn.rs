@@ -29,7 +29,7 @@ pub enum TurnError {
         /// The student's message.
         message: String,
         /// What failed.
-        source: JsonError,
+        source: Box<JsonError>,
     },
 }
 
@@ -153,7 +153,7 @@ impl Tutor {
         )
         .map_err(|source| TurnError::ToolCall {
             message: message.to_owned(),
-            source,
+            source: Box::new(source),
         })?;
         let call: Option<ToolCall> = serde_json::from_value(value).ok();
         Ok(call.filter(|call| match call {

@@ -3,5 +3,6 @@
 
 mod atomic_file;
 pub mod convert;
+pub mod eval_actions;
 pub mod hub;
 pub mod tiny;

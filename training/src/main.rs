@@ -15,6 +15,7 @@ use mimir::engine::lora::Adapter;
 use mimir::engine::model::{LoadOptions, Model};
 use mimir::engine::tokenizer::Tokenizer;
 use mimir_train::convert::convert;
+use mimir_train::eval_actions as eval;
 use mimir_train::hub::{load_faults, HubConfig, HubServer, Mode};
 use mimir_train::tiny::{write_hub, write_tiny, GgufType, TinySpec};
 
@@ -136,6 +137,19 @@ enum Command {
         #[arg(long)]
         ignore_eos: bool,
     },
+    /// Classify an action-labelled set of student messages; print kind and subject
+    /// accuracy and the misses as a table, then the whole report as one JSON line.
+    EvalActions {
+        /// A GGUF model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// A `tokenizer.json` (default: the GGUF's own vocabulary).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// JSON lines of `{"message", "kind", "subject"}`.
+        #[arg(long, default_value = "training/data/actions.jsonl")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -239,6 +253,11 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::EvalActions {
+            model,
+            tokenizer,
+            data,
+        } => eval_actions(&model, tokenizer.as_deref(), &data),
         Command::Generate {
             model,
             adapter,
@@ -308,6 +327,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `eval-actions`: the table for people, then the report as JSON.
+fn eval_actions(model: &Path, tokenizer: Option<&Path>, data: &Path) -> anyhow::Result<()> {
+    let examples = eval::read_examples(data)?;
+    let mut session = eval::load_session(model, tokenizer)?;
+    let report = eval::evaluate(&mut session, &examples)?;
+    print!("{}", eval::render(&report));
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 /// Reads the PEFT adapter in `dir`.
