@@ -104,6 +104,8 @@ pub struct ActionReport {
     pub subject_accuracy: f64,
     /// Messages a rule settled.
     pub by_rule: usize,
+    /// Messages whose kind a cue phrase fixed.
+    pub by_cue: usize,
     /// Per expected kind: (kinds right, messages).
     pub per_kind: BTreeMap<String, (usize, usize)>,
     /// Wall-clock seconds for all classifications.
@@ -177,17 +179,25 @@ pub fn evaluate(
         kind_accuracy: 0.0,
         subject_accuracy: 0.0,
         by_rule: 0,
+        by_cue: 0,
         per_kind: BTreeMap::new(),
         seconds: 0.0,
         misses: Vec::new(),
     };
     for example in examples {
         let (action, source, _) = classifier.classify(session, &example.message, &clock)?;
+        eprintln!(
+            "{:<12} {:<12} {}",
+            example.kind.as_str(),
+            action.kind.as_str(),
+            example.message
+        );
         let kind_ok = action.kind == example.kind;
         let subject_ok = action.subject == example.subject;
         report.kind_correct += usize::from(kind_ok);
         report.subject_correct += usize::from(subject_ok);
         report.by_rule += usize::from(source == ActionSource::Rule);
+        report.by_cue += usize::from(source == ActionSource::Cue);
         let entry = report
             .per_kind
             .entry(example.kind.as_str().to_owned())
@@ -218,7 +228,7 @@ pub fn render(report: &ActionReport) -> String {
     let _ = writeln!(
         out,
         "kind accuracy    {:5.1} % ({}/{})\nsubject accuracy {:5.1} % ({}/{})\n\
-         settled by rules {} of {}; {:.1} s in all\n",
+         settled by rules {} of {}, kind fixed by a cue phrase {}; {:.1} s in all\n",
         pct(report.kind_correct, report.total),
         report.kind_correct,
         report.total,
@@ -227,6 +237,7 @@ pub fn render(report: &ActionReport) -> String {
         report.total,
         report.by_rule,
         report.total,
+        report.by_cue,
         report.seconds
     );
     let _ = writeln!(out, "{:<14} {:>7}", "kind", "right");
@@ -251,6 +262,7 @@ pub fn render(report: &ActionReport) -> String {
             show(&miss.subject),
             match miss.source {
                 ActionSource::Rule => "rule",
+                ActionSource::Cue => "cue",
                 ActionSource::Model => "model",
             },
             miss.message
