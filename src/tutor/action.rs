@@ -132,6 +132,8 @@ pub struct Action {
 pub enum ActionSource {
     /// A deterministic rule.
     Rule,
+    /// A cue phrase limited the kinds the model could choose from.
+    Cue,
     /// The model, through constrained decoding.
     Model,
 }
@@ -139,8 +141,21 @@ pub enum ActionSource {
 impl Action {
     /// The JSON schema the model's classification is constrained to.
     pub fn schema() -> Value {
-        let kinds: Vec<&str> = ActionKind::ALL.iter().map(|k| k.as_str()).collect();
-        let mut subjects: Vec<Value> = SUBJECTS.iter().map(|s| json!(s)).collect();
+        Self::schema_for(&ActionKind::ALL)
+    }
+
+    /// [`Action::schema`] with `kind` limited to `kinds`.
+    /// When every kind is about no school subject (greeting, off topic), so is `subject`.
+    pub fn schema_for(kinds: &[ActionKind]) -> Value {
+        let no_subject = kinds
+            .iter()
+            .all(|k| matches!(k, ActionKind::Greeting | ActionKind::OffTopic));
+        let kinds: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let mut subjects: Vec<Value> = if no_subject {
+            Vec::new()
+        } else {
+            SUBJECTS.iter().map(|s| json!(s)).collect()
+        };
         subjects.push(Value::Null);
         json!({
             "type": "object",
@@ -180,6 +195,172 @@ const GREETING_WORDS: &[&str] = &[
     "hallo",
     "bonjour",
     "hola",
+    "how",
+    "are",
+    "you",
+    "doing",
+    "today",
+    "nice",
+    "to",
+    "meet",
+];
+
+/// Words a message of thanks or goodbye only is made of.
+const CLOSING_WORDS: &[&str] = &[
+    "thanks", "thank", "you", "so", "much", "ok", "okay", "great", "cool", "bye", "goodbye", "see",
+    "later", "that", "helped", "a", "lot", "cheers",
+];
+
+/// Whether the message opens with a greeting word (a pleasantry must start the message).
+fn opens_with_greeting(words: &[String]) -> bool {
+    const OPENERS: &[&str] = &[
+        "hi",
+        "hello",
+        "hey",
+        "hiya",
+        "howdy",
+        "greetings",
+        "good",
+        "yo",
+    ];
+    words.first().is_some_and(|w| OPENERS.contains(&w.as_str()))
+}
+
+/// A cue: phrases that limit the kinds a message can have.
+struct Cue {
+    /// The kinds the model may choose from when a phrase is present.
+    kinds: &'static [ActionKind],
+    /// The phrases, matched at word boundaries.
+    phrases: &'static [&'static str],
+    /// Whether a phrase must open the message.
+    at_start: bool,
+}
+
+/// Cues, checked in this order (so "test me" is a quiz before "test" means an exam, and
+/// "how do I solve" is a problem before "how" opens a question).
+const CUES: &[Cue] = &[
+    Cue {
+        kinds: &[ActionKind::CheckAnswer],
+        phrases: &[
+            "is that right",
+            "is this right",
+            "is it right",
+            "is that correct",
+            "is this correct",
+            "is it correct",
+            "am i right",
+            "am i correct",
+            "did i get it right",
+            "check my answer",
+            "check my work",
+            "is my answer",
+            "correct?",
+        ],
+        at_start: false,
+    },
+    Cue {
+        kinds: &[ActionKind::QuizMe],
+        phrases: &[
+            "quiz me",
+            "test me",
+            "ask me questions",
+            "ask me some questions",
+            "practice questions",
+            "give me a quiz",
+            "a quick quiz",
+            "test my knowledge",
+        ],
+        at_start: false,
+    },
+    Cue {
+        kinds: &[ActionKind::TestPrep],
+        phrases: &[
+            "exam",
+            "exams",
+            "midterm",
+            "finals",
+            "test tomorrow",
+            "a test",
+            "my test",
+            "revise for",
+            "revising for",
+            "revision",
+            "study plan",
+            "studying for",
+            "study for",
+            "prepare for",
+            "get ready for",
+        ],
+        at_start: false,
+    },
+    Cue {
+        kinds: &[ActionKind::Solve],
+        phrases: &[
+            "solve",
+            "solving",
+            "help me find",
+            "find the",
+            "find x",
+            "stuck on",
+            "work through",
+            "balance the",
+            "this problem",
+            "this exercise",
+            "this equation",
+            "my homework",
+            "how do i write",
+            "how do i calculate",
+            "how do i find",
+        ],
+        at_start: false,
+    },
+    Cue {
+        kinds: &[ActionKind::OffTopic],
+        phrases: &[
+            "movie",
+            "movies",
+            "tv show",
+            "netflix",
+            "video game",
+            "video games",
+            "pizza",
+            "restaurant",
+            "recipe",
+            "celebrity",
+            "gossip",
+            "flight",
+            "hotel",
+            "vacation",
+            "should i buy",
+            "recommend a",
+            "game tonight",
+            "match tonight",
+            "football match",
+            "basketball game",
+            "boyfriend",
+            "girlfriend",
+            "lottery",
+        ],
+        at_start: false,
+    },
+    Cue {
+        kinds: &[ActionKind::Explain, ActionKind::OffTopic, ActionKind::Other],
+        phrases: &[
+            "what",
+            "what's",
+            "why",
+            "how",
+            "who",
+            "when",
+            "where",
+            "explain",
+            "describe",
+            "tell me about",
+            "can you explain",
+            "could you explain",
+        ],
+        at_start: true,
+    },
 ];
 
 /// The action when a rule is certain: a message of greeting words only, plain arithmetic
@@ -190,8 +371,11 @@ pub fn classify_by_rules(message: &str) -> Option<(Action, Option<ToolCall>)> {
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
-    if !words.is_empty() && words.iter().all(|w| GREETING_WORDS.contains(&w.as_str())) {
+    if opens_with_greeting(&words) && words.iter().all(|w| GREETING_WORDS.contains(&w.as_str())) {
         return Some((Action::new(ActionKind::Greeting, None, None), None));
+    }
+    if !words.is_empty() && words.iter().all(|w| CLOSING_WORDS.contains(&w.as_str())) {
+        return Some((Action::new(ActionKind::Other, None, None), None));
     }
     match route(message)? {
         call @ ToolCall::Calculator { .. } => Some((
@@ -203,6 +387,34 @@ pub fn classify_by_rules(message: &str) -> Option<(Action, Option<ToolCall>)> {
             Some(ToolCall::DateTime),
         )),
     }
+}
+
+/// The kinds a cue phrase in `message` limits it to, if any (see [`CUES`]).
+pub fn cue_kinds(message: &str) -> Option<&'static [ActionKind]> {
+    cue_index(message).map(|i| CUES[i].kinds)
+}
+
+fn cue_index(message: &str) -> Option<usize> {
+    let lower = format!(" {} ", message.trim().to_lowercase().replace('’', "'"));
+    CUES.iter().position(|cue| {
+        cue.phrases.iter().any(|p| {
+            if cue.at_start {
+                lower[1..].starts_with(p) && contains_phrase(&lower[..p.len() + 2], p)
+            } else {
+                contains_phrase(&lower, p)
+            }
+        })
+    })
+}
+
+/// Whether `phrase` occurs in `text` (padded with spaces) at word boundaries.
+fn contains_phrase(text: &str, phrase: &str) -> bool {
+    text.match_indices(phrase).any(|(at, _)| {
+        let before = text[..at].chars().next_back();
+        let after = text[at + phrase.len()..].chars().next();
+        !before.is_some_and(char::is_alphanumeric)
+            && (phrase.ends_with('?') || !after.is_some_and(char::is_alphanumeric))
+    })
 }
 
 /// The classification prompt: what each kind means, then worked examples as earlier turns
@@ -284,13 +496,20 @@ pub(crate) fn constrained_config() -> GenerationConfig {
 #[derive(Debug)]
 pub struct Classifier {
     masker: GrammarMasker,
+    /// One masker per entry of [`CUES`], whose grammar allows only the cue's kinds.
+    cued: Vec<GrammarMasker>,
 }
 
 impl Classifier {
     /// A classifier for the model of `session`.
     pub fn new(session: &mut Session) -> Result<Self, ActionError> {
+        let mut cued = Vec::new();
+        for cue in CUES {
+            cued.push(session.json_masker(&Action::schema_for(cue.kinds))?);
+        }
         Ok(Self {
             masker: session.json_masker(&Action::schema())?,
+            cued,
         })
     }
 
@@ -305,24 +524,23 @@ impl Classifier {
             return Ok((action, ActionSource::Rule, call));
         }
         let prompt = classification_prompt(message);
-        let value = generate_json(
-            session,
-            &mut self.masker,
-            &prompt,
-            &constrained_config(),
-            clock,
-        )
-        .map_err(|source| ActionError::Generate {
-            message: message.to_owned(),
-            source: Box::new(source),
-        })?;
+        let (masker, source) = match cue_index(message) {
+            Some(i) => (&mut self.cued[i], ActionSource::Cue),
+            None => (&mut self.masker, ActionSource::Model),
+        };
+        let value = generate_json(session, masker, &prompt, &constrained_config(), clock).map_err(
+            |source| ActionError::Generate {
+                message: message.to_owned(),
+                source: Box::new(source),
+            },
+        )?;
         let action =
             serde_json::from_value(value.clone()).map_err(|source| ActionError::Invalid {
                 message: message.to_owned(),
                 value,
                 source,
             })?;
-        Ok((action, ActionSource::Model, None))
+        Ok((action, source, None))
     }
 }
 
@@ -374,6 +592,27 @@ mod tests {
     }
 
     #[test]
+    fn cue_phrases_limit_the_kinds_at_word_boundaries() {
+        use ActionKind::*;
+        let one = |m: &str| cue_kinds(m).filter(|k| k.len() == 1).map(|k| k[0]);
+        assert_eq!(one("Quiz me on rivers"), Some(QuizMe));
+        assert_eq!(one("Can you test me on verbs?"), Some(QuizMe));
+        assert_eq!(one("My exam is next week"), Some(TestPrep));
+        assert_eq!(one("I said 12. Is that right?"), Some(CheckAnswer));
+        assert_eq!(one("x = 3, correct?"), Some(CheckAnswer));
+        assert_eq!(one("How do I solve 2x = 8?"), Some(Solve));
+        assert_eq!(
+            cue_kinds("Why is the sky blue?"),
+            Some(&[Explain, OffTopic, Other][..])
+        );
+        assert_eq!(cue_kinds("Somehow this is hard"), None);
+        assert_eq!(one("What movie should I watch?"), Some(OffTopic));
+        let off = Action::schema_for(&[OffTopic]);
+        assert_eq!(off["properties"]["subject"], json!({"enum": [null]}));
+        assert_eq!(cue_kinds("Please help with my essay"), None);
+    }
+
+    #[test]
     fn rules_settle_only_the_certain_cases() {
         let kind = |m: &str| classify_by_rules(m).map(|(a, _)| a.kind);
         assert_eq!(kind("Hello!"), Some(ActionKind::Greeting));
@@ -381,6 +620,9 @@ mod tests {
         assert_eq!(kind("What is 7 times 8?"), Some(ActionKind::Calculate));
         assert_eq!(kind("what's today's date?"), Some(ActionKind::Other));
         assert_eq!(kind("Hello, can you explain gravity?"), None);
+        assert_eq!(kind("Hi, how are you today?"), Some(ActionKind::Greeting));
+        assert_eq!(kind("Thanks a lot, bye!"), Some(ActionKind::Other));
+        assert_eq!(kind("you are great"), None);
         assert_eq!(kind("Is 7 times 8 equal to 54?"), None);
         assert_eq!(kind(""), None);
         let (_, call) = classify_by_rules("square root of 144").unwrap();

@@ -6,6 +6,7 @@ pub mod config;
 pub mod convert;
 pub mod data;
 pub mod eval;
+pub mod eval_actions;
 pub mod export;
 pub mod hub;
 pub mod session;

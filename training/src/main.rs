@@ -20,6 +20,7 @@ use mimir::engine::tokenizer::Tokenizer;
 use mimir_train::config::ModelConfig as TrainModelConfig;
 use mimir_train::config::{ServerConfig, SERVER_CONFIG};
 use mimir_train::convert::{convert, requantize_gguf};
+use mimir_train::eval_actions;
 use mimir_train::export::{export_adapter, export_merged_gguf};
 use mimir_train::hub::{
     load_faults, parse_header, space_headers, HubConfig, HubServer, Mode, STATIC_SPACE_HEADERS,
@@ -215,6 +216,19 @@ enum Command {
     Data(cli::data::DataArgs),
     /// Answer a rubric's prompts with a model and report rubric and tone-rule pass rates.
     Eval(cli::eval::EvalArgs),
+    /// Classify an action-labelled set of student messages; print kind and subject
+    /// accuracy and the misses as a table, then the whole report as one JSON line.
+    EvalActions {
+        /// A GGUF model file.
+        #[arg(long)]
+        model: PathBuf,
+        /// A `tokenizer.json` (default: the GGUF's own vocabulary).
+        #[arg(long)]
+        tokenizer: Option<PathBuf>,
+        /// JSON lines of `{"message", "kind", "subject"}`.
+        #[arg(long, default_value = "training/data/actions.jsonl")]
+        data: PathBuf,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -443,6 +457,11 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::EvalActions {
+            model,
+            tokenizer,
+            data,
+        } => eval_actions(&model, tokenizer.as_deref(), &data),
         Command::Generate {
             model,
             adapter,
@@ -512,6 +531,16 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `eval-actions`: the table for people, then the report as JSON.
+fn eval_actions(model: &Path, tokenizer: Option<&Path>, data: &Path) -> anyhow::Result<()> {
+    let examples = eval_actions::read_examples(data)?;
+    let mut session = eval_actions::load_session(model, tokenizer)?;
+    let report = eval_actions::evaluate(&mut session, &examples)?;
+    print!("{}", eval_actions::render(&report));
+    println!("{}", serde_json::to_string(&report)?);
+    Ok(())
 }
 
 /// Reads the PEFT adapter in `dir`.
