@@ -482,18 +482,18 @@ mod tests {
                 "tiers[1].adapter.config.path",
             ),
             (
-                "\"url\": \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"",
+                "\"url\": \"models/SmolLM2-135M-Instruct.Q8_0.gguf\"",
                 "\"url\": \"https://evil.example/m.gguf\"",
                 "compact.url",
             ),
             (
-                "\"url\": \"models/SmolLM2-135M-Instruct.Q4_1.gguf\"",
+                "\"url\": \"models/SmolLM2-135M-Instruct.Q8_0.gguf\"",
                 "\"url\": \"/models/m.gguf\"",
                 "compact.url",
             ),
             (
-                "\"sha256\": \"b179c9",
-                "\"sha256\": \"B179C9",
+                "\"sha256\": \"0c1d33",
+                "\"sha256\": \"0C1D33",
                 "compact.sha256",
             ),
         ] {
