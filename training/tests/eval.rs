@@ -8,8 +8,11 @@ use std::process::Command;
 use mimir::engine::clock::SystemClock;
 use mimir::engine::generate::StopReason;
 use mimir::engine::generation_config::GenerationConfig;
+use mimir::tools::ToolCall;
+use mimir::tutor::{ActionKind, ActionSource, Tutor};
 use mimir_train::eval::{
-    evaluate, parse_rubric, EvalOptions, EvalReport, RunInfo, ToneConfig, TONE_RULES,
+    evaluate, parse_now, parse_rubric, EvalOptions, EvalReport, RunInfo, ToneConfig, TutorPlanning,
+    TONE_RULES,
 };
 use mimir_train::session::open_session;
 use mimir_train::tiny::{write_tiny, GgufType, TinySpec};
@@ -55,6 +58,7 @@ fn report_on_a_tiny_model_has_every_check_and_consistent_counts() {
         &mut session,
         &items,
         &options(6),
+        None,
         &SystemClock::default(),
         &mut |r| seen.push(r.id.clone()),
     )
@@ -65,6 +69,7 @@ fn report_on_a_tiny_model_has_every_check_and_consistent_counts() {
         &mut session,
         &items,
         &options(6),
+        None,
         &SystemClock::default(),
         &mut |_| {},
     )
@@ -81,6 +86,7 @@ fn report_on_a_tiny_model_has_every_check_and_consistent_counts() {
         planned: 3,
         decoding: "greedy".to_owned(),
         max_tokens: 6,
+        tutor_now: None,
         seconds: 0.0,
     };
     let report = EvalReport::new(run, results);
@@ -164,6 +170,72 @@ fn report_on_a_tiny_model_has_every_check_and_consistent_counts() {
 }
 
 #[test]
+fn tutor_plans_every_turn_and_the_report_counts_content_and_tone_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let items = parse_rubric(RUBRIC, Path::new("rubric.jsonl")).unwrap();
+    let mut session = open_session(&model, None, None, 512).unwrap();
+    let mut planning = TutorPlanning {
+        tutor: Tutor::new(&mut session).unwrap(),
+        now: parse_now("2026-11-23T18:00", "en").unwrap(),
+    };
+    let results = evaluate(
+        &mut session,
+        &items,
+        &options(6),
+        Some(&mut planning),
+        &SystemClock::default(),
+        &mut |_| {},
+    )
+    .unwrap();
+    // Rules route the obvious cases whatever the model's weights: the product goes to the
+    // calculator, the greeting is a greeting.
+    let mult = results[0].turn.as_ref().unwrap();
+    assert_eq!(mult.action.as_ref().unwrap().kind, ActionKind::Calculate);
+    assert_eq!(mult.source, Some(ActionSource::Rule));
+    let tool = mult.tool.as_ref().unwrap();
+    assert!(matches!(tool.call, ToolCall::Calculator { .. }));
+    assert_eq!((tool.ok, tool.text.as_str()), (true, "7*8 = 56"));
+    let hi = results[2].turn.as_ref().unwrap();
+    assert_eq!(hi.action.as_ref().unwrap().kind, ActionKind::Greeting);
+    assert!(hi.tool.is_none());
+    // The model classifies the rest: an action, or the reason planning failed.
+    let notes = results[1].turn.as_ref().unwrap();
+    assert_ne!(notes.action.is_some(), notes.error.is_some(), "{notes:?}");
+
+    let run = RunInfo {
+        model: model.display().to_string(),
+        adapter: None,
+        rubric: "rubric.jsonl".to_owned(),
+        planned: 3,
+        decoding: "greedy".to_owned(),
+        max_tokens: 6,
+        tutor_now: Some("2026-11-23T18:00 en".to_owned()),
+        seconds: 0.0,
+    };
+    let report = EvalReport::new(run, results);
+    assert_eq!(report.checks.total, 5);
+    assert_eq!(report.all_checks.total, 5 + 3 * TONE_RULES.len());
+    assert_eq!(
+        report.all_checks.passed,
+        report.checks.passed + report.tone.passed
+    );
+    let stopped = |reason| report.items.iter().filter(|i| i.stop == reason).count();
+    assert_eq!(report.capped, stopped(StopReason::MaxTokens));
+    assert_eq!(report.looped, stopped(StopReason::Repetition));
+    let table = report.table();
+    assert!(table.contains("all checks (rubric + tone)"), "{table}");
+    assert!(
+        table.contains("[mult] calculate / math (rule); calculator: 7*8 = 56"),
+        "{table}"
+    );
+    let parsed: EvalReport = serde_json::from_str(&report.to_json()).unwrap();
+    let turns = |r: &EvalReport| -> Vec<_> { r.items.iter().map(|i| i.turn.clone()).collect() };
+    assert_eq!(turns(&parsed), turns(&report));
+    assert_eq!(parsed.all_checks.passed, report.all_checks.passed);
+}
+
+#[test]
 fn eval_command_writes_a_json_report() {
     let dir = tempfile::tempdir().unwrap();
     let model = tiny_model(dir.path());
@@ -192,6 +264,43 @@ fn eval_command_writes_a_json_report() {
     assert!(report.items.iter().all(|i| i.generated_tokens <= 3));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("tone rules"), "{stdout}");
+    assert!(report.items.iter().all(|i| i.turn.is_none()));
+    assert_eq!(report.run.tutor_now, None);
+
+    // With --tutor each item records its turn, and the run the date the tools were given.
+    let output = Command::new(env!("CARGO_BIN_EXE_mimir-train"))
+        .arg("eval")
+        .arg("--model")
+        .arg(&model)
+        .arg("--rubric")
+        .arg(&rubric)
+        .args(["--max-tokens", "3", "--tutor", "--now", "2026-11-23T18:00"])
+        .arg("--json")
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mult: ") && stderr.contains("calculator: 7*8 = 56"),
+        "{stderr}"
+    );
+    let report: EvalReport =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    assert!(report.items.iter().all(|i| i.turn.is_some()));
+    assert_eq!(report.run.tutor_now.as_deref(), Some("2026-11-23T18:00 en"));
+    let output = Command::new(env!("CARGO_BIN_EXE_mimir-train"))
+        .arg("eval")
+        .arg("--model")
+        .arg(&model)
+        .arg("--rubric")
+        .arg(&rubric)
+        .args(["--tutor", "--now", "2026-02-30T10:00"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("2026-02-30T10:00"), "{stderr}");
 
     // A rubric error names the file and line.
     std::fs::write(

@@ -7,7 +7,10 @@ use anyhow::Context;
 use clap::Args;
 use mimir::conversation::DEFAULT_SYSTEM_PROMPT;
 use mimir::engine::clock::SystemClock;
-use mimir_train::eval::{evaluate, load_rubric, EvalOptions, EvalReport, RunInfo};
+use mimir::tutor::Tutor;
+use mimir_train::eval::{
+    evaluate, load_rubric, parse_now, utc_now, EvalOptions, EvalReport, RunInfo, TutorPlanning,
+};
 use mimir_train::session::open_session;
 
 /// Arguments of `mimir-train eval`.
@@ -37,6 +40,17 @@ pub struct EvalArgs {
     /// Override the config's token cap.
     #[arg(long)]
     max_tokens: Option<usize>,
+    /// Plan each turn with Mimir's tutor first, as the app's worker does: classify the
+    /// message, add the strategy snippet, call a tool and give its result as context.
+    #[arg(long)]
+    tutor: bool,
+    /// The student's date and time for the tutor's `date_time` tool, `YYYY-MM-DDTHH:MM`
+    /// (default: the system clock, in UTC).
+    #[arg(long, requires = "tutor")]
+    now: Option<String>,
+    /// The student's locale for `date_time`.
+    #[arg(long, default_value = "en", requires = "tutor")]
+    locale: String,
 }
 
 /// Runs `mimir-train eval`.
@@ -58,6 +72,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     };
     generation.validate("eval settings")?;
     let items = load_rubric(&args.rubric)?;
+    let now = match (&args.now, args.tutor) {
+        (Some(text), _) => Some(parse_now(text, &args.locale)?),
+        (None, true) => Some(utc_now(&args.locale)),
+        (None, false) => None,
+    };
     let mut session = open_session(
         &args.model,
         args.adapter.as_deref(),
@@ -65,6 +84,12 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         generation.context_length,
     )
     .with_context(|| format!("opening {}", args.model.display()))?;
+    let mut tutor = if let Some(now) = now {
+        let tutor = Tutor::new(&mut session).context("building the tutor for the model")?;
+        Some(TutorPlanning { tutor, now })
+    } else {
+        None
+    };
     let options = EvalOptions {
         generation,
         system: DEFAULT_SYSTEM_PROMPT.to_owned(),
@@ -77,6 +102,15 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         planned: items.len(),
         decoding,
         max_tokens: options.generation.max_tokens,
+        tutor_now: tutor.as_ref().map(|t| {
+            format!(
+                "{}T{:02}:{:02} {}",
+                t.now.iso_date(),
+                t.now.hour,
+                t.now.minute,
+                t.now.locale
+            )
+        }),
         seconds: 0.0,
     };
     let mut done = Vec::with_capacity(items.len());
@@ -85,17 +119,23 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         &mut session,
         &items,
         &options,
+        tutor.as_mut(),
         &SystemClock::default(),
         &mut |result| {
             done.push(result.clone());
             eprintln!(
-                "[{}/{}] {}: {} ({} tokens, {:.1} s)",
+                "[{}/{}] {}: {} ({} tokens, {:.1} s){}",
                 done.len(),
                 items.len(),
                 result.id,
                 if result.passed() { "pass" } else { "FAIL" },
                 result.generated_tokens,
-                result.seconds
+                result.seconds,
+                result
+                    .turn
+                    .as_ref()
+                    .map(|t| format!(" {}", t.summary()))
+                    .unwrap_or_default()
             );
             // The report so far, so a long run cut short still leaves its verdicts.
             if let (Some(path), None) = (&args.json, &write_error) {

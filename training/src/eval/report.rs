@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rubric::RubricCheck;
 use super::tone::ToneCheck;
+use super::turn::TurnRecord;
 
 /// What one rubric item got.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -19,13 +20,16 @@ pub struct ItemResult {
     /// Lesson notes sent as context.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub context: Option<String>,
+    /// How the tutor planned the turn (with `--tutor` only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub turn: Option<TurnRecord>,
     /// The model's reply.
     pub reply: String,
     /// Why generation stopped.
     pub stop: StopReason,
     /// Tokens generated.
     pub generated_tokens: usize,
-    /// Seconds the reply took (prefill included).
+    /// Seconds the reply took (planning and prefill included).
     pub seconds: f64,
     /// The rubric's checks.
     pub rubric: Vec<RubricCheck>,
@@ -122,6 +126,9 @@ pub struct RunInfo {
     pub decoding: String,
     /// Token cap per reply.
     pub max_tokens: usize,
+    /// With `--tutor`: the date and time given to the tutor's `date_time` tool.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tutor_now: Option<String>,
     /// Wall time of the whole run, model loading included.
     pub seconds: f64,
 }
@@ -131,8 +138,11 @@ pub struct RunInfo {
 pub struct EvalReport {
     /// How the replies were generated.
     pub run: RunInfo,
-    /// Rubric checks passed, all items.
+    /// Rubric (content) checks passed, all items.
     pub checks: Rate,
+    /// Rubric checks and tone rules together.
+    #[serde(default)]
+    pub all_checks: Rate,
     /// Items whose rubric checks and tone rules all passed.
     pub prompts: Rate,
     /// Items whose rubric checks all passed.
@@ -143,6 +153,9 @@ pub struct EvalReport {
     pub tone_replies: Rate,
     /// Replies cut off by the token cap or the context.
     pub capped: usize,
+    /// Replies the loop guard stopped.
+    #[serde(default)]
+    pub looped: usize,
     /// Pass rate per kind of check: `expect_all`, `expect_any`, `forbid`, `tone:<rule>`.
     pub by_check: BTreeMap<String, Rate>,
     /// Every item's result, in rubric order.
@@ -170,6 +183,10 @@ impl EvalReport {
         Self {
             run,
             checks: Rate::of(items.iter().flat_map(|i| i.rubric.iter().map(|c| c.passed))),
+            all_checks: Rate::of(items.iter().flat_map(|i| {
+                let rubric = i.rubric.iter().map(|c| c.passed);
+                rubric.chain(i.tone.iter().map(|c| c.passed))
+            })),
             prompts: Rate::of(items.iter().map(ItemResult::passed)),
             prompts_rubric: Rate::of(items.iter().map(ItemResult::rubric_passed)),
             tone: Rate::of(items.iter().flat_map(|i| i.tone.iter().map(|c| c.passed))),
@@ -177,6 +194,10 @@ impl EvalReport {
             capped: items
                 .iter()
                 .filter(|i| matches!(i.stop, StopReason::MaxTokens | StopReason::ContextFull))
+                .count(),
+            looped: items
+                .iter()
+                .filter(|i| i.stop == StopReason::Repetition)
                 .count(),
             by_check: groups
                 .into_iter()
@@ -197,11 +218,15 @@ impl EvalReport {
     pub fn table(&self) -> String {
         let run = &self.run;
         let mut out = format!(
-            "model {}{}\nrubric {} ({} of {} items), {} decoding, max {} tokens, {:.1} s\n\n",
+            "model {}{}{}\nrubric {} ({} of {} items), {} decoding, max {} tokens, {:.1} s\n\n",
             run.model,
             run.adapter
                 .as_deref()
                 .map(|a| format!(" + adapter {a}"))
+                .unwrap_or_default(),
+            run.tutor_now
+                .as_deref()
+                .map(|now| format!(", tutor (actions and tools, now {now})"))
                 .unwrap_or_default(),
             run.rubric,
             self.items.len(),
@@ -212,6 +237,7 @@ impl EvalReport {
         );
         let rows = [
             ("rubric checks", self.checks),
+            ("all checks (rubric + tone)", self.all_checks),
             ("prompts (rubric + tone)", self.prompts),
             ("prompts (rubric only)", self.prompts_rubric),
             ("tone rules", self.tone),
@@ -220,10 +246,25 @@ impl EvalReport {
         for (name, rate) in rows {
             out += &format!("{name:<34} {}\n", rate.percent());
         }
-        out += &format!("{:<34} {}\n\n", "replies cut by the token cap", self.capped);
+        out += &format!("{:<34} {}\n", "replies cut by the token cap", self.capped);
+        out += &format!(
+            "{:<34} {}\n\n",
+            "replies stopped by the loop guard", self.looped
+        );
         out += &format!("{:<34} pass rate\n", "check");
         for (kind, rate) in &self.by_check {
             out += &format!("{kind:<34} {}\n", rate.percent());
+        }
+        let turns: Vec<(&str, String)> = self
+            .items
+            .iter()
+            .filter_map(|i| Some((i.id.as_str(), i.turn.as_ref()?.summary())))
+            .collect();
+        if !turns.is_empty() {
+            out += "\nturns (action / subject (source); tool):\n";
+        }
+        for (id, summary) in turns {
+            out += &format!("  [{id}] {summary}\n");
         }
         let failing: Vec<&ItemResult> = self.items.iter().filter(|i| !i.passed()).collect();
         if !failing.is_empty() {
@@ -231,6 +272,9 @@ impl EvalReport {
         }
         for item in failing {
             out += &format!("\n[{}] {}\n", item.id, item.prompt);
+            if let Some(turn) = &item.turn {
+                out += &format!("  turn: {}\n", turn.summary());
+            }
             for failure in item.failures() {
                 out += &format!("  x {failure}\n");
             }

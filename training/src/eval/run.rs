@@ -1,5 +1,6 @@
 //! Generating one reply per rubric item with the engine, as the app would ask: Mimir's
-//! system prompt, the item's lesson notes as context, the model's chat template.
+//! system prompt, the item's lesson notes as context, the model's chat template; optionally
+//! planned by Mimir's tutor first, as the worker does.
 
 use mimir::engine::chat::build_prompt;
 use mimir::engine::clock::Clock;
@@ -11,6 +12,7 @@ use thiserror::Error;
 use super::report::ItemResult;
 use super::rubric::RubricItem;
 use super::tone::{check_tone, ToneConfig};
+use super::turn::TutorPlanning;
 
 /// Error generating a reply for a rubric item.
 #[derive(Debug, Error)]
@@ -57,18 +59,27 @@ impl EvalOptions {
     }
 }
 
-/// Generates and judges a reply for each item in turn; `on_item` sees each result as it is
-/// ready (for progress output).
+/// Generates and judges a reply for each item in turn, each turn planned by `tutor` when
+/// given; `on_item` sees each result as it is ready (for progress output).
 pub fn evaluate(
     session: &mut Session,
     items: &[RubricItem],
     options: &EvalOptions,
+    mut tutor: Option<&mut TutorPlanning>,
     clock: &dyn Clock,
     on_item: &mut dyn FnMut(&ItemResult),
 ) -> Result<Vec<ItemResult>, EvalError> {
     let mut results = Vec::with_capacity(items.len());
     for item in items {
+        let start = clock.now_ms();
         let messages = build_prompt(&options.system, item.context.as_deref(), &[], &item.prompt);
+        let (messages, turn) = match tutor.as_deref_mut() {
+            Some(tutor) => {
+                let (messages, turn) = tutor.plan(session, messages, clock);
+                (messages, Some(turn))
+            }
+            None => (messages, None),
+        };
         let pieces = session.template().render(&messages, true);
         let ids = session
             .tokenizer()
@@ -77,7 +88,6 @@ pub fn evaluate(
                 id: item.id.clone(),
                 source,
             })?;
-        let start = clock.now_ms();
         let reply = session
             .generate(&ids, &options.generation, false, clock, &mut |_| true)
             .map_err(|source| EvalError::Generate {
@@ -89,6 +99,7 @@ pub fn evaluate(
             id: item.id.clone(),
             prompt: item.prompt.clone(),
             context: item.context.clone(),
+            turn,
             rubric: item.check(&text),
             tone: check_tone(&text, reply.stats.stop, &options.tone),
             stop: reply.stats.stop,
