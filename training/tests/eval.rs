@@ -325,24 +325,39 @@ fn eval_command_writes_a_json_report() {
 }
 
 #[test]
-fn committed_baseline_report_reads_back_consistently() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data/reports/smollm2-135m-instruct-before.json");
-    let report: EvalReport = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
-    assert_eq!(report.items.len(), report.run.planned);
-    let again = EvalReport::new(report.run.clone(), report.items.clone());
-    assert_eq!(
-        (
-            again.checks.passed,
-            again.checks.total,
-            again.prompts.passed,
-            again.tone.passed
-        ),
-        (
-            report.checks.passed,
-            report.checks.total,
-            report.prompts.passed,
-            report.tone.passed
-        )
-    );
+fn committed_reports_read_back_consistently() {
+    for name in [
+        "smollm2-135m-instruct-before.json",
+        "smollm2-135m-instruct-tutor.json",
+    ] {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("data/reports")
+            .join(name);
+        let report: EvalReport =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(report.items.len(), report.run.planned, "{name}");
+        let again = EvalReport::new(report.run.clone(), report.items.clone());
+        assert_eq!(
+            (
+                again.checks.passed,
+                again.checks.total,
+                again.prompts.passed,
+                again.tone.passed,
+                again.capped
+            ),
+            (
+                report.checks.passed,
+                report.checks.total,
+                report.prompts.passed,
+                report.tone.passed,
+                report.capped
+            ),
+            "{name}"
+        );
+        let tutor = report.run.tutor_now.is_some();
+        assert!(
+            report.items.iter().all(|i| i.turn.is_some() == tutor),
+            "{name}"
+        );
+    }
 }
