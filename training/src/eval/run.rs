@@ -73,28 +73,37 @@ pub fn evaluate(
     for item in items {
         let start = clock.now_ms();
         let messages = build_prompt(&options.system, item.context.as_deref(), &[], &item.prompt);
-        let (messages, turn) = match tutor.as_deref_mut() {
+        let (messages, prefix, turn) = match tutor.as_deref_mut() {
             Some(tutor) => {
-                let (messages, turn) = tutor.plan(session, messages, clock);
-                (messages, Some(turn))
+                let (messages, prefix, turn) = tutor.plan(session, messages, clock);
+                (messages, prefix, Some(turn))
             }
-            None => (messages, None),
+            None => (messages, None, None),
+        };
+        let encode_error = |source| EvalError::Encode {
+            id: item.id.clone(),
+            source,
         };
         let pieces = session.template().render(&messages, true);
-        let ids = session
+        let mut ids = session
             .tokenizer()
             .encode_prompt(&pieces, true)
-            .map_err(|source| EvalError::Encode {
-                id: item.id.clone(),
-                source,
-            })?;
+            .map_err(encode_error)?;
+        // The tool's exact result starts the reply, as in the worker.
+        let prefix = prefix.unwrap_or_default();
+        ids.extend(
+            session
+                .tokenizer()
+                .encode(&prefix, false)
+                .map_err(encode_error)?,
+        );
         let reply = session
             .generate(&ids, &options.generation, false, clock, &mut |_| true)
             .map_err(|source| EvalError::Generate {
                 id: item.id.clone(),
                 source: Box::new(source),
             })?;
-        let text = reply.text.trim().to_owned();
+        let text = format!("{prefix}{}", reply.text).trim().to_owned();
         let result = ItemResult {
             id: item.id.clone(),
             prompt: item.prompt.clone(),

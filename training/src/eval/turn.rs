@@ -148,6 +148,7 @@ impl TurnRecord {
                 action.subject.as_deref().unwrap_or("-"),
                 match source {
                     Some(ActionSource::Rule) => " (rule)",
+                    Some(ActionSource::Cue) => " (cue)",
                     Some(ActionSource::Model) => " (model)",
                     None => "",
                 }
@@ -176,16 +177,18 @@ impl TutorPlanning {
         session: &mut Session,
         messages: Vec<ChatMessage>,
         clock: &dyn Clock,
-    ) -> (Vec<ChatMessage>, TurnRecord) {
+    ) -> (Vec<ChatMessage>, Option<String>, TurnRecord) {
         let Some(input) = TurnInput::from_messages(&messages, Some(&self.now)) else {
             return (
                 messages,
+                None,
                 TurnRecord::failed("the last message is not the student's"),
             );
         };
         match self.tutor.plan_turn(session, &input, clock) {
             Ok(plan) => (
-                plan.messages,
+                plan.messages.clone(),
+                plan.reply_prefix(),
                 TurnRecord {
                     action: Some(plan.action),
                     source: Some(plan.source),
@@ -195,7 +198,7 @@ impl TutorPlanning {
             ),
             Err(e) => {
                 let record = TurnRecord::failed(&e.to_string());
-                (messages, record)
+                (messages, None, record)
             }
         }
     }
