@@ -30,6 +30,8 @@ setup-test:
 serve: setup
 	$(TRAIN_BUILD)
 	target/debug/mimir-train hub-data --root hub-data
+	# trunk refuses to start when a folder Trunk.toml's [watch] ignores does not exist.
+	mkdir -p screenshots space
 	target/debug/mimir-train hub --root hub-data --port $(HUB_PORT) & hub=$$!; \
 	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
 	trunk serve --port $(APP_PORT)
