@@ -18,7 +18,7 @@ pub(super) fn modules(arch: Architecture) -> &'static [TargetModule] {
 }
 
 /// llama.cpp's name for the weight of `module` in block `layer` (`blk.0.attn_qkv.weight`).
-pub(super) fn gguf_name(layer: usize, module: TargetModule) -> String {
+pub fn gguf_name(layer: usize, module: TargetModule) -> String {
     let part = match module {
         TargetModule::QkvProj => "attn_qkv",
         TargetModule::QProj => "attn_q",

@@ -22,6 +22,7 @@ use crate::engine::gguf::{GgufError, GgufFile};
 use crate::engine::hf::{HfError, HfWeights};
 use crate::engine::lora::{Adapter, LoraError, TargetModule};
 
+pub use adapt::gguf_name;
 pub(crate) use adapt::permute_for_rope;
 pub use config::{Architecture, ModelConfig};
 pub use export::gguf_tensors;

@@ -101,7 +101,7 @@ fn delta(
 ) -> candle_core::Result<Option<Tensor>> {
     for layer in 0..config.layers {
         for &module in arch_modules(config.arch) {
-            if crate::train::gguf_name(layer, module) != name {
+            if mimir::engine::model::gguf_name(layer, module) != name {
                 continue;
             }
             let Some(pair) = adapter.pair(layer, module) else {

@@ -34,9 +34,7 @@ pub use run::{finetune, FinetuneOptions, RunSummary};
 pub use run_info::{RunInfo, RUN_FILE};
 pub use schedule::{clip_grad_norm, LinearSchedule};
 pub use tensor_file::{read_tensors, tensors_bytes, TensorFile};
-pub use weights::{
-    gguf_name, hf_layout_heads, permute_for_rope, unpermute_for_rope, Base, BaseWeights,
-};
+pub use weights::{hf_layout_heads, permute_for_rope, unpermute_for_rope, Base, BaseWeights};
 
 /// The device training runs on: the first CUDA GPU with the `cuda` feature, else the CPU.
 pub fn device() -> Result<candle_core::Device, TrainError> {

@@ -14,7 +14,8 @@ use super::encode::Encoded;
 use super::error::{CandleContext, TrainError};
 use super::lora::LoraSet;
 use super::rng::Rng;
-use super::weights::{gguf_name, BaseWeights};
+use super::weights::BaseWeights;
+use mimir::engine::model::gguf_name;
 
 /// Whether a pass trains (LoRA dropout on, drawn from the generator) or evaluates.
 pub enum Mode<'a> {

@@ -11,7 +11,7 @@ use candle_core::{Device, Tensor};
 use mimir::engine::chat::ChatTemplate;
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::TargetModule;
-use mimir::engine::model::{open_hf_dir, Architecture, ModelConfig};
+use mimir::engine::model::{gguf_name, open_hf_dir, Architecture, ModelConfig};
 use mimir::engine::tokenizer::{GgufVocab, Tokenizer};
 
 use super::error::{CandleContext, TrainError};
@@ -36,22 +36,6 @@ pub struct Base {
     pub template: ChatTemplate,
     /// The GGUF file or folder it came from.
     pub path: PathBuf,
-}
-
-/// llama.cpp's name for the weight of `module` in block `layer` (`blk.0.attn_qkv.weight`).
-pub fn gguf_name(layer: usize, module: TargetModule) -> String {
-    let part = match module {
-        TargetModule::QkvProj => "attn_qkv",
-        TargetModule::QProj => "attn_q",
-        TargetModule::KProj => "attn_k",
-        TargetModule::VProj => "attn_v",
-        TargetModule::OProj => "attn_output",
-        // Phi-3's fused gate_up keeps llama.cpp's `ffn_up` name.
-        TargetModule::GateUpProj | TargetModule::UpProj => "ffn_up",
-        TargetModule::GateProj => "ffn_gate",
-        TargetModule::DownProj => "ffn_down",
-    };
-    format!("blk.{layer}.{part}.weight")
 }
 
 /// The head count llama.cpp permuted the rows of `module` with (Llama's q and k), if any.
