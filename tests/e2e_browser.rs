@@ -47,7 +47,7 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
     );
 
     // The worker loads the fine-tuned tiny model from the local hub: the button turns green.
-    let (class, tooltip) = wait_for_load(&button, 60).await;
+    let (class, tooltip) = browser::wait_for_load(&button, 60).await;
     assert!(
         class.contains("status-button-success"),
         "not the tutor model: {class}: {tooltip}"
@@ -58,8 +58,8 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
         .find(Locator::Css("main.conversation"))
         .await
         .unwrap();
-    ask(&client, "What is 2 plus 2?").await;
-    let finished = wait_for_stop(&conversation).await;
+    browser::ask(&client, "What is 2 plus 2?").await;
+    let finished = browser::wait_for_stop(&conversation).await;
     assert!(
         ["end_of_turn", "max_tokens", "repetition", "context_full"].contains(&finished.as_str()),
         "the reply ended by itself: {finished:?}"
@@ -84,7 +84,7 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
 
     // Stop, sent while tokens stream in, ends the reply early: the worker reads messages
     // between tokens.
-    ask(&client, "Tell me more.").await;
+    browser::ask(&client, "Tell me more.").await;
     client
         .wait()
         .at_most(Duration::from_secs(30))
@@ -94,7 +94,7 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
         .click()
         .await
         .unwrap();
-    assert_eq!(wait_for_stop(&conversation).await, "cancelled");
+    assert_eq!(browser::wait_for_stop(&conversation).await, "cancelled");
     assert!(
         client.find(Locator::Css(".message-error")).await.is_err(),
         "no error shown"
@@ -129,55 +129,6 @@ fn serve_dist(file: &str) -> (browser::Guard, String) {
     browser::start_server(&["static", "--root", dist.to_str().unwrap(), "--port", "0"])
 }
 
-/// Types `question` into the chat and presses Send.
-async fn ask(client: &fantoccini::Client, question: &str) {
-    client
-        .find(Locator::Css("textarea.composer-input"))
-        .await
-        .unwrap()
-        .send_keys(question)
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button.composer-send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-}
-
-/// Waits (up to three minutes) for the reply in progress to end and returns why it ended, as
-/// the page shows it in `data-stop`.
-async fn wait_for_stop(conversation: &fantoccini::elements::Element) -> String {
-    for _ in 0..1800 {
-        if let Some(stop) = conversation.attr("data-stop").await.unwrap() {
-            return stop;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    panic!("the reply did not end within three minutes");
-}
-
-/// Waits (up to `seconds`) for the status button to leave the loading state and returns its
-/// class and tooltip.
-async fn wait_for_load(button: &fantoccini::elements::Element, seconds: u64) -> (String, String) {
-    let mut class = String::new();
-    for _ in 0..seconds * 10 {
-        class = button.attr("class").await.unwrap().unwrap_or_default();
-        if !class.contains("status-button-loading") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let tooltip = button
-        .attr("data-tooltip")
-        .await
-        .unwrap()
-        .unwrap_or_default();
-    (class, tooltip)
-}
-
 /// With no hub reachable (a closed port stands in for a machine without Hub access), the
 /// bundled SmolLM2 served with the app answers, and the button is orange with the reason.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -202,7 +153,7 @@ async fn without_the_hub_the_bundled_model_answers() {
         .for_element(Locator::Css("button.status-button"))
         .await
         .expect("the app mounts");
-    let (class, tooltip) = wait_for_load(&button, 180).await;
+    let (class, tooltip) = browser::wait_for_load(&button, 180).await;
     assert!(
         class.contains("status-button-warning"),
         "not the compact fallback: {class}: {tooltip}"
@@ -216,8 +167,8 @@ async fn without_the_hub_the_bundled_model_answers() {
         .find(Locator::Css("main.conversation"))
         .await
         .unwrap();
-    ask(&client, "What is the capital of France?").await;
-    let stop = wait_for_stop(&conversation).await;
+    browser::ask(&client, "What is the capital of France?").await;
+    let stop = browser::wait_for_stop(&conversation).await;
     let reply = client
         .find(Locator::Css(
             ".message-assistant:not(.message-greeting) .markdown",
@@ -231,8 +182,8 @@ async fn without_the_hub_the_bundled_model_answers() {
 
     // Arithmetic goes through the calculator: the note shows the call and its exact result,
     // and the reply (written with that result as context) states it.
-    ask(&client, "What is 7 times 8?").await;
-    let stop = wait_for_stop(&conversation).await;
+    browser::ask(&client, "What is 7 times 8?").await;
+    let stop = browser::wait_for_stop(&conversation).await;
     let replies = client
         .find_all(Locator::Css(".message-assistant:not(.message-greeting)"))
         .await

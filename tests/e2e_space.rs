@@ -277,50 +277,18 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         "the README's headers isolate the page"
     );
 
-    let mut class = String::new();
-    for _ in 0..1800 {
-        class = button.attr("class").await.unwrap().unwrap_or_default();
-        if !class.contains("status-button-loading") {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let tooltip = button
-        .attr("data-tooltip")
-        .await
-        .unwrap()
-        .unwrap_or_default();
+    let (class, tooltip) = browser::wait_for_load(&button, 180).await;
     assert!(
         class.contains("status-button-warning"),
         "not the compact fallback: {class}: {tooltip}"
     );
 
-    client
-        .find(Locator::Css("textarea.composer-input"))
-        .await
-        .unwrap()
-        .send_keys("What is the capital of France?")
-        .await
-        .unwrap();
-    client
-        .find(Locator::Css("button.composer-send"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
     let conversation = client
         .find(Locator::Css("main.conversation"))
         .await
         .unwrap();
-    let mut stop = None;
-    for _ in 0..1800 {
-        stop = conversation.attr("data-stop").await.unwrap();
-        if stop.is_some() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    browser::ask(&client, "What is the capital of France?").await;
+    let stop = browser::wait_for_stop(&conversation).await;
     let reply = client
         .find(Locator::Css(
             ".message-assistant:not(.message-greeting) .markdown",
@@ -330,7 +298,7 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         .text()
         .await
         .unwrap();
-    assert!(reply.contains("Paris"), "{stop:?}: {reply:?}");
+    assert!(reply.contains("Paris"), "{stop}: {reply:?}");
 
     assert_eq!(reports(&url), 0, "the app ran without a CSP violation");
     // A deliberate violation is reported, so the count above can see violations.

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder};
+use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
 /// A child process that is killed on drop.
@@ -111,4 +111,56 @@ pub async fn start_browser() -> (Guard, Client) {
         .await
         .expect("connect to chromedriver");
     (guard, client)
+}
+
+/// Types `question` into the chat and presses Send.
+pub async fn ask(client: &fantoccini::Client, question: &str) {
+    client
+        .find(Locator::Css("textarea.composer-input"))
+        .await
+        .unwrap()
+        .send_keys(question)
+        .await
+        .unwrap();
+    client
+        .find(Locator::Css("button.composer-send"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+/// Waits (up to three minutes) for the reply in progress to end and returns why it ended, as
+/// the page shows it in `data-stop`.
+pub async fn wait_for_stop(conversation: &fantoccini::elements::Element) -> String {
+    for _ in 0..1800 {
+        if let Some(stop) = conversation.attr("data-stop").await.unwrap() {
+            return stop;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the reply did not end within three minutes");
+}
+
+/// Waits (up to `seconds`) for the status button to leave the loading state and returns its
+/// class and tooltip.
+pub async fn wait_for_load(
+    button: &fantoccini::elements::Element,
+    seconds: u64,
+) -> (String, String) {
+    let mut class = String::new();
+    for _ in 0..seconds * 10 {
+        class = button.attr("class").await.unwrap().unwrap_or_default();
+        if !class.contains("status-button-loading") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let tooltip = button
+        .attr("data-tooltip")
+        .await
+        .unwrap()
+        .unwrap_or_default();
+    (class, tooltip)
 }
