@@ -104,6 +104,7 @@ fn read_gguf_vocab(path: &str) -> GgufVocab {
         unk_id: id("tokenizer.ggml.unknown_token_id"),
         pad_id: id("tokenizer.ggml.padding_token_id"),
         add_bos: flag("tokenizer.ggml.add_bos_token"),
+        add_eos: flag("tokenizer.ggml.add_eos_token"),
         add_space_prefix: flag("tokenizer.ggml.add_space_prefix"),
         pre: text("tokenizer.ggml.pre"),
         architecture: text("general.architecture"),
@@ -596,5 +597,130 @@ fn phi3_prompt_pieces_encode_like_the_rendered_string_for_both_sources() {
         )];
         let ids = tokenizer.encode_prompt(&hostile, false).unwrap();
         assert!(ids.iter().all(|&id| !tokenizer.is_special(id)), "{ids:?}");
+    }
+}
+
+const PHI3_CONFIG: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../shared/phi3-tokenizer/tokenizer_config.json"
+);
+
+/// Phi-3's `tokenizer.json` as GGUF metadata (what `convert` writes into a GGUF).
+fn phi3_from_json() -> GgufVocab {
+    let json = std::fs::read(PHI3_JSON).expect("read tokenizer.json");
+    let config = std::fs::read(PHI3_CONFIG).expect("read tokenizer_config.json");
+    let mut vocab = GgufVocab::from_tokenizer_json(&json, Some(&config), "phi3").expect("convert");
+    vocab.architecture = Some("phi3".to_owned());
+    vocab
+}
+
+#[test]
+fn phi3_json_as_gguf_metadata_matches_llama_cpp() {
+    let (ours, theirs) = (phi3_from_json(), phi3_gguf_vocab());
+    assert_eq!(ours.model, "llama");
+    assert_eq!(ours.tokens, theirs.tokens);
+    assert_eq!(
+        (ours.bos_id, ours.eos_id, ours.unk_id, ours.pad_id),
+        (theirs.bos_id, theirs.eos_id, theirs.unk_id, theirs.pad_id)
+    );
+    assert_eq!((ours.add_bos, ours.add_eos), (Some(true), Some(false)));
+    // llama.cpp read Phi-3's padding rows from tokenizer.model as unknown; the JSON lists
+    // them as ordinary tokens. Every other type is the same.
+    let types = |v: &GgufVocab| v.token_types.clone().expect("types");
+    let (ours_t, theirs_t) = (types(&ours), types(theirs));
+    let differ: Vec<usize> = (0..ours_t.len())
+        .filter(|&i| ours_t[i] != theirs_t[i])
+        .collect();
+    assert!(
+        differ
+            .iter()
+            .all(|&i| theirs_t[i] == GgufVocab::TYPE_UNKNOWN && ours.tokens[i].starts_with("[PAD")),
+        "types differ at {differ:?}"
+    );
+    // Scores rank normal tokens as llama.cpp's do (ties in theirs are free to break). Only
+    // tokens of two or more characters are ever the result of a merge, so only their order
+    // matters (llama.cpp gives "▁" alone the lowest score; we rank it with the characters).
+    let (ours_s, theirs_s) = (ours.scores.clone().unwrap(), theirs.scores.clone().unwrap());
+    let mut normal: Vec<usize> = (0..ours_t.len())
+        .filter(|&i| theirs_t[i] == GgufVocab::TYPE_NORMAL && ours.tokens[i].chars().count() > 1)
+        .collect();
+    normal.sort_by(|&a, &b| ours_s[b].total_cmp(&ours_s[a]));
+    let inversions = normal
+        .windows(2)
+        .filter(|w| theirs_s[w[0]] < theirs_s[w[1]])
+        .count();
+    assert_eq!(inversions, 0, "score order differs from llama.cpp's");
+}
+
+#[test]
+fn phi3_json_as_gguf_metadata_passes_the_vectors() {
+    let mut vocab = phi3_from_json();
+    // Scores alone, as llama.cpp reads them: the merges are rebuilt from them.
+    assert_eq!(vocab.merges, None);
+    let tok = Tokenizer::from_gguf_vocab(&vocab, "phi3 via convert").expect("build");
+    check_vectors(&tok);
+    for text in mixed_texts(300) {
+        assert_eq!(
+            tok.encode(&text, true).expect("encode"),
+            phi3_json().encode(&text, true).expect("encode"),
+            "{text:?}"
+        );
+    }
+    vocab.scores = None;
+    assert!(Tokenizer::from_gguf_vocab(&vocab, "no scores").is_err());
+}
+
+/// SmolLM2's vocabulary written as its published `tokenizer.json` lays it out.
+fn smollm2_json() -> String {
+    let vocab = smollm2_vocab();
+    let added: Vec<serde_json::Value> = (0..vocab.tokens.len())
+        .filter(|&i| vocab.token_type(i) == GgufVocab::TYPE_CONTROL)
+        .map(|i| serde_json::json!({"id": i, "content": vocab.tokens[i], "special": true}))
+        .collect();
+    let ids: serde_json::Map<String, serde_json::Value> = vocab
+        .tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), i.into()))
+        .collect();
+    serde_json::json!({
+        "added_tokens": added,
+        "normalizer": null,
+        "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+            {"type": "Digits", "individual_digits": true},
+            {"type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true}
+        ]},
+        "model": {"type": "BPE", "dropout": null, "unk_token": null, "byte_fallback": false,
+                  "vocab": ids, "merges": vocab.merges.clone().expect("merges")}
+    })
+    .to_string()
+}
+
+#[test]
+fn smollm2_json_as_gguf_metadata_equals_its_gguf() {
+    let theirs = smollm2_vocab();
+    let config = br#"{"bos_token": "<|im_start|>", "eos_token": "<|im_end|>",
+                      "unk_token": "<|endoftext|>", "pad_token": "<|im_end|>"}"#;
+    let ours = GgufVocab::from_tokenizer_json(smollm2_json().as_bytes(), Some(config), "smollm2")
+        .expect("convert");
+    assert_eq!(
+        (ours.model.as_str(), ours.pre.as_deref()),
+        ("gpt2", Some("smollm"))
+    );
+    assert_eq!(ours.tokens, theirs.tokens);
+    assert_eq!(ours.merges, theirs.merges);
+    assert_eq!(ours.token_types, theirs.token_types);
+    assert_eq!(ours.scores, None);
+    assert_eq!(
+        (ours.bos_id, ours.eos_id, ours.unk_id, ours.pad_id),
+        (theirs.bos_id, theirs.eos_id, theirs.unk_id, theirs.pad_id)
+    );
+    let tok = Tokenizer::from_gguf_vocab(&ours, "smollm2 via convert").expect("build");
+    for text in mixed_texts(300) {
+        assert_eq!(
+            tok.encode(&text, false).expect("encode"),
+            smollm2().encode(&text, false).expect("encode"),
+            "{text:?}"
+        );
     }
 }

@@ -9,11 +9,10 @@ use std::path::{Path, PathBuf};
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::Device;
-use mimir::engine::gguf::{
-    write_gguf, write_gguf_streaming, GgufError, GgufFile, TensorPlan, Value,
-};
+use mimir::engine::gguf::{write_gguf_streaming, GgufError, GgufFile, TensorPlan, Value};
 use mimir::engine::lora::Adapter;
-use mimir::engine::model::{gguf_tensors, open_hf_dir, Architecture, ModelError};
+use mimir::engine::model::{open_hf_dir, Architecture, GgufConversion, ModelError};
+use mimir::engine::tokenizer::{GgufVocab, TokenizerError};
 
 use crate::atomic_file::write_atomically;
 use crate::tiny::{gguf_metadata, Arch, GgufType, TinySpec};
@@ -24,6 +23,10 @@ pub enum ConvertError {
     /// The folder, or the adapter against it, is unreadable or inconsistent.
     #[error(transparent)]
     Model(#[from] ModelError),
+    /// The folder's `tokenizer.json` (or `tokenizer_config.json`) cannot be written as GGUF
+    /// tokenizer metadata; the message names the file.
+    #[error(transparent)]
+    Tokenizer(#[from] TokenizerError),
     /// Encoding the GGUF failed.
     #[error("{}: {source}", path.display())]
     Gguf {
@@ -58,15 +61,22 @@ pub enum ConvertError {
 /// Converts the model folder `model_dir` to a GGUF at `out` whose matrices are `quant` (norms
 /// F32; see [`GgufType::matrix_dtype`]), with `adapter` merged into the weights when given.
 /// The file is written to `out` + `.part`, synced, then renamed, so `out` is never a prefix.
-/// The GGUF carries no tokenizer (give `generate` a `--tokenizer`).
+///
+/// When the folder has a `tokenizer.json`, it goes into the GGUF as `tokenizer.*` metadata
+/// (with `tokenizer_config.json`'s special tokens and chat template; see
+/// [`GgufVocab::from_tokenizer_json`]), so llama.cpp and our engine load the file alone; the
+/// path of that `tokenizer.json` is returned. Without one the GGUF has no tokenizer (give
+/// `generate` a `--tokenizer`) and `None` is returned.
 pub fn convert(
     model_dir: &Path,
     adapter: Option<&Adapter>,
     quant: GgufType,
     out: &Path,
-) -> Result<(), ConvertError> {
+) -> Result<Option<PathBuf>, ConvertError> {
     let mut weights = open_hf_dir(model_dir)?;
     let c = weights.config().clone();
+    // Checked before the (slow) tensors, so a bad tokenizer fails at once.
+    let tokenizer = folder_tokenizer(model_dir, c.vocab)?;
     let spec = TinySpec {
         arch: match c.arch {
             Architecture::Phi3 => Arch::Phi3,
@@ -83,16 +93,22 @@ pub fn convert(
         rms_eps: c.rms_eps as f32,
         seed: 0,
     };
-    let tensors = gguf_tensors(&mut weights, adapter, |_, shape| {
+    let mut conversion = GgufConversion::new(&mut weights, adapter, |_, shape| {
         quant.matrix_dtype(shape.last().copied().unwrap_or(0))
     })?;
     let name = model_dir
         .file_name()
         .map_or_else(|| "model".to_owned(), |n| n.to_string_lossy().into_owned());
-    let metadata = gguf_metadata(&spec, quant, &name, &[]);
-    let refs: Vec<(String, &QTensor)> = tensors.iter().map(|(n, t)| (n.clone(), t)).collect();
+    let tokenizer_md = tokenizer
+        .as_ref()
+        .map(|(_, vocab)| vocab.to_metadata())
+        .unwrap_or_default();
+    let metadata = gguf_metadata(&spec, quant, &name, &tokenizer_md);
+    let plans = conversion.plans().to_vec();
+    // The first model error met while streaming: the writer only carries its own error type.
+    let mut failure: Option<ModelError> = None;
 
-    write_atomically(
+    let written = write_atomically(
         out,
         |path, doing, source| ConvertError::Io {
             path: path.to_owned(),
@@ -100,12 +116,62 @@ pub fn convert(
             source,
         },
         |writer| {
-            write_gguf(writer, &metadata, &refs).map_err(|source| ConvertError::Gguf {
+            write_gguf_streaming(writer, &metadata, &plans, |index| {
+                match conversion.tensor_bytes(index) {
+                    Ok(bytes) => Ok(Cow::Owned(bytes)),
+                    Err(error) => {
+                        let tensor = plans[index].name.clone();
+                        failure = Some(error);
+                        Err(GgufError::TensorNotFound {
+                            file: model_dir.display().to_string(),
+                            tensor,
+                        })
+                    }
+                }
+            })
+            .map_err(|source| ConvertError::Gguf {
                 path: out.to_owned(),
                 source,
             })
         },
-    )
+    );
+    match (written, failure) {
+        (Err(_), Some(error)) => return Err(error.into()),
+        (result, _) => result?,
+    }
+    Ok(tokenizer.map(|(path, _)| path))
+}
+
+/// The folder's `tokenizer.json` as GGUF metadata padded to `vocab` rows, or `None` when the
+/// folder has none.
+fn folder_tokenizer(
+    model_dir: &Path,
+    vocab: usize,
+) -> Result<Option<(PathBuf, GgufVocab)>, ConvertError> {
+    let json_path = model_dir.join("tokenizer.json");
+    let read = |path: &Path| {
+        std::fs::read(path).map_err(|source| ConvertError::Io {
+            path: path.to_owned(),
+            doing: "reading",
+            source,
+        })
+    };
+    if !json_path.is_file() {
+        return Ok(None);
+    }
+    let json = read(&json_path)?;
+    let config_path = model_dir.join("tokenizer_config.json");
+    let config = config_path
+        .is_file()
+        .then(|| read(&config_path))
+        .transpose()?;
+    let origin = match &config {
+        Some(_) => format!("{} (with tokenizer_config.json)", json_path.display()),
+        None => json_path.display().to_string(),
+    };
+    let mut tokens = GgufVocab::from_tokenizer_json(&json, config.as_deref(), &origin)?;
+    tokens.pad_to(vocab, &origin)?;
+    Ok(Some((json_path, tokens)))
 }
 
 /// Re-quantizes the GGUF `input` to `out`: every matrix (2-D tensor) whose type differs from

@@ -370,7 +370,14 @@ fn main() -> anyhow::Result<()> {
                 }
                 requantize_gguf(&model, quant, &out)?;
             } else {
-                convert(&model, adapter.as_ref(), quant, &out)?;
+                if convert(&model, adapter.as_ref(), quant, &out)?.is_none() {
+                    eprintln!(
+                        "note: {} has no tokenizer.json, so {} has no tokenizer metadata \
+                         (give generate a --tokenizer)",
+                        model.display(),
+                        out.display()
+                    );
+                }
             }
             println!("{}", out.display());
             Ok(())

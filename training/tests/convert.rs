@@ -8,6 +8,7 @@ use std::process::Command;
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::lora::Adapter;
 use mimir::engine::model::Model;
+use mimir::engine::tokenizer::{GgufVocab, Tokenizer};
 use mimir_train::convert::{convert, requantize_gguf};
 use mimir_train::tiny::{write_merged_gguf, write_tiny, GgufType, TinyFiles, TinySpec};
 
@@ -240,4 +241,115 @@ fn the_bundled_q8_0_model_is_the_catalogs_compact_file() {
             file.display()
         );
     }
+}
+
+/// A tiny Phi-3 folder with the real Phi-3 `tokenizer.json` and `tokenizer_config.json`
+/// beside its weights (the model has Phi-3's 32064 rows).
+fn phi3_folder_with_tokenizer(dir: &std::path::Path) -> std::path::PathBuf {
+    let files = write_tiny(&TinySpec::phi3(), dir, None).unwrap();
+    let hf = files.hf_config.parent().unwrap().to_owned();
+    let shared = phi3_vocab().parent().unwrap().to_owned();
+    for name in ["tokenizer.json", "tokenizer_config.json"] {
+        std::fs::copy(shared.join(name), hf.join(name)).unwrap();
+    }
+    hf
+}
+
+#[test]
+fn converting_a_folder_with_a_tokenizer_writes_llama_cpps_tokenizer_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let hf = phi3_folder_with_tokenizer(dir.path());
+    let out = dir.path().join("with-tokenizer.gguf");
+    let embedded = convert(&hf, None, GgufType::Q8_0, &out).unwrap();
+    assert_eq!(embedded, Some(hf.join("tokenizer.json")));
+
+    let read = |path: &std::path::Path| {
+        GgufFile::read(&mut BufReader::new(File::open(path).unwrap()), "gguf").unwrap()
+    };
+    let (ours, theirs) = (read(&out), read(&phi3_vocab()));
+    let vocab = GgufVocab::from_gguf(&ours).unwrap();
+    let reference = GgufVocab::from_gguf(&theirs).unwrap();
+    assert_eq!(vocab.model, "llama");
+    assert_eq!(vocab.tokens, reference.tokens);
+    assert_eq!(
+        vocab
+            .chat_template
+            .as_deref()
+            .map(|t| t.contains("<|assistant|>")),
+        Some(true)
+    );
+    assert_eq!(
+        (vocab.bos_id, vocab.eos_id),
+        (reference.bos_id, reference.eos_id)
+    );
+
+    // The engine's tokenizer from the GGUF alone encodes a chat prompt as tokenizer.json does.
+    let from_gguf = Tokenizer::from_gguf_vocab(&vocab, "with-tokenizer.gguf").unwrap();
+    let json = std::fs::read(hf.join("tokenizer.json")).unwrap();
+    let from_json = Tokenizer::from_json_bytes(&json, "tokenizer.json").unwrap();
+    let prompt = "<|system|>\nYou are Mimir.<|end|>\n<|user|>\nWhat is 7 × 8?  Größe 🤖<|end|>\n<|assistant|>\n";
+    assert_eq!(
+        from_gguf.encode(prompt, true).unwrap(),
+        from_json.encode(prompt, true).unwrap()
+    );
+
+    // `generate` needs no --tokenizer for it.
+    let output = Command::new(env!("CARGO_BIN_EXE_mimir-train"))
+        .args([
+            "generate",
+            "--prompt",
+            "Hello",
+            "--max-new-tokens",
+            "3",
+            "--ignore-eos",
+            "--model",
+        ])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let reply: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        reply["tokens"].as_array().map(Vec::len),
+        Some(3),
+        "{stdout}"
+    );
+    assert!(reply["text"].is_string(), "{stdout}");
+}
+
+#[test]
+fn a_tokenizer_larger_than_the_model_is_an_error_naming_it_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = TinySpec {
+        vocab: 1000,
+        ..TinySpec::llama()
+    };
+    let files = write_tiny(&small, dir.path(), None).unwrap();
+    let hf = files.hf_config.parent().unwrap();
+    std::fs::copy(
+        phi3_vocab().parent().unwrap().join("tokenizer.json"),
+        hf.join("tokenizer.json"),
+    )
+    .unwrap();
+    let out = dir.path().join("out.gguf");
+    let error = convert(hf, None, GgufType::F32, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        error.contains("tokenizer.json") && error.contains("rows"),
+        "{error}"
+    );
+    assert!(!out.exists());
+
+    std::fs::write(hf.join("tokenizer.json"), b"{\"model\": ").unwrap();
+    let error = convert(hf, None, GgufType::F32, &out)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("tokenizer.json"), "{error}");
+    assert!(!out.exists());
 }

@@ -25,7 +25,7 @@ use crate::engine::lora::{Adapter, LoraError, TargetModule};
 pub use adapt::gguf_name;
 pub(crate) use adapt::permute_for_rope;
 pub use config::{Architecture, ModelConfig};
-pub use export::gguf_tensors;
+pub use export::GgufConversion;
 pub use layers::{Embedding, KvCache, Linear, LoraDelta, RmsNorm, Rope};
 
 #[cfg(not(target_arch = "wasm32"))]

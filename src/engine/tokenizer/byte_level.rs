@@ -112,6 +112,22 @@ impl PreSplit {
     }
 }
 
+/// The `tokenizer.ggml.pre` name for a `tokenizer.json` pre-tokenizer (as JSON) that is
+/// exactly one of the split rules built here, or `None`. The name is the one llama.cpp's
+/// converter writes for a well-known model of that rule.
+pub(super) fn pre_name_of(pre_tokenizer: &serde_json::Value) -> Option<&'static str> {
+    const NAMES: [(PreSplit, &str); 4] = [
+        (PreSplit::Gpt2, "gpt-2"),
+        (PreSplit::DigitsThenGpt2, "smollm"),
+        (PreSplit::Llama3, "llama-bpe"),
+        (PreSplit::Qwen2, "qwen2"),
+    ];
+    NAMES.into_iter().find_map(|(split, name)| {
+        let ours = split.pre_tokenizer("pre_name_of").ok()?;
+        (serde_json::to_value(&ours).ok()? == *pre_tokenizer).then_some(name)
+    })
+}
+
 /// Builds the tokenizer of a `"gpt2"` vocabulary (added tokens are added by the caller).
 pub(super) fn build(
     vocab: &GgufVocab,

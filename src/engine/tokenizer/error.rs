@@ -40,6 +40,15 @@ pub enum TokenizerError {
         supported: String,
     },
 
+    /// A `tokenizer.json` describes a tokenizer GGUF metadata cannot express.
+    #[error("{origin}: cannot write this tokenizer.json as GGUF metadata: {problem}")]
+    UnsupportedJson {
+        /// Where the JSON came from.
+        origin: String,
+        /// What it holds that has no GGUF form.
+        problem: String,
+    },
+
     /// The GGUF vocabulary metadata is inconsistent or incomplete.
     #[error("{origin}: invalid tokenizer metadata: {problem}")]
     InvalidVocab {

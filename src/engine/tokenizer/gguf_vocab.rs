@@ -41,6 +41,8 @@ pub struct GgufVocab {
     /// `tokenizer.ggml.add_bos_token`; absent means `true` for `"llama"` and `false`
     /// for `"gpt2"`, as in llama.cpp.
     pub add_bos: Option<bool>,
+    /// `tokenizer.ggml.add_eos_token` (encoding never appends EOS; kept for writers).
+    pub add_eos: Option<bool>,
     /// `tokenizer.ggml.add_space_prefix`; only `"llama"` reads it (absent means `true`).
     pub add_space_prefix: Option<bool>,
     /// `tokenizer.ggml.pre`: the pre-tokenizer name llama.cpp uses to pick the split
@@ -106,6 +108,7 @@ impl GgufVocab {
             unk_id: id("tokenizer.ggml.unknown_token_id")?,
             pad_id: id("tokenizer.ggml.padding_token_id")?,
             add_bos: flag("tokenizer.ggml.add_bos_token")?,
+            add_eos: flag("tokenizer.ggml.add_eos_token")?,
             add_space_prefix: flag("tokenizer.ggml.add_space_prefix")?,
             pre: text("tokenizer.ggml.pre")?,
             architecture: text("general.architecture")?,

@@ -9,6 +9,7 @@
 mod byte_level;
 mod error;
 mod gguf_vocab;
+mod hf_vocab;
 mod sentencepiece;
 mod stream;
 

@@ -28,7 +28,8 @@ pub fn export_merged_gguf(run: &Path, out: &Path, quant: GgufType) -> Result<(),
     let (config, weights) = run_adapter(run)?;
     let adapter = Adapter::from_peft(&config, &weights, &run.display().to_string())?;
     if info.model.is_dir() {
-        return Ok(convert(&info.model, Some(&adapter), quant, out)?);
+        convert(&info.model, Some(&adapter), quant, out)?;
+        return Ok(());
     }
     let gguf_error = |path: &Path| {
         let path = path.to_owned();
