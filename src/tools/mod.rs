@@ -4,7 +4,8 @@
 //! (`{"tool": "calculator", "expression": "7*8"}`) or what [`route`] derives from an obvious
 //! student message ("What is 7 times 8?"). [`run`] executes it; the [`ToolResult`] goes back
 //! to the model as the context line `calculator: 7*8 = 56` (see
-//! [`ToolResult::context_line`]) and to the chat as a small note.
+//! [`ToolResult::context_line`]) and to the chat as a small note. [`claim`] finds an
+//! arithmetic answer a student wants checked, so the calculator can say whether it is right.
 
 pub mod calculator;
 pub mod date_time;
@@ -163,6 +164,85 @@ pub fn route(message: &str) -> Option<ToolCall> {
     })
 }
 
+/// An arithmetic answer the student states for checking: "I think 9 + 8 = 16",
+/// "Is 7 times 8 equal to 54?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The calculation, canonical (`9 + 8`).
+    pub expression: String,
+    /// The answer the student gave, as written (`16`).
+    pub claimed: String,
+}
+
+impl Claim {
+    /// Whether the claimed value is the expression's exact value (`None` when either does
+    /// not compute, e.g. a division by zero).
+    pub fn is_right(&self) -> Option<bool> {
+        let value = calculate(&self.expression).ok()?.value;
+        Some(calculate(&self.claimed).ok()?.value == value)
+    }
+}
+
+/// Words an arithmetic expression may contain besides numbers and operator signs.
+const ARITHMETIC_WORDS: &[&str] = &[
+    "plus",
+    "minus",
+    "times",
+    "x",
+    "multiplied",
+    "divided",
+    "by",
+    "over",
+    "of",
+    "squared",
+    "cubed",
+    "square",
+    "root",
+    "sqrt",
+];
+
+/// The arithmetic claim in `message`: exactly one `=` (or "equals", "equal to") with an
+/// arithmetic expression before it and a number after it. Variables (`3x + 2 = 14`), two
+/// equations, or words in the expression give `None`, since the check must be certain.
+pub fn claim(message: &str) -> Option<Claim> {
+    let lower = format!(" {} ", message.to_lowercase().replace('’', "'"));
+    let text = lower
+        .replace(" is equal to ", " = ")
+        .replace(" equal to ", " = ")
+        .replace(" equals ", " = ");
+    let (left, right) = text.split_once('=')?;
+    if right.contains('=') {
+        return None;
+    }
+    let claimed: String = right
+        .trim_start()
+        .chars()
+        .take_while(|c| c.is_ascii_digit() || matches!(c, '.' | '/' | '-' | ','))
+        .collect();
+    let claimed = claimed.trim_end_matches(['.', ',']).replace(',', "");
+    if claimed.is_empty() || calculate(&claimed).is_err() {
+        return None;
+    }
+    let words: Vec<&str> = left.split_whitespace().collect();
+    let arithmetic = |word: &str| {
+        ARITHMETIC_WORDS.contains(&word)
+            || word
+                .chars()
+                .all(|c| c.is_ascii_digit() || "+-*/×÷^().,%√·".contains(c))
+    };
+    (0..words.len()).find_map(|start| {
+        let part = &words[start..];
+        if !part.iter().all(|w| arithmetic(w)) {
+            return None;
+        }
+        let expr = calculator::parse(&part.join(" ")).ok()?;
+        expr.is_operation().then(|| Claim {
+            expression: expr.to_string(),
+            claimed: claimed.clone(),
+        })
+    })
+}
+
 /// `text` without question openings and endings: "can you calculate 7 x 8 please" →
 /// "7 x 8".
 fn strip_question(mut text: &str) -> &str {
@@ -238,6 +318,46 @@ mod tests {
         ] {
             assert_eq!(route(message), call, "{message}");
         }
+    }
+
+    #[test]
+    fn claims_are_found_only_when_certain() {
+        let found =
+            |m: &str| claim(m).map(|c| (c.expression.clone(), c.claimed.clone(), c.is_right()));
+        let claim_of = |e: &str, v: &str, right| Some((e.to_owned(), v.to_owned(), Some(right)));
+        assert_eq!(
+            found("I think 9 + 8 = 16. Am I right?"),
+            claim_of("9 + 8", "16", false)
+        );
+        assert_eq!(
+            found("Check my answer: 5 × 5 = 25."),
+            claim_of("5*5", "25", true)
+        );
+        assert_eq!(
+            found("Is 7 times 8 equal to 54?"),
+            claim_of("7*8", "54", false)
+        );
+        assert_eq!(
+            found("1/2 + 1/4 equals 3/4, right?"),
+            claim_of("1/2 + 1/4", "3/4", true)
+        );
+        assert_eq!(
+            found("0.1 + 0.2 = 0.3?"),
+            claim_of("0.1 + 0.2", "0.3", true)
+        );
+        for message in [
+            "I got x = 4 for 3x + 2 = 14. Is that right?",
+            "Is 3x + 2 = 14 when x = 4?",
+            "Solve 2x + 3 = 7",
+            "E = mc^2, right?",
+            "The answer = forty",
+            "What is 7 times 8?",
+            "5 = 5",
+        ] {
+            assert_eq!(claim(message), None, "{message}");
+        }
+        let undefined = claim("Is 5/0 = 0?").unwrap();
+        assert_eq!(undefined.is_right(), None);
     }
 
     #[test]

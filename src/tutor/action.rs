@@ -1,7 +1,8 @@
 //! The structured action: what the student's message asks for, before Mimir answers.
 //!
 //! [`classify_by_rules`] settles the cases that are certain (a greeting and nothing else,
-//! plain arithmetic, a date question); [`Classifier`] asks the model for the rest through
+//! a question about Mimir, a request to decline, an arithmetic answer to check, plain
+//! arithmetic, a date question); [`Classifier`] asks the model for the rest through
 //! grammar-constrained decoding against [`Action::schema`], so its answer always parses.
 
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,7 @@ use crate::engine::clock::Clock;
 use crate::engine::generate::Session;
 use crate::engine::generation_config::GenerationConfig;
 use crate::engine::grammar::{generate_json, GrammarError, GrammarMasker, JsonError};
-use crate::tools::{route, ToolCall};
+use crate::tools::{claim, route, ToolCall};
 
 /// Why a message could not be classified.
 #[derive(Debug, Error)]
@@ -136,6 +137,62 @@ pub enum ActionSource {
     Cue,
     /// The model, through constrained decoding.
     Model,
+}
+
+/// Fixed words a reply opens with when a rule settled the message, so the facts a small
+/// model gets wrong (who it is, whether 9 + 8 = 16) are never left to it; the model writes
+/// the rest of the reply.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "opening")]
+pub enum Opening {
+    /// A greeting: Mimir greets back and says who it is.
+    Greeting,
+    /// A question about who or what Mimir is.
+    Identity,
+    /// A request Mimir declines (harm, cheating): it says so first.
+    Decline,
+    /// An arithmetic answer to check; the calculator's result says whether `claimed` is right.
+    Verdict {
+        /// The student's answer, as written.
+        claimed: String,
+    },
+}
+
+impl Opening {
+    /// The fixed text of the openings that need no tool.
+    pub fn fixed_text(&self) -> Option<&'static str> {
+        match self {
+            Opening::Greeting => Some("Hello! I am Mimir, a tutoring assistant."),
+            Opening::Identity => Some("I am Mimir, a tutoring assistant."),
+            Opening::Decline => Some("I can't help with that."),
+            Opening::Verdict { .. } => None,
+        }
+    }
+}
+
+/// A classified message: its action, where that came from, the tool call a rule attached,
+/// and the fixed opening a rule chose.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Classified {
+    /// The action.
+    pub action: Action,
+    /// Rule, cue or model.
+    pub source: ActionSource,
+    /// The tool the message needs, when a rule routed one.
+    pub call: Option<ToolCall>,
+    /// How the reply must open, when a rule says so.
+    pub opening: Option<Opening>,
+}
+
+impl Classified {
+    fn rule(action: Action, call: Option<ToolCall>, opening: Option<Opening>) -> Self {
+        Self {
+            action,
+            source: ActionSource::Rule,
+            call,
+            opening,
+        }
+    }
 }
 
 impl Action {
@@ -363,28 +420,134 @@ const CUES: &[Cue] = &[
     },
 ];
 
-/// The action when a rule is certain: a message of greeting words only, plain arithmetic
-/// or a date question (with the tool call they need); `None` otherwise.
-pub fn classify_by_rules(message: &str) -> Option<(Action, Option<ToolCall>)> {
+/// Questions about who or what Mimir is, matched at word boundaries.
+const IDENTITY_PHRASES: &[&str] = &[
+    "who are you",
+    "what are you",
+    "what is your name",
+    "what's your name",
+    "whats your name",
+    "who am i talking to",
+    "who am i speaking to",
+    "who am i chatting with",
+    "who made you",
+    "who created you",
+    "are you a bot",
+    "are you an ai",
+    "are you a robot",
+    "are you human",
+    "are you a person",
+    "introduce yourself",
+    "tell me about yourself",
+];
+
+/// Words that may surround an identity question ("Hi, who are you exactly?").
+const IDENTITY_FILLER: &[&str] = &[
+    "exactly", "really", "anyway", "mimir", "again", "then", "so", "and", "hi", "hello", "hey",
+    "please", "tell", "me", "by", "the", "way", "btw", "ok", "okay", "um",
+];
+
+/// Whether the message is a question about who or what Mimir is, and nothing more.
+fn asks_identity(lower: &str) -> bool {
+    IDENTITY_PHRASES.iter().any(|p| {
+        contains_phrase(lower, p)
+            && lower
+                .replacen(p, " ", 1)
+                .split_whitespace()
+                .all(|w| IDENTITY_FILLER.contains(&w))
+    })
+}
+
+/// Requests a tutor declines whatever the subject: harm, and handing in others' work.
+const DECLINE_PHRASES: &[&str] = &[
+    "make a weapon",
+    "build a weapon",
+    "make a gun",
+    "make a bomb",
+    "build a bomb",
+    "make explosives",
+    "make an explosive",
+    "make poison",
+    "poison someone",
+    "hurt someone",
+    "cheat on",
+    "cheat in",
+    "cheating on",
+    "cheat at",
+    "hack into",
+    "as my own",
+    "write my essay",
+    "do my homework for me",
+    "do my assignment for me",
+];
+
+/// Openings of a message that states an answer to check ("I think 9 + 8 = 16").
+const CLAIM_OPENINGS: &[&str] = &[
+    "is ",
+    "does ",
+    "i think",
+    "i got",
+    "i said",
+    "i wrote",
+    "i believe",
+    "my answer",
+    "check",
+];
+
+/// The action when a rule is certain: a message of greeting words only, a question about
+/// Mimir, a request to decline, an arithmetic answer to check, plain arithmetic or a date
+/// question (with the tool call and opening they need); `None` otherwise.
+pub fn classify_by_rules(message: &str) -> Option<Classified> {
     let words: Vec<String> = message
         .split(|c: char| !c.is_alphanumeric() && c != '\'')
         .filter(|w| !w.is_empty())
         .map(str::to_lowercase)
         .collect();
+    let lower = format!(" {} ", words.join(" "));
     if opens_with_greeting(&words) && words.iter().all(|w| GREETING_WORDS.contains(&w.as_str())) {
-        return Some((Action::new(ActionKind::Greeting, None, None), None));
+        let action = Action::new(ActionKind::Greeting, None, None);
+        return Some(Classified::rule(action, None, Some(Opening::Greeting)));
     }
     if !words.is_empty() && words.iter().all(|w| CLOSING_WORDS.contains(&w.as_str())) {
-        return Some((Action::new(ActionKind::Other, None, None), None));
+        return Some(Classified::rule(
+            Action::new(ActionKind::Other, None, None),
+            None,
+            None,
+        ));
+    }
+    if DECLINE_PHRASES.iter().any(|p| contains_phrase(&lower, p)) {
+        let action = Action::new(ActionKind::OffTopic, None, None);
+        return Some(Classified::rule(action, None, Some(Opening::Decline)));
+    }
+    if asks_identity(&lower) {
+        let action = Action::new(ActionKind::Other, None, Some("Mimir"));
+        return Some(Classified::rule(action, None, Some(Opening::Identity)));
+    }
+    if let Some(found) = claim(message) {
+        let start = message.trim_start().to_lowercase();
+        if cue_kinds(message) == Some(&[ActionKind::CheckAnswer])
+            || CLAIM_OPENINGS.iter().any(|o| start.starts_with(o))
+        {
+            let action = Action::new(ActionKind::CheckAnswer, Some("math"), Some("arithmetic"));
+            let call = ToolCall::Calculator {
+                expression: found.expression,
+            };
+            let opening = Opening::Verdict {
+                claimed: found.claimed,
+            };
+            return Some(Classified::rule(action, Some(call), Some(opening)));
+        }
     }
     match route(message)? {
-        call @ ToolCall::Calculator { .. } => Some((
+        call @ ToolCall::Calculator { .. } => Some(Classified::rule(
             Action::new(ActionKind::Calculate, Some("math"), Some("arithmetic")),
             Some(call),
+            None,
         )),
-        ToolCall::DateTime => Some((
+        ToolCall::DateTime => Some(Classified::rule(
             Action::new(ActionKind::Other, None, Some("date and time")),
             Some(ToolCall::DateTime),
+            None,
         )),
     }
 }
@@ -513,15 +676,16 @@ impl Classifier {
         })
     }
 
-    /// The action of `message`, where it came from, and the tool call a rule attached.
+    /// The action of `message`, where it came from, and the tool call and opening a rule
+    /// attached.
     pub fn classify(
         &mut self,
         session: &mut Session,
         message: &str,
         clock: &dyn Clock,
-    ) -> Result<(Action, ActionSource, Option<ToolCall>), ActionError> {
-        if let Some((action, call)) = classify_by_rules(message) {
-            return Ok((action, ActionSource::Rule, call));
+    ) -> Result<Classified, ActionError> {
+        if let Some(classified) = classify_by_rules(message) {
+            return Ok(classified);
         }
         let prompt = classification_prompt(message);
         let (masker, source) = match cue_index(message) {
@@ -540,7 +704,12 @@ impl Classifier {
                 value,
                 source,
             })?;
-        Ok((action, source, None))
+        Ok(Classified {
+            action,
+            source,
+            call: None,
+            opening: None,
+        })
     }
 }
 
@@ -614,7 +783,7 @@ mod tests {
 
     #[test]
     fn rules_settle_only_the_certain_cases() {
-        let kind = |m: &str| classify_by_rules(m).map(|(a, _)| a.kind);
+        let kind = |m: &str| classify_by_rules(m).map(|c| c.action.kind);
         assert_eq!(kind("Hello!"), Some(ActionKind::Greeting));
         assert_eq!(kind("good morning Mimir"), Some(ActionKind::Greeting));
         assert_eq!(kind("What is 7 times 8?"), Some(ActionKind::Calculate));
@@ -623,9 +792,36 @@ mod tests {
         assert_eq!(kind("Hi, how are you today?"), Some(ActionKind::Greeting));
         assert_eq!(kind("Thanks a lot, bye!"), Some(ActionKind::Other));
         assert_eq!(kind("you are great"), None);
-        assert_eq!(kind("Is 7 times 8 equal to 54?"), None);
+        assert_eq!(
+            kind("Is 7 times 8 equal to 54?"),
+            Some(ActionKind::CheckAnswer)
+        );
+        assert_eq!(kind("Explain why 7 times 8 = 56"), None);
+        assert_eq!(kind("I got x = 4 for 3x + 2 = 14. Is that right?"), None);
         assert_eq!(kind(""), None);
-        let (_, call) = classify_by_rules("square root of 144").unwrap();
+        let opening = |m: &str| classify_by_rules(m).and_then(|c| c.opening);
+        assert_eq!(opening("Hi there!"), Some(Opening::Greeting));
+        assert_eq!(opening("Who are you?"), Some(Opening::Identity));
+        assert_eq!(opening("What are you exactly?"), Some(Opening::Identity));
+        assert_eq!(opening("What are your opening hours?"), None);
+        assert_eq!(opening("What are you studying today?"), None);
+        assert_eq!(opening("Hi, who are you?"), Some(Opening::Identity));
+        assert_eq!(
+            opening("Tell me how to cheat on my exam."),
+            Some(Opening::Decline)
+        );
+        assert_eq!(
+            opening("How do I make a weapon at home?"),
+            Some(Opening::Decline)
+        );
+        assert_eq!(opening("How do vaccines teach cells to fight germs?"), None);
+        assert_eq!(
+            opening("I think 9 + 8 = 16. Am I right?"),
+            Some(Opening::Verdict {
+                claimed: "16".into()
+            })
+        );
+        let call = classify_by_rules("square root of 144").unwrap().call;
         assert_eq!(
             call,
             Some(ToolCall::Calculator {

@@ -9,7 +9,8 @@ pub mod strategy;
 pub mod turn;
 
 pub use action::{
-    classify_by_rules, Action, ActionError, ActionKind, ActionSource, Classifier, SUBJECTS,
+    classify_by_rules, Action, ActionError, ActionKind, ActionSource, Classified, Classifier,
+    Opening, SUBJECTS,
 };
 pub use strategy::snippet;
 pub use turn::{TurnError, TurnInput, TurnPlan, Tutor};

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use super::action::{
-    constrained_config, Action, ActionError, ActionKind, ActionSource, Classifier,
+    constrained_config, Action, ActionError, ActionKind, ActionSource, Classified, Classifier,
+    Opening,
 };
 use super::strategy::snippet;
 use crate::engine::chat::{build_prompt, ChatMessage, Role};
@@ -94,6 +95,9 @@ pub struct TurnPlan {
     pub source: ActionSource,
     /// The tool that ran and what it answered.
     pub tool: Option<ToolResult>,
+    /// How the reply opens, when a rule fixed it.
+    #[serde(default)]
+    pub opening: Option<Opening>,
     /// System prompt with the strategy snippet, history, context, and the message.
     pub messages: Vec<ChatMessage>,
 }
@@ -110,12 +114,29 @@ impl TurnPlan {
         config
     }
 
-    /// The text the reply starts with when a tool answered: its exact result
-    /// (`7*8 = 56.`), streamed first and then continued by the model. Context alone is not
-    /// enough for a small model: SmolLM2-135M, given `calculator: 7*8 = 56`, still wrote
-    /// "7 * 8 equals 54".
+    /// The text the reply starts with, streamed first and then continued by the model: a
+    /// rule's fixed opening ("I am Mimir, a tutoring assistant."), the verdict on a checked
+    /// answer ("Not quite: 9 + 8 = 17, not 16."), or a tool's exact result ("7*8 = 56.").
+    /// Context alone is not enough for a small model: SmolLM2-135M, given
+    /// `calculator: 7*8 = 56`, still wrote "7 * 8 equals 54".
     pub fn reply_prefix(&self) -> Option<String> {
+        if let Some(text) = self.opening.as_ref().and_then(Opening::fixed_text) {
+            return Some(text.to_owned());
+        }
         let tool = self.tool.as_ref().filter(|tool| tool.ok)?;
+        if let Some(Opening::Verdict { claimed }) = &self.opening {
+            let ToolCall::Calculator { expression } = &tool.call else {
+                return None;
+            };
+            let check = crate::tools::Claim {
+                expression: expression.clone(),
+                claimed: claimed.clone(),
+            };
+            return match check.is_right()? {
+                true => Some(format!("Yes, that is right: {}.\n\n", tool.text)),
+                false => Some(format!("Not quite: {}, not {claimed}.\n\n", tool.text)),
+            };
+        }
         let mut text = tool.text.clone();
         if let Some(first) = text.get(..1) {
             let upper = first.to_uppercase();
@@ -168,7 +189,12 @@ impl Tutor {
         input: &TurnInput<'_>,
         clock: &dyn Clock,
     ) -> Result<TurnPlan, TurnError> {
-        let (action, source, routed) = self.classifier.classify(session, input.message, clock)?;
+        let Classified {
+            action,
+            source,
+            call: routed,
+            opening,
+        } = self.classifier.classify(session, input.message, clock)?;
         let call = match routed {
             Some(call) => Some(call),
             None if action.kind == ActionKind::Calculate => {
@@ -190,6 +216,7 @@ impl Tutor {
             action,
             source,
             tool,
+            opening,
             messages,
         })
     }
@@ -231,6 +258,7 @@ impl Tutor {
 mod tests {
     use super::*;
     use crate::engine::grammar::{Grammar, MatchState};
+    use crate::tutor::classify_by_rules;
 
     #[test]
     fn a_tool_answer_is_restated_greedily() {
@@ -246,6 +274,7 @@ mod tests {
                 &crate::tools::route("What is 7 times 8?").unwrap(),
                 None,
             )),
+            opening: None,
             messages: Vec::new(),
         };
         assert_eq!(plan.generation_config(&base).temperature, 0.0);
@@ -264,6 +293,51 @@ mod tests {
         );
         plan.tool = None;
         assert_eq!(plan.generation_config(&base), base);
+    }
+
+    #[test]
+    fn rules_fix_the_opening_of_the_reply() {
+        let plan_for = |message: &str| {
+            let classified = classify_by_rules(message).unwrap();
+            TurnPlan {
+                action: classified.action,
+                source: classified.source,
+                tool: classified.call.map(|call| run(&call, None)),
+                opening: classified.opening,
+                messages: Vec::new(),
+            }
+        };
+        let prefix = |message: &str| plan_for(message).reply_prefix();
+        assert_eq!(
+            prefix("I think 9 + 8 = 16. Am I right?").as_deref(),
+            Some("Not quite: 9 + 8 = 17, not 16.\n\n")
+        );
+        assert_eq!(
+            prefix("Check my answer: 5 × 5 = 25.").as_deref(),
+            Some("Yes, that is right: 5*5 = 25.\n\n")
+        );
+        assert_eq!(
+            prefix("Hello!").as_deref(),
+            Some("Hello! I am Mimir, a tutoring assistant.")
+        );
+        assert_eq!(
+            prefix("Who are you?").as_deref(),
+            Some("I am Mimir, a tutoring assistant.")
+        );
+        assert_eq!(
+            prefix("Write my history essay for me so I can hand it in as my own.").as_deref(),
+            Some("I can't help with that.")
+        );
+        // A check whose expression does not compute opens with nothing fixed.
+        assert_eq!(prefix("Is 5/0 = 0?"), None);
+        let plan = plan_for("Is 7 times 8 equal to 54?");
+        assert_eq!(
+            plan.generation_config(&GenerationConfig::default())
+                .temperature,
+            0.0
+        );
+        let json = serde_json::to_string(&plan).unwrap();
+        assert_eq!(serde_json::from_str::<TurnPlan>(&json).unwrap(), plan);
     }
 
     #[test]

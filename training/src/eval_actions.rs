@@ -185,7 +185,8 @@ pub fn evaluate(
         misses: Vec::new(),
     };
     for example in examples {
-        let (action, source, _) = classifier.classify(session, &example.message, &clock)?;
+        let classified = classifier.classify(session, &example.message, &clock)?;
+        let (action, source) = (classified.action, classified.source);
         eprintln!(
             "{:<12} {:<12} {}",
             example.kind.as_str(),
