@@ -64,6 +64,7 @@ test-wasm:
 	target/debug/mimir-train hub --root hub-data --port $(TEST_HUB_PORT) & hub=$$!; \
 	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
 	export MIMIR_TEST_HUB=http://127.0.0.1:$(TEST_HUB_PORT); \
+	cargo test -p mimir $(WASM) --lib && \
 	$(foreach t,$(WEB_TESTS),cargo test -p mimir $(WASM) --test $(t) &&) true
 
 dist:

@@ -103,6 +103,28 @@ pub struct Tier {
     pub config: String,
 }
 
+/// A PEFT adapter shipped with the app.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundledAdapter {
+    /// `adapter_config.json`.
+    pub config: BundledFile,
+    /// `adapter_model.safetensors`.
+    pub weights: BundledFile,
+}
+
+/// A file shipped with the app, on its own origin.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BundledFile {
+    /// URL relative to the page.
+    pub url: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Lowercase hex sha256.
+    pub sha256: String,
+}
+
 /// The two files of a PEFT LoRA adapter.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -127,6 +149,9 @@ pub struct CompactModel {
     pub sha256: String,
     /// The model's name in the server config ([`Catalog::settings`]): its generation settings.
     pub config: String,
+    /// Mimir's PEFT LoRA adapter for it, applied when it loads (the model works without).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapter: Option<BundledAdapter>,
 }
 
 /// Where the hub address in use came from.
@@ -245,15 +270,26 @@ impl Catalog {
                 return Err(bad(format!("{name}.sha256"), hash, SHA256_RULE));
             }
         }
-        if !is_plain_path(&self.compact.url) {
-            return Err(bad("compact.url".into(), &self.compact.url, PATH_RULE));
-        }
-        if !is_sha256(&self.compact.sha256) {
-            return Err(bad(
-                "compact.sha256".into(),
-                &self.compact.sha256,
-                SHA256_RULE,
+        let mut bundled = vec![("compact", &self.compact.url, &self.compact.sha256)];
+        if let Some(adapter) = &self.compact.adapter {
+            bundled.push((
+                "compact.adapter.config",
+                &adapter.config.url,
+                &adapter.config.sha256,
             ));
+            bundled.push((
+                "compact.adapter.weights",
+                &adapter.weights.url,
+                &adapter.weights.sha256,
+            ));
+        }
+        for (name, url, sha256) in bundled {
+            if !is_plain_path(url) {
+                return Err(bad(format!("{name}.url"), url, PATH_RULE));
+            }
+            if !is_sha256(sha256) {
+                return Err(bad(format!("{name}.sha256"), sha256, SHA256_RULE));
+            }
         }
         Ok(())
     }

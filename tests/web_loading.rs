@@ -8,7 +8,7 @@
 
 use std::cell::RefCell;
 
-use mimir::catalog::Catalog;
+use mimir::catalog::{BundledAdapter, BundledFile, Catalog};
 use mimir::engine::chat::ChatMessage;
 use mimir::engine::generation_config::GenerationConfig;
 use mimir::model_info::ModelType;
@@ -371,6 +371,87 @@ async fn every_hub_tier_failing_loads_the_compact_model() {
             .iter()
             .any(|w| w.contains("tokenizer")),
         "the tokenizer's failure is logged: {:?}",
+        outcome.perf.warnings
+    );
+}
+
+/// The adapter files under the compact revision, as a bundled adapter entry.
+async fn compact_adapter(weights_path: &str) -> BundledAdapter {
+    let file = |path: &str| {
+        let path = path.to_owned();
+        async move {
+            let url = format!("/jdesiree/Mimir-Phi-3.5/resolve/compact/{path}");
+            let bytes = bytes_of(&url).await;
+            BundledFile {
+                url: format!("{HUB}{url}"),
+                size: bytes.len() as u64,
+                sha256: hex(&Sha256::digest(&bytes)),
+            }
+        }
+    };
+    BundledAdapter {
+        config: file("adapter_config.json").await,
+        weights: file(weights_path).await,
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_compact_model_loads_with_its_bundled_adapter() {
+    let mut catalog = catalog().await;
+    catalog.tiers.clear();
+    catalog.compact.adapter = Some(compact_adapter("adapter_model.safetensors").await);
+    let dir = fresh("compact-adapter").await;
+    let outcome = load(&dir, &catalog).await;
+    let info = &loaded(&outcome).model_info;
+    assert_eq!(info.model_type, ModelType::Compact);
+    assert!(info.is_adapter);
+    let adapter_url = &catalog.compact.adapter.as_ref().unwrap().weights.url;
+    assert_eq!(info.fine_tuned_path.as_ref(), Some(adapter_url));
+    assert!(outcome.perf.warnings.iter().all(|w| !w.contains("adapter")));
+    // The adapter changes the model: its greedy tokens differ from the plain model's.
+    let with = greedy_tokens(outcome);
+    catalog.compact.adapter = None;
+    let plain = load(&fresh("compact-plain").await, &catalog).await;
+    assert!(!loaded(&plain).model_info.is_adapter);
+    assert_ne!(with, greedy_tokens(plain), "the adapter changed nothing");
+}
+
+/// Sixteen greedy tokens of the loaded model for a fixed prompt.
+fn greedy_tokens(mut outcome: Outcome) -> Vec<u32> {
+    let session = &mut outcome.result.as_mut().unwrap().session;
+    let pieces = session
+        .template()
+        .render(&[ChatMessage::user("What is 2 plus 2?")], true);
+    let prompt = session.tokenizer().encode_prompt(&pieces, true).unwrap();
+    let config = GenerationConfig {
+        max_tokens: 16,
+        temperature: 0.0,
+        ..GenerationConfig::phi3()
+    };
+    let generation = session
+        .generate(&prompt, &config, true, &BrowserClock, &mut |_| true)
+        .unwrap();
+    generation.tokens
+}
+
+#[wasm_bindgen_test]
+async fn a_broken_bundled_adapter_leaves_the_compact_model_working() {
+    let mut catalog = catalog().await;
+    catalog.tiers.clear();
+    // The config file where the weights should be: the adapter cannot load.
+    catalog.compact.adapter = Some(compact_adapter("adapter_config.json").await);
+    let outcome = load(&fresh("compact-adapter-broken").await, &catalog).await;
+    let info = &loaded(&outcome).model_info;
+    assert_eq!(info.model_type, ModelType::Compact);
+    assert!(!info.is_adapter);
+    assert_eq!(info.fine_tuned_path, None);
+    assert!(
+        outcome
+            .perf
+            .warnings
+            .iter()
+            .any(|w| w.contains("compact adapter") && w.contains("adapter_config.json")),
+        "{:?}",
         outcome.perf.warnings
     );
 }

@@ -69,12 +69,21 @@ pub fn status_view(status: &LoadStatus) -> StatusView {
                 ModelType::Compact => "Compact model".to_string(),
                 _ => "Base model".to_string(),
             },
-            tooltip: format!(
-                "{}: {} ({})",
-                info.model_type.as_str(),
-                info.base_model_path,
-                info.fallback_reason.as_deref().unwrap_or("fallback")
-            ),
+            tooltip: match &info.fine_tuned_path {
+                Some(adapter) if info.is_adapter => format!(
+                    "{}: {} with adapter {} ({})",
+                    info.model_type.as_str(),
+                    info.base_model_path,
+                    adapter,
+                    info.fallback_reason.as_deref().unwrap_or("fallback")
+                ),
+                _ => format!(
+                    "{}: {} ({})",
+                    info.model_type.as_str(),
+                    info.base_model_path,
+                    info.fallback_reason.as_deref().unwrap_or("fallback")
+                ),
+            },
         },
         LoadStatus::Failed(error) => StatusView {
             class: "status-button status-button-error",
@@ -116,6 +125,10 @@ pub fn StatusButton(#[prop(into)] status: Signal<LoadStatus>) -> impl IntoView {
 mod tests {
     use super::*;
     use crate::model_info::ModelInfo;
+    use wasm_bindgen_test::{wasm_bindgen_test as test, wasm_bindgen_test_configure};
+
+    // The library's browser-only unit tests (this module is wasm32-only) run in Chromium.
+    wasm_bindgen_test_configure!(run_in_browser);
 
     fn ready(model_type: ModelType, using_fallback: bool) -> LoadStatus {
         LoadStatus::Ready(ModelInfo {
@@ -151,6 +164,22 @@ mod tests {
         assert_eq!(
             status_view(&ready(ModelType::Compact, true)).label,
             "Compact model"
+        );
+        let LoadStatus::Ready(mut tuned) = ready(ModelType::Compact, true) else {
+            unreachable!()
+        };
+        tuned.is_adapter = true;
+        tuned.base_model_path = "models/SmolLM2-135M-Instruct.Q8_0.gguf".into();
+        tuned.fine_tuned_path = Some("public/adapters/smollm2/adapter_model.safetensors".into());
+        let compact = status_view(&LoadStatus::Ready(tuned));
+        assert!(
+            compact.class.ends_with("status-button-warning"),
+            "a fallback"
+        );
+        assert_eq!(
+            compact.tooltip,
+            "compact: models/SmolLM2-135M-Instruct.Q8_0.gguf with adapter \
+             public/adapters/smollm2/adapter_model.safetensors (adapter: bad shape)"
         );
     }
 

@@ -7,7 +7,7 @@ use std::io::{BufReader, Read};
 use super::cache::{CacheError, CachedFile, FileRequest, ModelCache};
 use super::fetch::Abort;
 use super::store::StorageError;
-use crate::catalog::{Catalog, RepoFile, Tier};
+use crate::catalog::{BundledAdapter, BundledFile, Catalog, RepoFile, Tier};
 use crate::engine::generate::Session;
 use crate::engine::generation_config::GenerationConfig;
 use crate::engine::lora::Adapter;
@@ -204,37 +204,89 @@ impl<'a> Loader<'a> {
 
     async fn compact_tier(&mut self, catalog: &Catalog) -> Result<Loaded, String> {
         let compact = &catalog.compact;
-        let url = web_sys::Url::new_with_base(&compact.url, &self.base_url)
-            .map(|u| u.href())
-            .map_err(|e| format!("{}: not a URL: {}", compact.url, super::js_error(&e)))?;
-        let request = FileRequest {
-            key: format!("compact\n{url}"),
-            url: url.clone(),
-            display: compact.name.clone(),
-            sha256: Some(compact.sha256.clone()),
-            size: Some(compact.size),
-            max_size: None,
+        let mut options = LoadOptions {
+            context_cap: CONTEXT_CAP,
+            ..LoadOptions::default()
         };
-        let file = self.fetch(&request).await?;
-        let session = load_session(
-            &file,
-            &compact.name,
-            &LoadOptions {
-                context_cap: CONTEXT_CAP,
-                ..LoadOptions::default()
-            },
-            None,
-        )?;
+        let mut adapter_url = None;
+        if let Some(adapter) = &compact.adapter {
+            // The offline tier must answer: an adapter that cannot be had or does not fit is
+            // a warning, and the model runs without it.
+            match self.bundled_adapter(adapter, options.clone()).await {
+                Ok(with_adapter) => {
+                    options = with_adapter;
+                    adapter_url = Some(adapter.weights.url.clone());
+                }
+                Err(e) if self.abort.is_aborted() => return Err(e),
+                Err(e) => self.perf.borrow_mut().warnings.push(format!(
+                    "compact adapter: {e}; {} runs without it",
+                    compact.name
+                )),
+            }
+        }
+        let file = self
+            .fetch(&self.bundled_request(
+                &compact.url,
+                &compact.name,
+                &compact.sha256,
+                compact.size,
+            )?)
+            .await?;
+        let session = load_session(&file, &compact.name, &options, None)?;
+        let mut info = model_info(
+            &session,
+            ModelType::Compact,
+            adapter_url.clone(),
+            compact.url.clone(),
+            format!("GGUF vocabulary of {}", compact.name),
+        );
+        info.is_adapter = adapter_url.is_some();
         Ok(Loaded {
-            model_info: model_info(
-                &session,
-                ModelType::Compact,
-                None,
-                compact.url.clone(),
-                format!("GGUF vocabulary of {}", compact.name),
-            ),
+            model_info: info,
             session,
             config: self.generation_config(catalog, &compact.config).await,
+        })
+    }
+
+    /// `options` with the bundled `adapter` (both files fetched through the cache and checked
+    /// against their sha256).
+    async fn bundled_adapter(
+        &mut self,
+        adapter: &BundledAdapter,
+        options: LoadOptions,
+    ) -> Result<LoadOptions, String> {
+        let read = |file: &BundledFile| -> Result<FileRequest, String> {
+            self.bundled_request(&file.url, &file.url, &file.sha256, file.size)
+        };
+        let (config_request, weights_request) = (read(&adapter.config)?, read(&adapter.weights)?);
+        // Each file is read and its exclusive OPFS handle closed before the next is opened.
+        let config = self.fetch(&config_request).await?;
+        let config = read_all(&config, &adapter.config.url)?;
+        let weights = self.fetch(&weights_request).await?;
+        let weights = read_all(&weights, &adapter.weights.url)?;
+        let config = String::from_utf8(config)
+            .map_err(|e| format!("{}: not UTF-8: {e}", adapter.config.url))?;
+        adapter_options(options, &config, &weights, &adapter.weights.url)
+    }
+
+    /// The request for a file shipped with the app at `url` (relative to the app's folder).
+    fn bundled_request(
+        &self,
+        url: &str,
+        display: &str,
+        sha256: &str,
+        size: u64,
+    ) -> Result<FileRequest, String> {
+        let absolute = web_sys::Url::new_with_base(url, &self.base_url)
+            .map(|u| u.href())
+            .map_err(|e| format!("{url}: not a URL: {}", super::js_error(&e)))?;
+        Ok(FileRequest {
+            key: format!("compact\n{absolute}"),
+            url: absolute,
+            display: display.to_owned(),
+            sha256: Some(sha256.to_owned()),
+            size: Some(size),
+            max_size: None,
         })
     }
 
