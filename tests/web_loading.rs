@@ -10,6 +10,7 @@ use std::cell::RefCell;
 
 use mimir::catalog::{BundledAdapter, BundledFile, Catalog};
 use mimir::engine::chat::ChatMessage;
+use mimir::engine::generate::Generation;
 use mimir::engine::generation_config::GenerationConfig;
 use mimir::model_info::ModelType;
 use mimir::perf_log::{PerfLog, TierAttempt};
@@ -401,7 +402,7 @@ async fn the_compact_model_loads_with_its_bundled_adapter() {
     catalog.tiers.clear();
     catalog.compact.adapter = Some(compact_adapter("adapter_model.safetensors").await);
     let dir = fresh("compact-adapter").await;
-    let outcome = load(&dir, &catalog).await;
+    let mut outcome = load(&dir, &catalog).await;
     let info = &loaded(&outcome).model_info;
     assert_eq!(info.model_type, ModelType::Compact);
     assert!(info.is_adapter);
@@ -409,29 +410,32 @@ async fn the_compact_model_loads_with_its_bundled_adapter() {
     assert_eq!(info.fine_tuned_path.as_ref(), Some(adapter_url));
     assert!(outcome.perf.warnings.iter().all(|w| !w.contains("adapter")));
     // The adapter changes the model: its greedy tokens differ from the plain model's.
-    let with = greedy_tokens(outcome);
+    let with = greedy(&mut outcome, 16).tokens;
     catalog.compact.adapter = None;
-    let plain = load(&fresh("compact-plain").await, &catalog).await;
+    let mut plain = load(&fresh("compact-plain").await, &catalog).await;
     assert!(!loaded(&plain).model_info.is_adapter);
-    assert_ne!(with, greedy_tokens(plain), "the adapter changed nothing");
+    assert_ne!(
+        with,
+        greedy(&mut plain, 16).tokens,
+        "the adapter changed nothing"
+    );
 }
 
-/// Sixteen greedy tokens of the loaded model for a fixed prompt.
-fn greedy_tokens(mut outcome: Outcome) -> Vec<u32> {
+/// The loaded model's greedy reply to a fixed question, `max_tokens` long (stop ids ignored).
+fn greedy(outcome: &mut Outcome, max_tokens: usize) -> Generation {
     let session = &mut outcome.result.as_mut().unwrap().session;
     let pieces = session
         .template()
         .render(&[ChatMessage::user("What is 2 plus 2?")], true);
     let prompt = session.tokenizer().encode_prompt(&pieces, true).unwrap();
     let config = GenerationConfig {
-        max_tokens: 16,
+        max_tokens,
         temperature: 0.0,
         ..GenerationConfig::phi3()
     };
-    let generation = session
+    session
         .generate(&prompt, &config, true, &BrowserClock, &mut |_| true)
-        .unwrap();
-    generation.tokens
+        .unwrap()
 }
 
 #[wasm_bindgen_test]
@@ -953,25 +957,8 @@ async fn cache_api_first_load_verifies_and_a_reload_makes_no_model_requests() {
     assert!(attempt.cache_bytes > 5_000_000, "{attempt:?}");
 
     // The weights read from the cached Blob give the same reply as a fresh download's.
-    let reply = |outcome: &mut Outcome| {
-        let session = &mut outcome.result.as_mut().unwrap().session;
-        let pieces = session
-            .template()
-            .render(&[ChatMessage::user("What is 2 plus 2?")], true);
-        let prompt = session.tokenizer().encode_prompt(&pieces, true).unwrap();
-        let config = GenerationConfig {
-            max_tokens: 4,
-            temperature: 0.0,
-            ..GenerationConfig::phi3()
-        };
-        let mut reply = session
-            .start(&prompt, &config, true, &BrowserClock)
-            .unwrap();
-        while reply.step().unwrap().is_some() {}
-        reply.finish().unwrap().text
-    };
     let mut first = first;
-    assert_eq!(reply(&mut first), reply(&mut second));
+    assert_eq!(greedy(&mut first, 4).text, greedy(&mut second, 4).text);
 }
 
 #[wasm_bindgen_test]
