@@ -408,6 +408,27 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_compact_adapter_matches_its_catalog_entry() {
+        use sha2::{Digest, Sha256};
+        let catalog = Catalog::from_json(SHIPPED, "public/catalog.json").unwrap();
+        let adapter = catalog
+            .compact
+            .adapter
+            .expect("the compact tier has Mimir's adapter");
+        for file in [adapter.config, adapter.weights] {
+            // URLs are relative to the page, whose folder holds `public/` as the repo does.
+            let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(&file.url);
+            let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            assert_eq!(bytes.len() as u64, file.size, "{}", file.url);
+            let digest: String = Sha256::digest(&bytes)
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect();
+            assert_eq!(digest, file.sha256, "{}", file.url);
+        }
+    }
+
+    #[test]
     fn every_model_has_settings_in_the_server_config() {
         let catalog = Catalog::from_json(SHIPPED, "public/catalog.json").unwrap();
         let settings = crate::server_config::ServerConfig::from_json(

@@ -20,7 +20,7 @@ pub enum Request {
     /// Find the best model the catalog (with its hub already chosen) allows and load it.
     Load {
         /// The catalog, with `?hub=` applied.
-        catalog: Catalog,
+        catalog: Box<Catalog>,
     },
     /// Answer the conversation; `messages` ends with the student's turn.
     Generate {

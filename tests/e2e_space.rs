@@ -172,6 +172,20 @@ fn space_bundle_holds_the_app_model_and_space_config_and_no_secrets() {
         "{} is bundled with the catalog's size",
         model.display()
     );
+    let adapter = catalog
+        .compact
+        .adapter
+        .as_ref()
+        .expect("the compact model's adapter is in the catalog");
+    for file in [&adapter.config, &adapter.weights] {
+        let path = space.join(&file.url);
+        assert_eq!(
+            std::fs::metadata(&path).map(|m| m.len()).ok(),
+            Some(file.size),
+            "{} is bundled with the catalog's size",
+            path.display()
+        );
+    }
 
     let lfs = read(&space.join(".gitattributes"));
     let lfs_patterns: Vec<&str> = lfs

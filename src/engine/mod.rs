@@ -11,5 +11,6 @@ pub mod hf;
 pub mod loop_guard;
 pub mod lora;
 pub mod model;
+pub mod number_guard;
 pub mod sampler;
 pub mod tokenizer;

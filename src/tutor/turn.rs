@@ -14,6 +14,7 @@ use crate::engine::clock::Clock;
 use crate::engine::generate::Session;
 use crate::engine::generation_config::GenerationConfig;
 use crate::engine::grammar::{generate_json, GrammarError, GrammarMasker, JsonError};
+use crate::engine::number_guard::NumberGuard;
 use crate::tools::{calculator, run, LocalDateTime, ToolCall, ToolResult};
 
 /// Why a turn could not be planned.
@@ -112,6 +113,25 @@ impl TurnPlan {
             config.temperature = 0.0;
         }
         config
+    }
+
+    /// The guard that keeps the reply to the numbers it was given, for a turn the calculator
+    /// answered: every number the model writes must occur in the student's message or the
+    /// result, so it cannot restate the result wrongly after the prefix.
+    pub fn number_guard(&self, session: &mut Session) -> Option<NumberGuard> {
+        let tool = self.tool.as_ref().filter(|tool| tool.ok)?;
+        if !matches!(tool.call, ToolCall::Calculator { .. }) {
+            return None;
+        }
+        let message = self
+            .messages
+            .last()
+            .filter(|m| m.role == Role::User)
+            .map_or("", |m| m.content.as_str());
+        Some(NumberGuard::new(
+            session.token_vocab(),
+            &[message, &tool.text],
+        ))
     }
 
     /// The text the reply starts with, streamed first and then continued by the model: a

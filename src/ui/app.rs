@@ -69,7 +69,7 @@ pub fn App() -> impl IntoView {
         let on_event = move |event: Event| match event {
             Event::Started => {
                 if let Err(e) = send(Request::Load {
-                    catalog: catalog.clone(),
+                    catalog: Box::new(catalog.clone()),
                 }) {
                     status.set(LoadStatus::Failed(e));
                 }

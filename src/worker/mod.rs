@@ -25,6 +25,7 @@ use crate::engine::chat::ChatMessage;
 use crate::engine::clock::Clock;
 use crate::engine::generate::Session;
 use crate::engine::generation_config::GenerationConfig;
+use crate::engine::number_guard::NumberGuard;
 use crate::model_info::ModelInfo;
 use crate::perf_log::PerfLog;
 use crate::protocol::{Event, Request};
@@ -412,20 +413,26 @@ fn plan_reply(
     messages: &[ChatMessage],
     config: &GenerationConfig,
     clock: &dyn Clock,
-) -> (Vec<ChatMessage>, Option<String>, GenerationConfig) {
+) -> (
+    Vec<ChatMessage>,
+    Option<String>,
+    GenerationConfig,
+    Option<NumberGuard>,
+) {
     let now = local_now();
     let Some(input) = TurnInput::from_messages(messages, Some(&now)) else {
-        return (messages.to_vec(), None, config.clone());
+        return (messages.to_vec(), None, config.clone(), None);
     };
     match plan_turn(state, session, &input, clock) {
         Ok(plan) => {
             let config = plan.generation_config(config);
             let prefix = plan.reply_prefix();
+            let guard = plan.number_guard(session);
             post(&Event::Turn {
                 action: plan.action,
                 tool: plan.tool,
             });
-            (plan.messages, prefix, config)
+            (plan.messages, prefix, config, guard)
         }
         Err(e) => {
             // The reply goes on without a strategy or tool rather than not at all.
@@ -434,7 +441,7 @@ fn plan_reply(
                 .borrow_mut()
                 .warnings
                 .push(format!("planning the turn failed, answering directly: {e}"));
-            (messages.to_vec(), None, config.clone())
+            (messages.to_vec(), None, config.clone(), None)
         }
     }
 }
@@ -446,9 +453,10 @@ async fn reply(
     config: &GenerationConfig,
 ) -> Result<(), String> {
     let clock = BrowserClock;
-    let (ids, ignore_eos, config) = match prompt {
+    let (ids, ignore_eos, config, mut guard) = match prompt {
         Prompt::Chat(messages) => {
-            let (messages, prefix, config) = plan_reply(state, session, messages, config, &clock);
+            let (messages, prefix, config, guard) =
+                plan_reply(state, session, messages, config, &clock);
             let pieces = session.template().render(&messages, true);
             let mut ids = session
                 .tokenizer()
@@ -463,13 +471,15 @@ async fn reply(
                 ids.extend(prefix_ids);
                 post(&Event::Token { text: prefix });
             }
-            (ids, false, config)
+            (ids, false, config, guard)
         }
-        Prompt::Tokens(ids) => (ids.clone(), true, config.clone()),
+        Prompt::Tokens(ids) => (ids.clone(), true, config.clone(), None),
     };
-    let mut reply = session
-        .start(&ids, &config, ignore_eos, &clock)
-        .map_err(|e| e.to_string())?;
+    let started = match guard.as_mut() {
+        Some(guard) => session.start_constrained(&ids, &config, &clock, guard),
+        None => session.start(&ids, &config, ignore_eos, &clock),
+    };
+    let mut reply = started.map_err(|e| e.to_string())?;
     loop {
         if state.stop.get() {
             reply.cancel();

@@ -73,12 +73,13 @@ pub fn evaluate(
     for item in items {
         let start = clock.now_ms();
         let messages = build_prompt(&options.system, item.context.as_deref(), &[], &item.prompt);
-        let (messages, prefix, turn) = match tutor.as_deref_mut() {
+        let (messages, prefix, mut guard, turn) = match tutor.as_deref_mut() {
             Some(tutor) => {
-                let (messages, prefix, turn) = tutor.plan(session, messages, clock);
-                (messages, prefix, Some(turn))
+                let planned = tutor.plan(session, messages, clock);
+                let (prefix, guard) = (planned.prefix, planned.guard);
+                (planned.messages, prefix, guard, Some(planned.record))
             }
-            None => (messages, None, None),
+            None => (messages, None, None, None),
         };
         let encode_error = |source| EvalError::Encode {
             id: item.id.clone(),
@@ -97,12 +98,23 @@ pub fn evaluate(
                 .encode(&prefix, false)
                 .map_err(encode_error)?,
         );
-        let reply = session
-            .generate(&ids, &options.generation, false, clock, &mut |_| true)
-            .map_err(|source| EvalError::Generate {
-                id: item.id.clone(),
-                source: Box::new(source),
-            })?;
+        let generate_error = |source| EvalError::Generate {
+            id: item.id.clone(),
+            source: Box::new(source),
+        };
+        let reply = match guard.as_mut() {
+            // A calculator turn keeps to the given numbers, as in the worker.
+            Some(guard) => {
+                let mut reply = session
+                    .start_constrained(&ids, &options.generation, clock, guard)
+                    .map_err(generate_error)?;
+                while reply.step().map_err(generate_error)?.is_some() {}
+                reply.finish().map_err(generate_error)?
+            }
+            None => session
+                .generate(&ids, &options.generation, false, clock, &mut |_| true)
+                .map_err(generate_error)?,
+        };
         let text = format!("{prefix}{}", reply.text).trim().to_owned();
         let result = ItemResult {
             id: item.id.clone(),

@@ -7,6 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use mimir::engine::chat::ChatMessage;
 use mimir::engine::clock::Clock;
 use mimir::engine::generate::Session;
+use mimir::engine::number_guard::NumberGuard;
 use mimir::tools::{DateTimeError, LocalDateTime, ToolResult};
 use mimir::tutor::{Action, ActionSource, TurnInput, Tutor};
 use serde::{Deserialize, Serialize};
@@ -169,6 +170,19 @@ impl TurnRecord {
     }
 }
 
+/// A planned turn as the worker generates it: the messages, the reply's forced start, the
+/// number guard, and what to record.
+pub struct PlannedTurn {
+    /// The messages the reply is generated from.
+    pub messages: Vec<ChatMessage>,
+    /// The text the reply starts with.
+    pub prefix: Option<String>,
+    /// Keeps the reply to the numbers of a calculator turn.
+    pub guard: Option<NumberGuard>,
+    /// The action, tool and any planning error.
+    pub record: TurnRecord,
+}
+
 impl TutorPlanning {
     /// Plans the turn for the app's `messages` as the worker does; when planning fails the
     /// reply goes on from `messages` as they are and the record says why.
@@ -177,29 +191,33 @@ impl TutorPlanning {
         session: &mut Session,
         messages: Vec<ChatMessage>,
         clock: &dyn Clock,
-    ) -> (Vec<ChatMessage>, Option<String>, TurnRecord) {
+    ) -> PlannedTurn {
         let Some(input) = TurnInput::from_messages(&messages, Some(&self.now)) else {
-            return (
+            return PlannedTurn {
                 messages,
-                None,
-                TurnRecord::failed("the last message is not the student's"),
-            );
+                prefix: None,
+                guard: None,
+                record: TurnRecord::failed("the last message is not the student's"),
+            };
         };
         match self.tutor.plan_turn(session, &input, clock) {
-            Ok(plan) => (
-                plan.messages.clone(),
-                plan.reply_prefix(),
-                TurnRecord {
+            Ok(plan) => PlannedTurn {
+                messages: plan.messages.clone(),
+                prefix: plan.reply_prefix(),
+                guard: plan.number_guard(session),
+                record: TurnRecord {
                     action: Some(plan.action),
                     source: Some(plan.source),
                     tool: plan.tool,
                     error: None,
                 },
-            ),
-            Err(e) => {
-                let record = TurnRecord::failed(&e.to_string());
-                (messages, None, record)
-            }
+            },
+            Err(e) => PlannedTurn {
+                messages,
+                prefix: None,
+                guard: None,
+                record: TurnRecord::failed(&e.to_string()),
+            },
         }
     }
 }
