@@ -10,7 +10,7 @@ use std::cell::RefCell;
 
 use mimir::catalog::{BundledAdapter, BundledFile, Catalog};
 use mimir::engine::chat::ChatMessage;
-use mimir::engine::generate::Generation;
+use mimir::engine::generate::{Generation, Session};
 use mimir::engine::generation_config::GenerationConfig;
 use mimir::model_info::ModelType;
 use mimir::perf_log::{PerfLog, TierAttempt};
@@ -265,10 +265,7 @@ async fn all_tiers_present_loads_the_fine_tuned_model_and_streams_a_reply() {
 
     // The step API the worker uses: four tokens, one at a time.
     let session = &mut outcome.result.as_mut().unwrap().session;
-    let pieces = session
-        .template()
-        .render(&[ChatMessage::user("What is 2 plus 2?")], true);
-    let prompt = session.tokenizer().encode_prompt(&pieces, true).unwrap();
+    let prompt = question_ids(session);
     let config = GenerationConfig {
         max_tokens: 4,
         ..GenerationConfig::phi3()
@@ -421,13 +418,18 @@ async fn the_compact_model_loads_with_its_bundled_adapter() {
     );
 }
 
-/// The loaded model's greedy reply to a fixed question, `max_tokens` long (stop ids ignored).
-fn greedy(outcome: &mut Outcome, max_tokens: usize) -> Generation {
-    let session = &mut outcome.result.as_mut().unwrap().session;
+/// The prompt ids of a fixed question in the model's chat template.
+fn question_ids(session: &Session) -> Vec<u32> {
     let pieces = session
         .template()
         .render(&[ChatMessage::user("What is 2 plus 2?")], true);
-    let prompt = session.tokenizer().encode_prompt(&pieces, true).unwrap();
+    session.tokenizer().encode_prompt(&pieces, true).unwrap()
+}
+
+/// The loaded model's greedy reply to a fixed question, `max_tokens` long (stop ids ignored).
+fn greedy(outcome: &mut Outcome, max_tokens: usize) -> Generation {
+    let session = &mut outcome.result.as_mut().unwrap().session;
+    let prompt = question_ids(session);
     let config = GenerationConfig {
         max_tokens,
         temperature: 0.0,
