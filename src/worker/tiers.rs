@@ -172,9 +172,11 @@ impl<'a> Loader<'a> {
             let config = read_all(&config, &adapter.config.display_path())?;
             let weights = self.fetch_hub(catalog, &adapter.weights, None).await?;
             let weights = read_all(&weights, &adapter.weights.display_path())?;
-            let config = String::from_utf8(config)
-                .map_err(|e| format!("{}: not UTF-8: {e}", adapter.config.display_path()))?;
-            options = adapter_options(options, &config, &weights, &adapter.weights.display_path())?;
+            options = adapter_options(
+                options,
+                (&config, &adapter.config.display_path()),
+                (&weights, &adapter.weights.display_path()),
+            )?;
             fine_tuned_path = Some(adapter.weights.display_path());
         }
         let tokenizer = self.hub_tokenizer(catalog).await;
@@ -264,9 +266,11 @@ impl<'a> Loader<'a> {
         let config = read_all(&config, &adapter.config.url)?;
         let weights = self.fetch(&weights_request).await?;
         let weights = read_all(&weights, &adapter.weights.url)?;
-        let config = String::from_utf8(config)
-            .map_err(|e| format!("{}: not UTF-8: {e}", adapter.config.url))?;
-        adapter_options(options, &config, &weights, &adapter.weights.url)
+        adapter_options(
+            options,
+            (&config, &adapter.config.url),
+            (&weights, &adapter.weights.url),
+        )
     }
 
     /// The request for a file shipped with the app at `url` (relative to the app's folder).
@@ -427,15 +431,17 @@ impl<'a> Loader<'a> {
     }
 }
 
-/// The engine options with the tier's PEFT adapter parsed and checked (shapes are checked
-/// against the base weights when the model loads).
+/// The engine options with a PEFT adapter parsed from its `adapter_config.json` and
+/// `adapter_model.safetensors` bytes, each given with the name its errors use (shapes are
+/// checked against the base weights when the model loads).
 fn adapter_options(
     options: LoadOptions,
-    config_json: &str,
-    weights: &[u8],
-    source: &str,
+    (config, config_name): (&[u8], &str),
+    (weights, weights_name): (&[u8], &str),
 ) -> Result<LoadOptions, String> {
-    let adapter = Adapter::from_peft(config_json, weights, source).map_err(|e| e.to_string())?;
+    let config =
+        std::str::from_utf8(config).map_err(|e| format!("{config_name}: not UTF-8: {e}"))?;
+    let adapter = Adapter::from_peft(config, weights, weights_name).map_err(|e| e.to_string())?;
     Ok(LoadOptions {
         adapter: Some(adapter),
         ..options
