@@ -259,7 +259,7 @@ impl Session {
             .take_while(|(a, b)| a == b)
             .count()
             .min(prompt.len() - 1);
-        self.model.truncate_cache(reused)?;
+        self.model.truncate_cache(reused);
         self.cached.truncate(reused);
         let logits = run(&mut self.model, &mut self.cached, &prompt[reused..])?;
         let prefill_ms = clock.now_ms() - start_ms;
