@@ -41,8 +41,17 @@ def run(cmd, **kwargs):
     return subprocess.run(cmd, check=True, **kwargs)
 
 
-def target_dir():
-    return Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+# The native binaries are built for this CPU, as llama-cpp-python builds llama.cpp
+# (GGML_NATIVE): without it candle's AVX2/FMA kernels are compiled out. Their own target
+# folder keeps the flag from rebuilding the project's main one.
+NATIVE_RUSTFLAGS = "-C target-cpu=native"
+NATIVE_TARGET = WORK / "target"
+
+
+def build_native():
+    run(["cargo", "build", "--release", "-p", "mimir-train", "--bin", "bench", "--bin",
+         "mimir-train"], cwd=ROOT,
+        env={**os.environ, "CARGO_TARGET_DIR": str(NATIVE_TARGET), "RUSTFLAGS": NATIVE_RUSTFLAGS})
 
 
 def sha256(path):
@@ -68,7 +77,7 @@ def native_mimir_candle(model, args):
     """Mimir and candle-transformers through the `bench` binary (release)."""
     prompt_tokens, decode_tokens = token_counts(model, args)
     out = subprocess.run(
-        [target_dir() / "release" / "bench", "--model", model, "--threads", "1",
+        [NATIVE_TARGET / "release" / "bench", "--model", model, "--threads", "1",
          "--prompt-tokens", str(prompt_tokens), "--decode-tokens", str(decode_tokens),
          "--json"],
         check=True, capture_output=True, text=True,
@@ -242,7 +251,7 @@ def browser_run(models, args):
     profile = tempfile.mkdtemp(prefix="mimir-bench-chromium-")
     chromium = subprocess.Popen(
         [args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={profile}", f"http://127.0.0.1:{args.port}/"],
+         f"--user-data-dir={profile}", *args.chromium_flag, f"http://127.0.0.1:{args.port}/"],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
@@ -339,9 +348,15 @@ def write_report(results):
             lines += ["", f"Mimir in the browser / native llama.cpp, 1 thread: prefill "
                       f"{fmt(ratio(ours_web.get('prefill_tok_s'), ref['prefill_tok_s']), 2)}, "
                       f"decode {fmt(ratio(ours_web.get('decode_tok_s'), ref['decode_tok_s']), 2)}."]
+        if ours_web.get("opfs_read_ms"):
+            lines += ["", f"Mimir's load from the OPFS cache {fmt(ours_web['load_ms'], 0)} ms, the raw "
+                      f"read of the same file {fmt(ours_web['opfs_read_ms'], 0)} ms: "
+                      f"{fmt(ratio(ours_web['load_ms'], ours_web['opfs_read_ms']), 2)}×."]
         lines.append("")
     lines += [
-        "Ratios are Mimir's number over the row's (so Mimir's own rows read 1.00). Load: native,",
+        f"Native builds: `RUSTFLAGS=\"{results.get('native_rustflags', '')}\"` (llama.cpp: its "
+        "default native build). Ratios are Mimir's number over the row's (so Mimir's own rows "
+        "read 1.00). Load: native,",
         "opening and reading the GGUF into the model; browser, a new worker reading the model from",
         "the OPFS cache (wllama: its own OPFS cache) until it is ready. TTFT: the engine's own",
         "prompt time (page-side times including message passing are in results.json). Peak wasm:",
@@ -385,6 +400,8 @@ def main():
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8095)))
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     parser.add_argument("--browser-timeout", type=int, default=1500)
+    parser.add_argument("--chromium-flag", action="append", default=[],
+                        help="one more Chromium flag, e.g. --js-flags=--prof to profile")
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-llama-cpp", action="store_true")
@@ -402,7 +419,7 @@ def main():
     trunk_build_s = None
 
     if not args.skip_build:
-        run(["cargo", "build", "--release", "-p", "mimir-train"], cwd=ROOT)
+        build_native()
         if not args.no_browser:
             run(["npm", "install", "--no-audit", "--no-fund", "--silent"], cwd=BENCH)
             build = time.time()
@@ -411,7 +428,7 @@ def main():
             say(f"trunk build --release: {trunk_build_s:.0f} s")
     if str(PHI3_SHAPED) in model_paths and not PHI3_SHAPED.exists():
         # Deterministic: the same bytes on every machine (about 5 minutes, once).
-        run([target_dir() / "release" / "mimir-train", "tiny", "--shape", "phi3-mini",
+        run([NATIVE_TARGET / "release" / "mimir-train", "tiny", "--shape", "phi3-mini",
              "--quant", "q4_k_m", "--out", PHI3_SHAPED])
     python = None if args.no_llama_cpp else ensure_llama_cpp()
 
@@ -434,6 +451,7 @@ def main():
         "command": " ".join(["python3", "bench/run.py"] + sys.argv[1:]),
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(started)),
         "machine": machine(),
+        "native_rustflags": NATIVE_RUSTFLAGS,
         "trunk_release_build_s": trunk_build_s,
     }
     if not args.no_browser:

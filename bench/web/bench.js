@@ -32,7 +32,15 @@ function catalog(model) {
     hub: 'http://127.0.0.1:9',
     tokenizer: { repo: 'none/none', revision: 'main', path: 'tokenizer.json' },
     tiers: [],
-    compact: { name: model.name, url: new URL(model.url, location.href).href, size: model.size, sha256: model.sha256 },
+    compact: {
+      name: model.name,
+      url: new URL(model.url, location.href).href,
+      size: model.size,
+      sha256: model.sha256,
+      // Only the settings panel's defaults come from here; the bench sends its own settings.
+      config: model.name.startsWith('phi3') ? 'phi-3-mini-4k-instruct' : 'smollm2-135m-instruct',
+    },
+    settings: new URL('/app/server_config.json', location.href).href,
   };
 }
 
@@ -80,10 +88,12 @@ async function benchOurs(model, config) {
   worker.terminate();
   const peak = Math.max(...info.perf.memory.map((m) => m.wasm_bytes));
   const s = done.stats;
+  const opfsReadMs = await rawOpfsRead(model.size);
   return {
     engine: 'mimir',
     threads: 1,
     load_ms: loadMs,
+    opfs_read_ms: opfsReadMs,
     ttft_ms: s.time_to_first_token_ms,
     page_ttft_ms: firstTokenMs,
     prefill_tok_s: s.prefill_tokens_per_s,
@@ -91,6 +101,46 @@ async function benchOurs(model, config) {
     generated_tokens: s.generated_tokens,
     peak_wasm_bytes: peak,
   };
+}
+
+// The raw cost of reading a cached model: the largest OPFS file of exactly `size` bytes (the
+// one Mimir's worker stored), read front to back in 4 MiB chunks through a sync access handle
+// in a fresh worker, the way the engine reads it, with no parsing.
+async function rawOpfsRead(size) {
+  const code = `
+    async function find(dir) {
+      for await (const [name, handle] of dir.entries()) {
+        if (handle.kind === 'directory') {
+          const found = await find(handle);
+          if (found) return found;
+        } else if (name.endsWith('.bin') && (await handle.getFile()).size === ${size}) {
+          return handle;
+        }
+      }
+      return null;
+    }
+    (async () => {
+      const file = await find(await navigator.storage.getDirectory());
+      if (!file) { postMessage({ error: 'no cached file of ${size} bytes in OPFS' }); return; }
+      const access = await file.createSyncAccessHandle();
+      const buffer = new Uint8Array(4 << 20);
+      const start = performance.now();
+      let at = 0;
+      for (;;) {
+        const n = access.read(buffer, { at });
+        if (n === 0) break;
+        at += n;
+      }
+      const ms = performance.now() - start;
+      access.close();
+      postMessage({ ms, bytes: at });
+    })();
+  `;
+  const worker = new Worker(URL.createObjectURL(new Blob([code], { type: 'text/javascript' })));
+  const result = await new Promise((resolve) => { worker.onmessage = (e) => resolve(e.data); });
+  worker.terminate();
+  if (result.error) throw new Error(result.error);
+  return result.ms;
 }
 
 async function loadWllama(model, config) {
