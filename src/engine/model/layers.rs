@@ -6,6 +6,7 @@ use std::sync::Arc;
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
+use super::attention_loops;
 use super::int8::Int8Matrix;
 
 /// A linear projection over quantized (or f32/f16) weights, `y = x Wᵀ`, optionally with a
@@ -344,6 +345,19 @@ impl Embedding {
 /// Scaled dot-product attention with grouped-query heads and a causal mask over a cache:
 /// `q` is `[b, heads, seq, d]`, `k`/`v` are `[b, kv_heads, past + seq, d]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, head_dim: usize) -> Result<Tensor> {
+    if attention_loops::serves() && q.dim(2)? == 1 && k.dim(0)? == 1 {
+        return attention_loops::attention(q, k, v);
+    }
+    general_attention(q, k, v, head_dim)
+}
+
+/// [`attention`] through matmuls, for any number of query positions.
+pub(super) fn general_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    head_dim: usize,
+) -> Result<Tensor> {
     let (b, heads, seq, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let total = k.dim(2)?;

@@ -5,6 +5,7 @@
 //! settles once.
 
 mod adapt;
+mod attention_loops;
 mod config;
 mod export;
 #[cfg(not(target_arch = "wasm32"))]
