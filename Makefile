@@ -46,6 +46,7 @@ fmt-check:
 clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p mimir --lib --bins $(foreach t,$(WEB_TESTS),--test $(t)) $(WASM) -- -D warnings
+	cargo clippy -p mimir-kernels --lib $(WASM) -- -D warnings
 
 test-native:
 	cargo test --workspace

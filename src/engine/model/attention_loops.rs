@@ -1,13 +1,13 @@
-//! Attention of a single new position over the KV cache (every decode step), as plain loops
-//! over the cache's own storage.
+//! Attention of a single new position over the KV cache (every decode step), through
+//! `mimir-kernels`' loops over the cache's own storage.
 //!
 //! For one query row the general path's two matmuls go through gemm's packing, which in wasm32
 //! costs more than the arithmetic: 4.5 ms of a 21 ms SmolLM2 decode step in Chromium, against
-//! under 1 ms here. Each head is a dot product per cached position, a softmax and a weighted
-//! sum of the values, in f32x4 on wasm32. (A prefill is left to the matmuls: looping over its
-//! queries the same way was slower, 96 against 107 tok/s.)
+//! under 1 ms here. (A prefill is left to the matmuls: looping over its queries the same way
+//! was slower, 96 against 107 tok/s.)
 
 use candle_core::{CpuStorage, Device, Layout, Result, Storage, Tensor};
+use mimir_kernels::attention::{one_query, CacheView};
 
 /// Whether decode steps take this path: in wasm32 only (natively gemm's AVX kernels win).
 pub fn serves() -> bool {
@@ -33,43 +33,20 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_storage, &*v_storage) else {
         candle_core::bail!("attention loops run on the CPU");
     };
-    let (keys, k_head) = cache_rows(k_cpu, k_layout, kv_heads, n, d)?;
-    let (values, v_head) = cache_rows(v_cpu, v_layout, kv_heads, n, d)?;
-    let group = heads / kv_heads;
-    let scale = 1.0 / (d as f32).sqrt();
-    let mut out = vec![0f32; heads * d];
-    let mut scores = vec![0f32; n];
-    for h in 0..heads {
-        let kv = h / group;
-        let query = &q[h * d..(h + 1) * d];
-        let keys = &keys[kv * k_head..kv * k_head + n * d];
-        for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-            *score = dot(query, key) * scale;
-        }
-        let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
-        let mut total = 0.0;
-        for score in scores.iter_mut() {
-            *score = (*score - max).exp();
-            total += *score;
-        }
-        let out = &mut out[h * d..(h + 1) * d];
-        let values = &values[kv * v_head..kv * v_head + n * d];
-        for (&weight, value) in scores.iter().zip(values.chunks_exact(d)) {
-            add_scaled(out, value, weight / total);
-        }
-    }
+    let keys = cache_view(k_cpu, k_layout, kv_heads, n, d)?;
+    let values = cache_view(v_cpu, v_layout, kv_heads, n, d)?;
+    let out = one_query(&q, keys, values, kv_heads, n, d);
     Tensor::from_vec(out, (1, heads, 1, d), &Device::Cpu)
 }
 
-/// The storage under a `[1, kv_heads, n, d]` cache view, from its first value to its last,
-/// and the distance between heads.
-fn cache_rows<'a>(
+/// The storage under a `[1, kv_heads, n, d]` cache view, from its first value to its last.
+fn cache_view<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     kv_heads: usize,
     n: usize,
     d: usize,
-) -> Result<(&'a [f32], usize)> {
+) -> Result<CacheView<'a>> {
     let stride = layout.stride();
     if stride[3] != 1 || stride[2] != d {
         candle_core::bail!("attention loops: cache rows are not contiguous ({stride:?})");
@@ -80,79 +57,10 @@ fn cache_rows<'a>(
     if data.len() < end {
         candle_core::bail!("attention loops: the cache view runs past its storage");
     }
-    Ok((&data[start..end], head_stride))
-}
-
-/// `Σ aᵢ bᵢ`.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "wasm32")]
-    {
-        simd128::dot(a, b)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-}
-
-/// `out += weight · x`.
-fn add_scaled(out: &mut [f32], x: &[f32], weight: f32) {
-    #[cfg(target_arch = "wasm32")]
-    {
-        simd128::add_scaled(out, x, weight)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        for (o, x) in out.iter_mut().zip(x) {
-            *o += weight * x;
-        }
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-mod simd128 {
-    use std::arch::wasm32::*;
-
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
-        let n = a.len().min(b.len());
-        let mut acc = f32x4_splat(0.0);
-        let mut i = 0;
-        while i + 4 <= n {
-            // SAFETY: `i + 4 <= n` and both slices hold at least `n` values.
-            unsafe {
-                let x = v128_load(a.as_ptr().add(i) as *const v128);
-                let y = v128_load(b.as_ptr().add(i) as *const v128);
-                acc = f32x4_add(acc, f32x4_mul(x, y));
-            }
-            i += 4;
-        }
-        let mut sum = f32x4_extract_lane::<0>(acc)
-            + f32x4_extract_lane::<1>(acc)
-            + f32x4_extract_lane::<2>(acc)
-            + f32x4_extract_lane::<3>(acc);
-        for j in i..n {
-            sum += a[j] * b[j];
-        }
-        sum
-    }
-
-    pub(super) fn add_scaled(out: &mut [f32], x: &[f32], weight: f32) {
-        let n = out.len().min(x.len());
-        let w = f32x4_splat(weight);
-        let mut i = 0;
-        while i + 4 <= n {
-            // SAFETY: `i + 4 <= n` and both slices hold at least `n` values.
-            unsafe {
-                let o = out.as_mut_ptr().add(i) as *mut v128;
-                let y = v128_load(x.as_ptr().add(i) as *const v128);
-                v128_store(o, f32x4_add(v128_load(o), f32x4_mul(w, y)));
-            }
-            i += 4;
-        }
-        for j in i..n {
-            out[j] += weight * x[j];
-        }
-    }
+    Ok(CacheView {
+        data: &data[start..end],
+        head_stride,
+    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,348 @@
+//! Q8_0 weights packed four rows at a time, and their matmul with 8-bit activations.
+//!
+//! A packed matrix holds, per group of four rows (the last padded with zero rows) and per
+//! 32-value block, the four rows' scales as f32 and then their four runs of 32 quants: 144
+//! bytes read front to back. A decode step thus streams every weight once, in order; each
+//! activation block is widened once for four rows, and the four sums are scaled together.
+
+use thiserror::Error;
+
+/// Values per quantization block.
+pub const BLOCK: usize = 32;
+/// Bytes of one Q8_0 block in a GGUF file: an f16 scale, then 32 signed quants.
+pub const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
+/// Rows packed together.
+pub const GROUP: usize = 4;
+/// Bytes of one block of a group: four f32 scales, then four runs of 32 quants.
+pub const GROUP_BLOCK_BYTES: usize = GROUP * 4 + GROUP * BLOCK;
+
+/// Shapes and sizes that do not fit together.
+#[derive(Debug, Error, PartialEq)]
+pub enum Int8Error {
+    /// The columns are not whole blocks, or the data is not `rows × cols` of Q8_0.
+    #[error(
+        "a Q8_0 [{rows}, {cols}] matrix holds {expected} bytes in whole 32-value rows, not {found}"
+    )]
+    Q8_0Size {
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Bytes the shape needs.
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// Activations that are not whole rows of the weight's width.
+    #[error("int8 matmul: {found} input values are not rows of a [{rows}, {cols}] weight")]
+    Width {
+        /// Weight rows.
+        rows: usize,
+        /// Weight columns.
+        cols: usize,
+        /// The number of activation values.
+        found: usize,
+    },
+}
+
+/// Packs GGUF Q8_0 bytes of a `[rows, cols]` matrix.
+pub fn pack_q8_0(data: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Int8Error> {
+    let blocks = cols / BLOCK;
+    let expected = rows * blocks * Q8_0_BLOCK_BYTES;
+    if !cols.is_multiple_of(BLOCK) || data.len() != expected {
+        return Err(Int8Error::Q8_0Size {
+            rows,
+            cols,
+            expected,
+            found: data.len(),
+        });
+    }
+    let mut packed = vec![0u8; rows.div_ceil(GROUP) * blocks * GROUP_BLOCK_BYTES];
+    if blocks == 0 {
+        return Ok(packed);
+    }
+    for (row, source) in data.chunks_exact(blocks * Q8_0_BLOCK_BYTES).enumerate() {
+        let lane = row % GROUP;
+        for (b, block) in source.chunks_exact(Q8_0_BLOCK_BYTES).enumerate() {
+            let at = offset(row, b, blocks);
+            let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
+            packed[at + 4 * lane..at + 4 * lane + 4].copy_from_slice(&scale.to_le_bytes());
+            let quants = at + GROUP * 4 + BLOCK * lane;
+            packed[quants..quants + BLOCK].copy_from_slice(&block[2..]);
+        }
+    }
+    Ok(packed)
+}
+
+/// Where block `b` of `row`'s group starts in a packed matrix of `blocks` blocks per row.
+fn offset(row: usize, b: usize, blocks: usize) -> usize {
+    ((row / GROUP) * blocks + b) * GROUP_BLOCK_BYTES
+}
+
+/// Row `row` of a packed matrix with `cols` columns, dequantized.
+pub fn unpack_row(packed: &[u8], cols: usize, row: usize) -> Vec<f32> {
+    let blocks = cols / BLOCK;
+    let lane = row % GROUP;
+    let mut values = Vec::with_capacity(cols);
+    for b in 0..blocks {
+        let at = offset(row, b, blocks);
+        let s = &packed[at + 4 * lane..at + 4 * lane + 4];
+        let scale = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+        let quants = at + GROUP * 4 + BLOCK * lane;
+        values.extend(
+            packed[quants..quants + BLOCK]
+                .iter()
+                .map(|&q| q as i8 as f32 * scale),
+        );
+    }
+    values
+}
+
+/// `out = x Wᵀ` for `x` holding rows of `cols` values and `W` a packed `[rows, cols]`
+/// matrix; `out` gets `rows` values per row of `x`.
+pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, Int8Error> {
+    if cols == 0 || !cols.is_multiple_of(BLOCK) || !x.len().is_multiple_of(cols) {
+        return Err(Int8Error::Width {
+            rows,
+            cols,
+            found: x.len(),
+        });
+    }
+    let blocks = cols / BLOCK;
+    let group_bytes = blocks * GROUP_BLOCK_BYTES;
+    if packed.len() != rows.div_ceil(GROUP) * group_bytes {
+        return Err(Int8Error::Q8_0Size {
+            rows,
+            cols,
+            expected: rows.div_ceil(GROUP) * group_bytes,
+            found: packed.len(),
+        });
+    }
+    let m = x.len() / cols;
+    let (quants, scales) = quantize(x);
+    let mut out = vec![0f32; m * rows];
+    // One group of rows at a time, every activation row against it while it is hot.
+    for (g, group) in packed.chunks_exact(group_bytes).enumerate() {
+        let first = g * GROUP;
+        let valid = (rows - first).min(GROUP);
+        for r in 0..m {
+            let dots = dot4(
+                &quants[r * cols..(r + 1) * cols],
+                &scales[r * blocks..(r + 1) * blocks],
+                group,
+            );
+            out[r * rows + first..r * rows + first + valid].copy_from_slice(&dots[..valid]);
+        }
+    }
+    Ok(out)
+}
+
+/// Quantizes values block by block, with the scale that maps each block's largest magnitude
+/// to 127.
+fn quantize(values: &[f32]) -> (Vec<i8>, Vec<f32>) {
+    let mut quants = Vec::with_capacity(values.len());
+    let mut scales = Vec::with_capacity(values.len() / BLOCK);
+    for block in values.chunks_exact(BLOCK) {
+        let max = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let scale = max / 127.0;
+        let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
+        scales.push(scale);
+        quants.extend(block.iter().map(|x| (x * inverse).round() as i8));
+    }
+    (quants, scales)
+}
+
+/// Dot products of one quantized activation row with the four rows of a packed group.
+fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
+    assert!(
+        xq.len() == xs.len() * BLOCK && group.len() == xs.len() * GROUP_BLOCK_BYTES,
+        "int8 matmul: activation and weight group disagree in length"
+    );
+    #[cfg(target_arch = "wasm32")]
+    {
+        simd128::dot4(xq, xs, group)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        portable_dot4(xq, xs, group)
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+fn portable_dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
+    let mut acc = [0f32; GROUP];
+    for ((x, &x_scale), block) in xq
+        .chunks_exact(BLOCK)
+        .zip(xs)
+        .zip(group.chunks_exact(GROUP_BLOCK_BYTES))
+    {
+        let (scales, quants) = block.split_at(GROUP * 4);
+        for (lane, acc) in acc.iter_mut().enumerate() {
+            let s = &scales[4 * lane..4 * lane + 4];
+            let scale = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
+            let w = &quants[BLOCK * lane..BLOCK * (lane + 1)];
+            let dot: i32 = x
+                .iter()
+                .zip(w)
+                .map(|(&a, &b)| a as i32 * b as i8 as i32)
+                .sum();
+            *acc += dot as f32 * (x_scale * scale);
+        }
+    }
+    acc
+}
+
+#[cfg(target_arch = "wasm32")]
+mod simd128 {
+    use std::arch::wasm32::*;
+
+    use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
+
+    /// The products of one row's 32 quants with the widened activation block, summed
+    /// pairwise into four i32 lanes.
+    ///
+    /// # Safety
+    /// `w` must point at 32 readable bytes.
+    #[inline(always)]
+    unsafe fn row_dot(x: &[v128; 4], w: *const u8) -> v128 {
+        let low = i32x4_add(
+            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w as *const i8), x[0]),
+            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(8) as *const i8), x[1]),
+        );
+        let high = i32x4_add(
+            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(16) as *const i8), x[2]),
+            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24) as *const i8), x[3]),
+        );
+        i32x4_add(low, high)
+    }
+
+    /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
+    #[inline(always)]
+    fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
+        let ab = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(a, b),
+            i32x4_shuffle::<2, 6, 3, 7>(a, b),
+        );
+        let cd = i32x4_add(
+            i32x4_shuffle::<0, 4, 1, 5>(c, d),
+            i32x4_shuffle::<2, 6, 3, 7>(c, d),
+        );
+        i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
+            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
+        )
+    }
+
+    pub(super) fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
+        let mut acc = f32x4_splat(0.0);
+        for (b, &x_scale) in xs.iter().enumerate() {
+            // SAFETY: `dot4` checked that the activation row holds `xs.len()` blocks of 32
+            // quants and the group `xs.len()` blocks of GROUP_BLOCK_BYTES.
+            unsafe {
+                let xp = xq.as_ptr().add(b * BLOCK);
+                let x = [
+                    i16x8_load_extend_i8x8(xp),
+                    i16x8_load_extend_i8x8(xp.add(8)),
+                    i16x8_load_extend_i8x8(xp.add(16)),
+                    i16x8_load_extend_i8x8(xp.add(24)),
+                ];
+                let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
+                let scales = v128_load(at as *const v128);
+                let w = at.add(GROUP * 4);
+                let sums = transpose_sum(
+                    row_dot(&x, w),
+                    row_dot(&x, w.add(BLOCK)),
+                    row_dot(&x, w.add(2 * BLOCK)),
+                    row_dot(&x, w.add(3 * BLOCK)),
+                );
+                let scale = f32x4_mul(scales, f32x4_splat(x_scale));
+                acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sums), scale));
+            }
+        }
+        [
+            f32x4_extract_lane::<0>(acc),
+            f32x4_extract_lane::<1>(acc),
+            f32x4_extract_lane::<2>(acc),
+            f32x4_extract_lane::<3>(acc),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `rows × cols` Q8_0 bytes with scale `0.5 + row / 8` and quants `(i * 7 + row) mod 255 - 127`.
+    fn q8_0(rows: usize, cols: usize) -> (Vec<u8>, Vec<f32>) {
+        let (mut bytes, mut dense) = (Vec::new(), Vec::new());
+        for row in 0..rows {
+            let scale = half::f16::from_f32(0.5 + row as f32 / 8.0);
+            for block in 0..cols / BLOCK {
+                bytes.extend(scale.to_le_bytes());
+                for i in 0..BLOCK {
+                    let q = ((block * BLOCK + i) * 7 + row) % 255;
+                    let q = q as i32 - 127;
+                    bytes.push(q as i8 as u8);
+                    dense.push(q as f32 * scale.to_f32());
+                }
+            }
+        }
+        (bytes, dense)
+    }
+
+    #[test]
+    fn packed_rows_unpack_to_the_dequantized_matrix() {
+        let (bytes, dense) = q8_0(5, 64);
+        let packed = pack_q8_0(&bytes, 5, 64).unwrap();
+        assert_eq!(packed.len(), 2 * 2 * GROUP_BLOCK_BYTES);
+        for row in 0..5 {
+            assert_eq!(
+                unpack_row(&packed, 64, row),
+                dense[row * 64..(row + 1) * 64]
+            );
+        }
+    }
+
+    #[test]
+    fn the_matmul_is_the_dense_product_to_int8_precision() {
+        let (bytes, dense) = q8_0(6, 96);
+        let packed = pack_q8_0(&bytes, 6, 96).unwrap();
+        let x: Vec<f32> = (0..3 * 96).map(|i| (i as f32 * 0.7).sin()).collect();
+        let got = matmul(&packed, 6, 96, &x).unwrap();
+        for r in 0..3 {
+            for c in 0..6 {
+                let exact: f32 = (0..96).map(|k| x[r * 96 + k] * dense[c * 96 + k]).sum();
+                let norm: f32 = (0..96)
+                    .map(|k| (x[r * 96 + k] * dense[c * 96 + k]).abs())
+                    .sum();
+                let diff = (got[r * 6 + c] - exact).abs();
+                assert!(
+                    diff <= 0.01 * norm,
+                    "[{r}, {c}]: {} against {exact}",
+                    got[r * 6 + c]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sizes_that_disagree_are_errors() {
+        let (bytes, _) = q8_0(2, 64);
+        assert!(matches!(
+            pack_q8_0(&bytes[1..], 2, 64),
+            Err(Int8Error::Q8_0Size {
+                expected: 136,
+                found: 135,
+                ..
+            })
+        ));
+        assert!(pack_q8_0(&bytes, 2, 68).is_err());
+        let packed = pack_q8_0(&bytes, 2, 64).unwrap();
+        let err = matmul(&packed, 2, 64, &[0.0; 65]).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "int8 matmul: 65 input values are not rows of a [2, 64] weight"
+        );
+        assert!(matmul(&packed[1..], 2, 64, &[0.0; 64]).is_err());
+    }
+}
