@@ -308,8 +308,9 @@ def write_report(results):
         f"- when: {results['date']}",
         f"- machine: {results['machine']['cpu']}, {results['machine']['cores']} cores, "
         f"{results['machine']['system']}; load average at start "
-        f"{', '.join(f'{x:.2f}' for x in results['machine']['load_average_at_start'])} "
-        "(other work shared the cores: compare ratios, not absolute numbers)",
+        f"{', '.join(f'{x:.2f}' for x in results['machine']['load_average_at_start'])}"
+        + (" (other work shared the cores: compare ratios, not absolute numbers)"
+           if results['machine']['load_average_at_start'][0] > 1.5 else " (otherwise idle)"),
         f"- browser: {results.get('browser', {}).get('version', '–')}, headless, "
         f"user agent `{results.get('browser', {}).get('user_agent', '–')}`",
         "",
