@@ -71,7 +71,7 @@ mod tests {
     use candle_core::DType;
 
     use super::*;
-    use crate::engine::model::KvCache;
+    use crate::engine::model::{max_abs_diff, KvCache};
 
     fn values(shape: &[usize], seed: usize) -> Tensor {
         let n: usize = shape.iter().product();
@@ -96,16 +96,7 @@ mod tests {
             let got = attention(&q, &k, &v).unwrap();
             let expected = super::super::layers::general_attention(&q, &k, &v, 16).unwrap();
             assert_eq!(got.dims(), expected.dims());
-            let diff = (got - expected)
-                .unwrap()
-                .abs()
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .max(0)
-                .unwrap()
-                .to_scalar::<f32>()
-                .unwrap();
+            let diff = max_abs_diff(&got, &expected);
             assert!(diff < 1e-5, "{new_positions} new: max abs diff {diff}");
         }
     }

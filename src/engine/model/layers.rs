@@ -407,6 +407,7 @@ pub fn split_last(xs: &Tensor, first: usize) -> Result<(Tensor, Tensor)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::model::max_abs_diff;
 
     fn values(shape: &[usize], seed: usize) -> Tensor {
         let n: usize = shape.iter().product();
@@ -426,16 +427,7 @@ mod tests {
         let got = side.forward(&xs).unwrap();
         assert_eq!(got.dims(), [1, 3, 6]);
         let expected = dense(&merged).forward(&xs).unwrap();
-        let diff = (got - &expected)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = max_abs_diff(&got, &expected);
         assert!(diff < 1e-5, "max abs diff {diff}");
         let plain = dense(&w).forward(&xs).unwrap();
         let moved = (plain - expected)
@@ -445,19 +437,6 @@ mod tests {
             .sum_all()
             .unwrap();
         assert!(moved.to_scalar::<f32>().unwrap() > 0.1);
-    }
-
-    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .max(0)
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
     }
 
     #[test]
@@ -477,8 +456,8 @@ mod tests {
                 let expected = Tensor::cat(&seen, 2).unwrap();
                 assert_eq!(k_all.dims(), expected.dims());
                 assert_eq!(k_all.dtype(), DType::F32);
-                assert!(max_diff(&k_all, &expected) <= tolerance, "{dtype:?}");
-                assert!(max_diff(&v_all, &(expected * 2.0).unwrap()) <= 2.0 * tolerance);
+                assert!(max_abs_diff(&k_all, &expected) <= tolerance, "{dtype:?}");
+                assert!(max_abs_diff(&v_all, &(expected * 2.0).unwrap()) <= 2.0 * tolerance);
             }
             assert_eq!(cache.len(), 6);
 
@@ -487,7 +466,7 @@ mod tests {
             let fresh = values(&[1, 2, 1, 4], 9);
             let (k_all, _) = cache.append(&fresh, &fresh).unwrap();
             let expected = Tensor::cat(&[&steps[0].narrow(2, 0, 2).unwrap(), &fresh], 2).unwrap();
-            assert!(max_diff(&k_all, &expected) <= tolerance, "{dtype:?}");
+            assert!(max_abs_diff(&k_all, &expected) <= tolerance, "{dtype:?}");
             assert_eq!(cache.len(), 3);
         }
     }
