@@ -273,7 +273,8 @@ pub struct Embedding {
     dim: usize,
 }
 
-/// The table, as loaded, or re-laid for the int8 matmul when it is also the output projection.
+/// The table as loaded, or packed for the int8 matmul (Q8_0 in wasm32), in which form it also
+/// serves as a tied output projection without a second copy.
 #[derive(Debug)]
 enum Table {
     Candle(Arc<QTensor>),
