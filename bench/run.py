@@ -402,7 +402,7 @@ def main():
     parser.add_argument("--chromium", default=shutil.which("chromium") or "chromium")
     parser.add_argument("--browser-timeout", type=int, default=1500)
     parser.add_argument("--chromium-flag", action="append", default=[],
-                        help="one more Chromium flag, e.g. --js-flags=--prof to profile")
+                        help="one more Chromium flag, e.g. --enable-logging=stderr for the worker's console")
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-llama-cpp", action="store_true")
