@@ -638,17 +638,10 @@ mod tests {
         assert_eq!(tiny_llama().blocks[0].cache.dtype(), DType::F32);
         assert_eq!(narrow.blocks[0].cache.dtype(), DType::F16);
         for ids in [&[1u32, 2, 3][..], &[4], &[5], &[6, 7]] {
-            let a = wide.forward(ids, false).unwrap().to_vec1::<f32>().unwrap();
-            let b = narrow
-                .forward(ids, false)
-                .unwrap()
-                .to_vec1::<f32>()
-                .unwrap();
-            let diff = a
-                .iter()
-                .zip(&b)
-                .map(|(x, y)| (x - y).abs())
-                .fold(0f32, f32::max);
+            let diff = max_abs_diff(
+                &wide.forward(ids, false).unwrap(),
+                &narrow.forward(ids, false).unwrap(),
+            );
             assert!(diff < 1e-2, "{ids:?}: max abs diff {diff}");
         }
         assert_eq!(narrow.cached_len(), 7);
