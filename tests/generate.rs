@@ -3,6 +3,7 @@
 
 use std::fs::File;
 use std::io::BufReader;
+use std::path::Path;
 
 #[path = "support/models.rs"]
 mod models;
@@ -11,7 +12,8 @@ use mimir::engine::chat::{build_prompt, ChatMessage, ChatTemplate, PromptPiece};
 use mimir::engine::clock::SystemClock;
 use mimir::engine::generate::{Session, StopReason};
 use mimir::engine::generation_config::GenerationConfig;
-use mimir::engine::model::LoadOptions;
+use mimir::engine::gguf::GgufFile;
+use mimir::engine::model::{LoadOptions, Model};
 
 const SYSTEM: &str = "You are Mimir, a tutoring assistant. Answer clearly and correctly.";
 
@@ -154,43 +156,55 @@ fn prompt_encoding_matches_the_rendered_string_and_keeps_student_text_inert() {
 }
 
 /// The file the app ships (`SmolLM2-135M-Instruct.Q8_0.gguf`, re-quantized from the Q4_1 by
-/// `scripts/setup.sh`) gives the same greedy answer as its source.
+/// `scripts/setup.sh`) ranks the next token as its source does. Both read the prompt and the
+/// Q4_1's greedy answer; wherever their top tokens differ, the Q8_0's choice is a near-tie for
+/// the Q4_1. Whole greedy replies are not compared: near-ties flip with the float summation
+/// order, which differs between CPUs (gemm picks AVX2 or AVX-512 at run time).
 #[test]
-fn the_shipped_q8_0_answers_as_the_q4_1_does() {
+fn the_shipped_q8_0_ranks_tokens_as_the_q4_1_does() {
     let q8_path = models::smollm2_path().with_file_name("SmolLM2-135M-Instruct.Q8_0.gguf");
     assert!(
         q8_path.is_file(),
         "{} is missing: run scripts/setup.sh",
         q8_path.display()
     );
-    let options = LoadOptions {
-        context_cap: 1024,
-        ..LoadOptions::default()
-    };
-    let mut reader = BufReader::new(File::open(&q8_path).unwrap());
-    let mut shipped = Session::from_gguf(
-        &mut reader,
-        "SmolLM2-135M-Instruct.Q8_0.gguf",
-        &options,
-        None,
-    )
-    .unwrap();
     let mut source = session();
     let prompt = prompt_ids(&source, &[], "What is the capital of France?");
-    assert_eq!(
-        prompt,
-        prompt_ids(&shipped, &[], "What is the capital of France?")
-    );
     let clock = SystemClock::default();
-    let answer = |s: &mut Session| {
-        s.generate(&prompt, &greedy(16), false, &clock, &mut |_| true)
-            .unwrap()
+    let answer = source
+        .generate(&prompt, &greedy(16), false, &clock, &mut |_| true)
+        .unwrap();
+    assert!(answer.text.contains("Paris"), "reply: {:?}", answer.text);
+    let read = [prompt.as_slice(), answer.tokens.as_slice()].concat();
+
+    let logits = |path: &Path| -> Vec<Vec<f32>> {
+        let mut reader = BufReader::new(File::open(path).unwrap());
+        let file = GgufFile::read(&mut reader, &path.display().to_string()).unwrap();
+        let options = LoadOptions {
+            context_cap: read.len(),
+            ..LoadOptions::default()
+        };
+        let mut model = Model::from_gguf(&file, &mut reader, &options).unwrap();
+        model.forward(&read, true).unwrap().to_vec2().unwrap()
     };
-    let shipped_reply = answer(&mut shipped);
-    assert_eq!(shipped_reply.tokens, answer(&mut source).tokens);
+    let (q4, q8) = (logits(&models::smollm2_path()), logits(&q8_path));
+    let argmax = |row: &[f32]| (0..row.len()).max_by(|&a, &b| row[a].total_cmp(&row[b]));
+    let mut differ = Vec::new();
+    for (position, (q4, q8)) in q4.iter().zip(&q8).enumerate() {
+        let (top4, top8) = (argmax(q4).unwrap(), argmax(q8).unwrap());
+        if top4 != top8 {
+            // How far below the Q4_1's best the Q8_0's choice is, in the Q4_1's logits.
+            differ.push((position, q4[top4] - q4[top8]));
+        }
+    }
+    eprintln!("{} positions, argmax differs at {differ:?}", read.len());
     assert!(
-        shipped_reply.text.contains("Paris"),
-        "reply: {:?}",
-        shipped_reply.text
+        differ.len() * 10 <= read.len(),
+        "the top token differs at more than a tenth of {} positions: {differ:?}",
+        read.len()
+    );
+    assert!(
+        differ.iter().all(|&(_, gap)| gap < 0.5),
+        "a differing top token is not a near-tie: {differ:?}"
     );
 }
