@@ -47,11 +47,8 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
     );
 
     // The worker loads the fine-tuned tiny model from the local hub: the button turns green.
-    let (class, tooltip) = browser::wait_for_load(&button, 60).await;
-    assert!(
-        class.contains("status-button-success"),
-        "not the tutor model: {class}: {tooltip}"
-    );
+    let tooltip = browser::wait_for_status(&client, &button, 60, "status-button-success").await;
+    let class = button.attr("class").await.unwrap().unwrap_or_default();
 
     // A question is answered with text streamed from the worker into the chat.
     let conversation = client
@@ -153,11 +150,7 @@ async fn without_the_hub_the_bundled_model_answers() {
         .for_element(Locator::Css("button.status-button"))
         .await
         .expect("the app mounts");
-    let (class, tooltip) = browser::wait_for_load(&button, 180).await;
-    assert!(
-        class.contains("status-button-warning"),
-        "not the compact fallback: {class}: {tooltip}"
-    );
+    let tooltip = browser::wait_for_status(&client, &button, 180, "status-button-warning").await;
     assert!(
         tooltip.contains("127.0.0.1:9") || tooltip.contains("fetch"),
         "the tooltip gives the hub failure as the reason: {tooltip}"

@@ -291,11 +291,7 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         "the README's headers isolate the page"
     );
 
-    let (class, tooltip) = browser::wait_for_load(&button, 180).await;
-    assert!(
-        class.contains("status-button-warning"),
-        "not the compact fallback: {class}: {tooltip}"
-    );
+    browser::wait_for_status(&client, &button, 180, "status-button-warning").await;
 
     let conversation = client
         .find(Locator::Css("main.conversation"))

@@ -463,16 +463,23 @@ async fn a_broken_bundled_adapter_leaves_the_compact_model_working() {
 }
 
 #[wasm_bindgen_test]
-async fn everything_failing_reports_the_first_error_and_stays_usable() {
+async fn everything_failing_reports_the_offline_and_first_errors_and_stays_usable() {
     let catalog = catalog().await;
     let dir = fresh("nothing").await;
     set_faults(json!([{ "path": "*", "status": 500 }])).await;
     let outcome = load(&dir, &catalog).await;
     match &outcome.result {
-        Err(LoadError::AllFailed(first)) => assert!(
-            first.contains(&format!("{HUB}{FINE_TUNED}: HTTP 500")),
-            "{first}"
-        ),
+        Err(LoadError::AllFailed(message)) => {
+            // The bundled model's error leads (the tooltip shows 50 characters), then the
+            // first tier's.
+            let (offline, first) = message.split_once("; fine-tuned: ").expect(message);
+            assert!(offline.starts_with("compact: "), "{message}");
+            assert!(offline.ends_with(": HTTP 500"), "{message}");
+            assert!(
+                first.contains(&format!("{HUB}{FINE_TUNED}: HTTP 500")),
+                "{message}"
+            );
+        }
         other => panic!(
             "expected every tier to fail, got {:?}",
             other.as_ref().err()

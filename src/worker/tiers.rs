@@ -46,7 +46,7 @@ pub struct Loaded {
 pub enum LoadError {
     /// The load was cancelled; nothing is live.
     Cancelled,
-    /// Every tier failed; the first tier's error.
+    /// Every tier failed: [`all_failed`]'s message.
     AllFailed(String),
 }
 
@@ -100,7 +100,7 @@ impl<'a> Loader<'a> {
 
     /// Tries the catalog's tiers in order and returns the first model that loads.
     pub async fn load(&mut self, catalog: &Catalog) -> Result<Loaded, LoadError> {
-        let mut first_error: Option<String> = None;
+        let mut failures: Vec<(ModelType, String)> = Vec::new();
         let tiers = catalog.tiers.iter().map(Some).chain(std::iter::once(None));
         for tier in tiers {
             let model_type = tier.map_or(ModelType::Compact, |t| t.model_type);
@@ -130,7 +130,7 @@ impl<'a> Loader<'a> {
             }
             match result {
                 Ok(mut loaded) => {
-                    if let Some(reason) = first_error {
+                    if let Some((_, reason)) = failures.into_iter().next() {
                         loaded.model_info.using_fallback = true;
                         loaded.model_info.fallback_reason = Some(reason);
                     }
@@ -144,11 +144,11 @@ impl<'a> Loader<'a> {
                     if self.abort.is_aborted() {
                         return Err(LoadError::Cancelled);
                     }
-                    first_error.get_or_insert(reason);
+                    failures.push((model_type, reason));
                 }
             }
         }
-        Err(LoadError::AllFailed(first_error.unwrap_or_default()))
+        Err(LoadError::AllFailed(all_failed(&failures)))
     }
 
     async fn hub_tier(&mut self, catalog: &Catalog, tier: &Tier) -> Result<Loaded, String> {
@@ -505,5 +505,21 @@ pub fn memory_sample(label: &str) -> MemorySample {
         label: label.to_string(),
         wasm_bytes: super::wasm_memory_bytes(),
         js_heap_bytes: super::js_heap_bytes(),
+    }
+}
+
+/// The message when no tier loaded. The bundled model's error leads: it is the last resort,
+/// so it decides whether the tutor works at all, and the status tooltip shows only its first
+/// 50 characters. The first tier's error follows when it differs, as the reason the hub did
+/// not serve (every hub tier usually fails for the same reason).
+fn all_failed(failures: &[(ModelType, String)]) -> String {
+    match (failures.last(), failures.first()) {
+        (Some((last_tier, last)), Some((first_tier, first))) if first != last => format!(
+            "{}: {last}; {}: {first}",
+            last_tier.as_str(),
+            first_tier.as_str()
+        ),
+        (Some((tier, reason)), _) => format!("{}: {reason}", tier.as_str()),
+        (None, _) => "no model to load".to_string(),
     }
 }

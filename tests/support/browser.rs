@@ -144,11 +144,14 @@ pub async fn wait_for_stop(conversation: &fantoccini::elements::Element) -> Stri
 }
 
 /// Waits (up to `seconds`) for the status button to leave the loading state and returns its
-/// class and tooltip.
-pub async fn wait_for_load(
+/// tooltip. Panics when its class is not `expected` (say `status-button-warning`), with every
+/// loading attempt and its full error from the info panel.
+pub async fn wait_for_status(
+    client: &Client,
     button: &fantoccini::elements::Element,
     seconds: u64,
-) -> (String, String) {
+    expected: &str,
+) -> String {
     let mut class = String::new();
     for _ in 0..seconds * 10 {
         class = button.attr("class").await.unwrap().unwrap_or_default();
@@ -162,5 +165,32 @@ pub async fn wait_for_load(
         .await
         .unwrap()
         .unwrap_or_default();
-    (class, tooltip)
+    if !class.split_whitespace().any(|c| c == expected) {
+        panic!(
+            "the status is {class:?}, not {expected}: {tooltip}\nattempts:\n{}",
+            load_attempts(client).await
+        );
+    }
+    tooltip
+}
+
+/// The info panel's loading attempts (each tier with its time and full error) as the page
+/// shows them: the status tooltip holds only 50 characters of an error.
+async fn load_attempts(client: &Client) -> String {
+    let read = async {
+        client
+            .find(Locator::Css("button[aria-controls='info-panel']"))
+            .await?
+            .click()
+            .await?;
+        client
+            .wait()
+            .at_most(Duration::from_secs(5))
+            .for_element(Locator::Css("table.attempts"))
+            .await?
+            .text()
+            .await
+    };
+    read.await
+        .unwrap_or_else(|e| format!("(the info panel could not be read: {e})"))
 }
