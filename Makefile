@@ -16,6 +16,10 @@ export CHROMEDRIVER ?= /usr/bin/chromedriver
 export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER ?= wasm-bindgen-test-runner
 # The runner gives a whole test file 20 s by default; the loading tests take about that alone.
 export WASM_BINDGEN_TEST_TIMEOUT ?= 120
+# Chromium's profiles go here, not to /tmp: chromedriver leaves them behind when it is stopped
+# rather than quit (up to 170 MB each with a cached model), so each browser target empties it.
+BROWSER_TMP := $(CURDIR)/target/browser-tmp
+FRESH_BROWSER_TMP := rm -rf $(BROWSER_TMP) && mkdir -p $(BROWSER_TMP) && export TMPDIR=$(BROWSER_TMP)
 
 .PHONY: setup setup-test serve test fmt-check clippy test-native test-wasm test-e2e test-serve dist \
 	space test-space audit bench clean
@@ -65,6 +69,7 @@ test-wasm:
 	target/debug/mimir-train hub --root hub-data --port $(TEST_HUB_PORT) & hub=$$!; \
 	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
 	export MIMIR_TEST_HUB=http://127.0.0.1:$(TEST_HUB_PORT); \
+	$(FRESH_BROWSER_TMP); \
 	cargo test -p mimir $(WASM) --lib && \
 	$(foreach t,$(WEB_TESTS),cargo test -p mimir $(WASM) --test $(t) &&) true
 
@@ -74,7 +79,7 @@ dist:
 test-e2e: dist
 	$(TEST_TRAIN_BUILD)
 	target/debug/mimir-train hub-data --root hub-data
-	cargo test -p mimir --test e2e_browser -- --test-threads 1
+	$(FRESH_BROWSER_TMP); cargo test -p mimir --test e2e_browser -- --test-threads 1
 
 ## The Hugging Face Space in space/: a release build, the Space's README and its LFS rules.
 SPACE_DIR ?= space
@@ -89,7 +94,8 @@ space: setup
 test-space:
 	$(MAKE) space SPACE_DIR=target/space-test SPACE_PROFILE= TRAIN_BUILD="$(TEST_TRAIN_BUILD)"
 	$(TEST_TRAIN_BUILD)
-	MIMIR_SPACE_DIR=target/space-test cargo test -p mimir --test e2e_space -- --test-threads 1
+	$(FRESH_BROWSER_TMP); \
+	  MIMIR_SPACE_DIR=target/space-test cargo test -p mimir --test e2e_space -- --test-threads 1
 	scripts/test-deploy-space.sh
 
 ## Dependency review with cargo-deny (deny.toml): licenses, bans and sources offline; then
