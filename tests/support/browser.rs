@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::{TcpListener, TcpStream};
+use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,13 +11,23 @@ use std::time::{Duration, Instant};
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
-/// A child process that is killed on drop.
-pub struct Guard(Child);
+/// A child process that is killed on drop, with its process group when it leads one.
+pub struct Guard {
+    child: Child,
+    group: bool,
+}
 
 impl Drop for Guard {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if self.group {
+            // chromedriver's Chromium outlives chromedriver when a test panics before it ends
+            // the session; its processes share chromedriver's group.
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", self.child.id())])
+                .status();
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -48,7 +59,10 @@ pub fn start_server(args: &[&str]) -> (Guard, String) {
         .spawn()
         .expect("spawn mimir-train");
     let stdout = child.stdout.take().expect("stdout");
-    let guard = Guard(child);
+    let guard = Guard {
+        child,
+        group: false,
+    };
     let mut line = String::new();
     BufReader::new(stdout)
         .read_line(&mut line)
@@ -73,16 +87,18 @@ fn free_port() -> u16 {
 pub async fn start_browser() -> (Guard, Client) {
     let port = free_port();
     let driver = std::env::var("CHROMEDRIVER").unwrap_or_else(|_| "chromedriver".into());
-    let guard = Guard(
-        Command::new(&driver)
+    let guard = Guard {
+        child: Command::new(&driver)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {driver}: {e} (scripts/setup.sh --test installs it)")
             }),
-    );
+        group: true,
+    };
     let deadline = Instant::now() + Duration::from_secs(20);
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
