@@ -23,6 +23,21 @@ pub struct TierAttempt {
     pub ok: bool,
     /// Why it failed, naming the file and the problem.
     pub error: Option<String>,
+    /// Where the time went, in order: each file fetched (`fetch <file>`: downloaded or read
+    /// from the cache, and verified), `parse <tokenizer.json>`, `adapter` (read and checked),
+    /// the engine's load stages (`header`, `tokenizer`, `weights`) and the generation
+    /// `settings`.
+    #[serde(default)]
+    pub stages: Vec<StageTime>,
+}
+
+/// One stage of a tier attempt and how long it took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StageTime {
+    /// What was done (`fetch Phi-3-mini-4k-instruct-q4.gguf`, `weights`).
+    pub stage: String,
+    /// Milliseconds.
+    pub ms: f64,
 }
 
 /// Memory in use at one moment.

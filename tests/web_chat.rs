@@ -11,7 +11,7 @@ use mimir::conversation::Conversation;
 use mimir::engine::generate::{GenerationStats, StopReason};
 use mimir::engine::generation_config::GenerationConfig;
 use mimir::model_info::{LoadStatus, ModelInfo, ModelType};
-use mimir::perf_log::{PerfLog, TierAttempt};
+use mimir::perf_log::{PerfLog, StageTime, TierAttempt};
 use mimir::protocol::FileProgress;
 use mimir::server_config::ServerConfig;
 use mimir::ui::button_group::ButtonGroup;
@@ -549,6 +549,12 @@ async fn info_panel_shows_attempts_progress_and_offers_the_log() {
         cache_bytes: 0,
         ok,
         error: error.map(str::to_string),
+        stages: [("fetch model.gguf", 1200.4), ("weights", 329.6)]
+            .map(|(stage, ms)| StageTime {
+                stage: stage.into(),
+                ms,
+            })
+            .into(),
     };
     let perf = RwSignal::new(PerfLog {
         attempts: vec![
@@ -600,6 +606,11 @@ async fn info_panel_shows_attempts_progress_and_offers_the_log() {
     assert_eq!(count(&root, ".attempts tbody tr"), 2);
     assert_eq!(count(&root, ".attempt-failed"), 1);
     assert!(details.contains("mimir.gguf: HTTP 404"));
+    assert_eq!(count(&root, ".attempt-stages"), 2);
+    assert!(
+        details.contains("fetch model.gguf 1200 ms · weights 330 ms"),
+        "{details}"
+    );
     assert!(details.contains("Fallbacks used (all visits): 3"));
     assert!(details.contains("No model is live yet."));
 
@@ -650,6 +661,7 @@ async fn info_panel_follows_a_load_as_the_log_changes() {
         cache_bytes: 0,
         ok: false,
         error: error.map(str::to_string),
+        stages: Vec::new(),
     };
     let perf = RwSignal::new(PerfLog {
         in_progress: Some(attempt(ModelType::FineTuned, 500.0, None)),

@@ -239,6 +239,25 @@ async fn all_tiers_present_loads_the_fine_tuned_model_and_streams_a_reply() {
     assert!(attempt[0].network_bytes > 5_000_000, "{attempt:?}");
     assert_eq!(attempt[0].cache_bytes, 0);
     assert!(attempt[0].duration_ms > 0.0);
+    // Where the time went: each file, the engine's stages, the settings; nothing else.
+    let stages: Vec<&str> = attempt[0].stages.iter().map(|s| s.stage.as_str()).collect();
+    assert_eq!(
+        stages,
+        [
+            "fetch microsoft/Phi-3-mini-4k-instruct/tokenizer.json",
+            "parse microsoft/Phi-3-mini-4k-instruct/tokenizer.json",
+            "fetch jdesiree/Mimir-Phi-3.5/mimir-phi-3-mini-q4_k_m.gguf",
+            "header",
+            "tokenizer",
+            "weights",
+            "settings"
+        ]
+    );
+    let staged: f64 = attempt[0].stages.iter().map(|s| s.ms).sum();
+    assert!(
+        attempt[0].stages.iter().all(|s| s.ms >= 0.0) && staged <= attempt[0].duration_ms + 1.0,
+        "{attempt:?}"
+    );
     assert!(!outcome.perf.memory.is_empty() && outcome.perf.memory[0].wasm_bytes > 0);
     assert!(
         outcome.perf.warnings.is_empty(),
@@ -305,6 +324,25 @@ async fn fine_tuned_missing_loads_the_adapter_tier() {
     assert_eq!(
         info.fine_tuned_path.as_deref(),
         Some("jdesiree/Mimir-Phi-3.5/adapter_model.safetensors")
+    );
+    // The tokenizer was fetched and parsed in the first attempt; this one reuses it.
+    let stages: Vec<&str> = outcome.perf.attempts[1]
+        .stages
+        .iter()
+        .map(|s| s.stage.as_str())
+        .collect();
+    assert_eq!(
+        stages,
+        [
+            "fetch jdesiree/Mimir-Phi-3.5/adapter_config.json",
+            "fetch jdesiree/Mimir-Phi-3.5/adapter_model.safetensors",
+            "adapter",
+            "fetch microsoft/Phi-3-mini-4k-instruct-gguf/Phi-3-mini-4k-instruct-q4.gguf",
+            "header",
+            "tokenizer",
+            "weights",
+            "settings"
+        ]
     );
 }
 

@@ -102,6 +102,28 @@ pub trait TokenConstraint {
     fn accept(&mut self, id: u32) -> Result<bool, String>;
 }
 
+/// A stage of loading a GGUF session, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadStage {
+    /// The GGUF header: metadata and the tensor index.
+    Header,
+    /// The tokenizer (from the GGUF's vocabulary, unless one was given) and chat template.
+    Tokenizer,
+    /// Every tensor read, converted for this target, and the KV cache allocated.
+    Weights,
+}
+
+impl LoadStage {
+    /// The stage's name in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Header => "header",
+            Self::Tokenizer => "tokenizer",
+            Self::Weights => "weights",
+        }
+    }
+}
+
 /// A model, its tokenizer and the ids its KV cache holds, so a chat turn only runs the
 /// tokens that differ from the previous prompt.
 #[derive(Debug)]
@@ -154,7 +176,20 @@ impl Session {
         options: &LoadOptions,
         tokenizer: Option<Tokenizer>,
     ) -> Result<Self, GenerateError> {
+        Self::from_gguf_staged(reader, source, options, tokenizer, &mut |_| {})
+    }
+
+    /// [`Session::from_gguf`], calling `on_stage` as each [`LoadStage`] ends, so a caller
+    /// with a clock can say where a load's time goes.
+    pub fn from_gguf_staged<R: Read + Seek>(
+        reader: &mut R,
+        source: &str,
+        options: &LoadOptions,
+        tokenizer: Option<Tokenizer>,
+        on_stage: &mut dyn FnMut(LoadStage),
+    ) -> Result<Self, GenerateError> {
         let file = GgufFile::read(reader, source).map_err(ModelError::from)?;
+        on_stage(LoadStage::Header);
         let tokenizer = match tokenizer {
             Some(t) => t,
             None => {
@@ -166,7 +201,9 @@ impl Session {
             file.get("tokenizer.chat_template").and_then(|v| v.as_str()),
             file.architecture().map_err(ModelError::from)?,
         );
+        on_stage(LoadStage::Tokenizer);
         let model = Model::from_gguf(&file, reader, options)?;
+        on_stage(LoadStage::Weights);
         Ok(Self::new(model, tokenizer, template))
     }
 

@@ -7,7 +7,7 @@ use wasm_bindgen::{JsCast, JsValue};
 
 use crate::catalog::HubChoice;
 use crate::model_info::ModelInfo;
-use crate::perf_log::{PerfLog, TierAttempt};
+use crate::perf_log::{PerfLog, StageTime, TierAttempt};
 use crate::protocol::FileProgress;
 
 /// File name of the downloaded performance log.
@@ -201,7 +201,11 @@ fn attempts_view(perf: &PerfLog) -> AnyView {
                 <td>{a.tier.as_str()}</td>
                 <td>{format!("{:.1} s", a.duration_ms / 1000.0)}</td>
                 <td>{format_bytes(a.network_bytes)}" / "{format_bytes(a.cache_bytes)}</td>
-                <td class="attempt-outcome">{outcome}</td>
+                <td class="attempt-outcome">
+                    {outcome}
+                    {(!a.stages.is_empty())
+                        .then(|| view! { <span class="attempt-stages">{stages_text(&a.stages)}</span> })}
+                </td>
             </tr>
         }
     };
@@ -227,6 +231,15 @@ fn attempts_view(perf: &PerfLog) -> AnyView {
         </div>
     }
     .into_any()
+}
+
+/// `fetch model.gguf 40 ms · header 1 ms · weights 310 ms`: where an attempt's time went.
+pub fn stages_text(stages: &[StageTime]) -> String {
+    stages
+        .iter()
+        .map(|s| format!("{} {:.0} ms", s.stage, s.ms))
+        .collect::<Vec<_>>()
+        .join(" · ")
 }
 
 fn memory_view(perf: &PerfLog) -> AnyView {

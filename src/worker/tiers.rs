@@ -8,13 +8,13 @@ use super::cache::{CacheError, CachedFile, FileRequest, ModelCache};
 use super::fetch::Abort;
 use super::store::StorageError;
 use crate::catalog::{BundledAdapter, BundledFile, Catalog, RepoFile, Tier};
-use crate::engine::generate::Session;
+use crate::engine::generate::{LoadStage, Session};
 use crate::engine::generation_config::GenerationConfig;
 use crate::engine::lora::Adapter;
 use crate::engine::model::LoadOptions;
 use crate::engine::tokenizer::Tokenizer;
 use crate::model_info::{ModelInfo, ModelType};
-use crate::perf_log::{MemorySample, PerfLog, TierAttempt};
+use crate::perf_log::{MemorySample, PerfLog, StageTime, TierAttempt};
 use crate::protocol::Event;
 use crate::server_config::ServerConfig;
 
@@ -69,6 +69,10 @@ pub struct Loader<'a> {
     cache_bytes: u64,
     /// When the tier being tried started (`performance.now()`).
     tier_start_ms: f64,
+    /// When the current stage of the attempt began (`now_ms`).
+    stage_start_ms: f64,
+    /// The attempt's finished stages.
+    stages: Vec<StageTime>,
     tokenizer: Option<Option<Tokenizer>>,
     /// The server config, fetched once per load when a model is live; the error otherwise.
     settings: Option<Result<ServerConfig, String>>,
@@ -93,6 +97,8 @@ impl<'a> Loader<'a> {
             network_bytes: 0,
             cache_bytes: 0,
             tier_start_ms: 0.0,
+            stage_start_ms: 0.0,
+            stages: Vec::new(),
             tokenizer: None,
             settings: None,
         }
@@ -106,6 +112,8 @@ impl<'a> Loader<'a> {
             let model_type = tier.map_or(ModelType::Compact, |t| t.model_type);
             let started_at_ms = js_sys::Date::now();
             self.tier_start_ms = super::now_ms();
+            self.stage_start_ms = self.tier_start_ms;
+            self.stages.clear();
             self.network_bytes = 0;
             self.cache_bytes = 0;
             self.perf.borrow_mut().in_progress = Some(self.attempt(model_type, started_at_ms));
@@ -177,6 +185,7 @@ impl<'a> Loader<'a> {
                 (&config, &adapter.config.display_path()),
                 (&weights, &adapter.weights.display_path()),
             )?;
+            self.stage_done("adapter".to_string());
             fine_tuned_path = Some(adapter.weights.display_path());
         }
         let tokenizer = self.hub_tokenizer(catalog).await;
@@ -185,7 +194,15 @@ impl<'a> Loader<'a> {
             Some(_) => catalog.tokenizer.display_path(),
             None => format!("GGUF vocabulary of {}", tier.weights.display_path()),
         };
-        let session = load_session(&weights, &tier.weights.display_path(), &options, tokenizer)?;
+        let session = load_session(
+            &weights,
+            &tier.weights.display_path(),
+            &options,
+            tokenizer,
+            &mut |stage| self.stage_done(stage.as_str().to_string()),
+        )?;
+        let config = self.generation_config(catalog, &tier.config).await;
+        self.stage_done("settings".to_string());
         let weights_path = tier.weights.display_path();
         let (fine_tuned_path, base_model_path) = match tier.model_type {
             ModelType::FineTuned => (Some(weights_path), base_weights_path(catalog)),
@@ -200,7 +217,7 @@ impl<'a> Loader<'a> {
                 tokenizer_source,
             ),
             session,
-            config: self.generation_config(catalog, &tier.config).await,
+            config,
         })
     }
 
@@ -214,7 +231,9 @@ impl<'a> Loader<'a> {
         if let Some(adapter) = &compact.adapter {
             // The offline tier must answer: an adapter that cannot be had or does not fit is
             // a warning, and the model runs without it.
-            match self.bundled_adapter(adapter, options.clone()).await {
+            let with_adapter = self.bundled_adapter(adapter, options.clone()).await;
+            self.stage_done("adapter".to_string());
+            match with_adapter {
                 Ok(with_adapter) => {
                     options = with_adapter;
                     adapter_url = Some(adapter.weights.url.clone());
@@ -234,7 +253,9 @@ impl<'a> Loader<'a> {
                 compact.size,
             )?)
             .await?;
-        let session = load_session(&file, &compact.name, &options, None)?;
+        let session = load_session(&file, &compact.name, &options, None, &mut |stage| {
+            self.stage_done(stage.as_str().to_string())
+        })?;
         let mut info = model_info(
             &session,
             ModelType::Compact,
@@ -243,10 +264,12 @@ impl<'a> Loader<'a> {
             format!("GGUF vocabulary of {}", compact.name),
         );
         info.is_adapter = adapter_url.is_some();
+        let config = self.generation_config(catalog, &compact.config).await;
+        self.stage_done("settings".to_string());
         Ok(Loaded {
             model_info: info,
             session,
-            config: self.generation_config(catalog, &compact.config).await,
+            config,
         })
     }
 
@@ -336,9 +359,13 @@ impl<'a> Loader<'a> {
         }
         let display = catalog.tokenizer.display_path();
         let result = match self.fetch_hub(catalog, &catalog.tokenizer, None).await {
-            Ok(file) => read_all(&file, &display).and_then(|bytes| {
-                Tokenizer::from_json_bytes(&bytes, &display).map_err(|e| e.to_string())
-            }),
+            Ok(file) => {
+                let parsed = read_all(&file, &display).and_then(|bytes| {
+                    Tokenizer::from_json_bytes(&bytes, &display).map_err(|e| e.to_string())
+                });
+                self.stage_done(format!("parse {display}"));
+                parsed
+            }
             Err(e) => Err(e),
         };
         let tokenizer = match result {
@@ -388,6 +415,7 @@ impl<'a> Loader<'a> {
             .cache
             .fetch(request, self.abort, &mut on_progress)
             .await;
+        self.stage_done(format!("fetch {}", request.display));
         match result {
             Ok(file) => {
                 self.network_bytes += file.network_bytes;
@@ -413,7 +441,18 @@ impl<'a> Loader<'a> {
             cache_bytes: self.cache_bytes,
             ok: false,
             error: None,
+            stages: self.stages.clone(),
         }
+    }
+
+    /// Records that `stage` ended now; it began when the previous one ended.
+    fn stage_done(&mut self, stage: String) {
+        let now = super::now_ms();
+        self.stages.push(StageTime {
+            stage,
+            ms: now - self.stage_start_ms,
+        });
+        self.stage_start_ms = now;
     }
 
     /// The largest weights file this device can hold, from `navigator.deviceMemory`.
@@ -472,10 +511,12 @@ fn load_session(
     display: &str,
     options: &LoadOptions,
     tokenizer: Option<Tokenizer>,
+    on_stage: &mut dyn FnMut(LoadStage),
 ) -> Result<Session, String> {
     let reader = file.file.reader().map_err(|e| e.to_string())?;
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
-    Session::from_gguf(&mut reader, display, options, tokenizer).map_err(|e| e.to_string())
+    Session::from_gguf_staged(&mut reader, display, options, tokenizer, on_stage)
+        .map_err(|e| e.to_string())
 }
 
 fn model_info(
