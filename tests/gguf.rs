@@ -1011,7 +1011,7 @@ fn every_truncation_is_rejected() {
 }
 
 #[test]
-fn data_truncated_after_parsing_fails_in_tensor() -> TestResult {
+fn data_truncated_after_parsing_fails_in_tensor_and_tensor_bytes() -> TestResult {
     let tiny = Tiny::build();
     let file = read(&tiny.bytes, TINY)?;
     for (tensor, from, to) in [
@@ -1025,7 +1025,15 @@ fn data_truncated_after_parsing_fails_in_tensor() -> TestResult {
             let expected =
                 format!("tiny.gguf: tensor {tensor}: file ends inside data range {from}..{to}");
             assert_eq!(message, expected, "cut at {cut}");
+            let raw = file.tensor_bytes(&mut reader, tensor).err();
+            assert_eq!(raw.map(|e| e.to_string()).unwrap_or_default(), expected);
         }
+        // Whole, the raw bytes are the file's range, which is what candle's tensor holds.
+        let mut reader = Cursor::new(&tiny.bytes);
+        let raw = file.tensor_bytes(&mut reader, tensor)?;
+        assert_eq!(raw, tiny.bytes[from..to]);
+        let loaded = file.tensor(&mut reader, tensor, &Device::Cpu)?;
+        assert_eq!(loaded.data()?.as_ref(), &raw[..]);
     }
     Ok(())
 }

@@ -99,40 +99,14 @@ impl GgufFile {
         name: &str,
         device: &Device,
     ) -> Result<QTensor> {
-        let info = self
-            .tensor_info(name)
-            .ok_or_else(|| GgufError::TensorNotFound {
-                file: self.source.clone(),
-                tensor: name.to_owned(),
-            })?;
-        let size_error = || GgufError::SizeOverflow {
-            file: self.source.clone(),
-            tensor: info.name.clone(),
-            dims: info.dims.iter().map(|&d| d as u64).collect(),
-            dtype: info.dtype,
-        };
-        let size = checked_size_in_bytes(info.dtype, &info.dims).ok_or_else(size_error)?;
-        let start = self.data_start.saturating_add(info.offset);
-        let end = start.saturating_add(size as u64);
-        reader
-            .seek(SeekFrom::Start(start))
-            .map_err(|e| GgufError::io(&self.source, format!("seeking to tensor {name}"), e))?;
-
+        let (info, size) = self.located(reader, name)?;
         // candle reinterprets the bytes as f32/f16/block structs (alignment up to 4), so the
         // buffer is allocated as u64 words and viewed as bytes.
         let mut words = vec![0u64; size.div_ceil(8)];
-        let bytes = bytemuck::cast_slice_mut::<u64, u8>(&mut words)
-            .get_mut(..size)
-            .ok_or_else(size_error)?;
-        reader.read_exact(bytes).map_err(|e| match e.kind() {
-            std::io::ErrorKind::UnexpectedEof => GgufError::TensorDataTruncated {
-                file: self.source.clone(),
-                tensor: info.name.clone(),
-                start,
-                end,
-            },
-            _ => GgufError::io(&self.source, format!("reading tensor {name}"), e),
-        })?;
+        let bytes = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut words)[..size];
+        reader
+            .read_exact(bytes)
+            .map_err(|e| self.read_error(info, name, e))?;
         qtensor_from_ggml(info.dtype, bytes, info.shape().dims().to_vec(), device).map_err(|e| {
             GgufError::Candle {
                 file: self.source.clone(),
@@ -140,6 +114,61 @@ impl GgufFile {
                 error: Box::new(e),
             }
         })
+    }
+
+    /// The raw bytes of the tensor called `name`, as the file stores them (for a caller that
+    /// converts them itself; nothing is zeroed or copied on the way).
+    pub fn tensor_bytes<R: Read + Seek>(&self, reader: &mut R, name: &str) -> Result<Vec<u8>> {
+        let (info, size) = self.located(reader, name)?;
+        let mut bytes = Vec::with_capacity(size);
+        let read = reader
+            .take(size as u64)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.read_error(info, name, e))?;
+        if read < size {
+            let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
+            return Err(self.read_error(info, name, eof));
+        }
+        Ok(bytes)
+    }
+
+    /// The info of tensor `name` and its size in bytes, with `reader` at its first byte.
+    fn located<R: Read + Seek>(&self, reader: &mut R, name: &str) -> Result<(&TensorInfo, usize)> {
+        let info = self
+            .tensor_info(name)
+            .ok_or_else(|| GgufError::TensorNotFound {
+                file: self.source.clone(),
+                tensor: name.to_owned(),
+            })?;
+        let size = checked_size_in_bytes(info.dtype, &info.dims).ok_or_else(|| {
+            GgufError::SizeOverflow {
+                file: self.source.clone(),
+                tensor: info.name.clone(),
+                dims: info.dims.iter().map(|&d| d as u64).collect(),
+                dtype: info.dtype,
+            }
+        })?;
+        let start = self.data_start.saturating_add(info.offset);
+        reader
+            .seek(SeekFrom::Start(start))
+            .map_err(|e| GgufError::io(&self.source, format!("seeking to tensor {name}"), e))?;
+        Ok((info, size))
+    }
+
+    /// The error for a failed read of tensor `name`: cut short, or the reader's own.
+    fn read_error(&self, info: &TensorInfo, name: &str, e: std::io::Error) -> GgufError {
+        match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => {
+                let start = self.data_start.saturating_add(info.offset);
+                GgufError::TensorDataTruncated {
+                    file: self.source.clone(),
+                    tensor: info.name.clone(),
+                    start,
+                    end: start.saturating_add(info.size_in_bytes() as u64),
+                }
+            }
+            _ => GgufError::io(&self.source, format!("reading tensor {name}"), e),
+        }
     }
 }
 

@@ -22,16 +22,21 @@ impl Int8Matrix {
     /// Whether `weight` is served by this matmul on this target: Q8_0 matrices, in wasm32
     /// only (natively candle's AVX2 kernel is the faster one).
     pub fn serves(weight: &QTensor) -> bool {
-        cfg!(target_arch = "wasm32") && Self::fits(weight)
+        Self::serves_type(weight.dtype(), weight.shape().rank())
     }
 
-    fn fits(weight: &QTensor) -> bool {
-        weight.dtype() == GgmlDType::Q8_0 && weight.shape().rank() == 2
+    /// [`Int8Matrix::serves`] for a tensor of `dtype` with `rank` dimensions.
+    pub fn serves_type(dtype: GgmlDType, rank: usize) -> bool {
+        cfg!(target_arch = "wasm32") && Self::fits(dtype, rank)
+    }
+
+    fn fits(dtype: GgmlDType, rank: usize) -> bool {
+        dtype == GgmlDType::Q8_0 && rank == 2
     }
 
     /// Packs a Q8_0 `[rows, cols]` tensor.
     pub fn from_qtensor(weight: &QTensor) -> Result<Self> {
-        if !Self::fits(weight) {
+        if !Self::fits(weight.dtype(), weight.shape().rank()) {
             candle_core::bail!(
                 "an int8 matrix needs a Q8_0 matrix, not {:?} {:?}",
                 weight.dtype(),
@@ -39,8 +44,12 @@ impl Int8Matrix {
             );
         }
         let (rows, cols) = weight.shape().dims2()?;
-        let packed =
-            int8::pack_q8_0(&weight.data()?, rows, cols).map_err(candle_core::Error::wrap)?;
+        Self::from_q8_0(&weight.data()?, rows, cols)
+    }
+
+    /// Packs the Q8_0 bytes of a `[rows, cols]` matrix as a GGUF file stores them.
+    pub fn from_q8_0(bytes: &[u8], rows: usize, cols: usize) -> Result<Self> {
+        let packed = int8::pack_q8_0(bytes, rows, cols).map_err(candle_core::Error::wrap)?;
         Ok(Self { rows, cols, packed })
     }
 
@@ -121,6 +130,15 @@ mod tests {
                 "m {m}: max abs diff {diff}"
             );
         }
+    }
+
+    #[test]
+    fn the_file_s_bytes_pack_as_the_tensor_does() {
+        let weight = QTensor::quantize(&values(5, 64, 3), GgmlDType::Q8_0).unwrap();
+        let from_bytes = Int8Matrix::from_q8_0(&weight.data().unwrap(), 5, 64).unwrap();
+        let from_tensor = Int8Matrix::from_qtensor(&weight).unwrap();
+        assert_eq!(from_bytes.packed, from_tensor.packed);
+        assert!(Int8Matrix::from_q8_0(&weight.data().unwrap()[1..], 5, 64).is_err());
     }
 
     #[test]

@@ -40,6 +40,14 @@ impl Linear {
         Ok(Self { weight, lora: None })
     }
 
+    /// Wraps a packed int8 weight.
+    pub fn int8(weight: Int8Matrix) -> Self {
+        Self {
+            weight: Weight::Int8(Arc::new(weight)),
+            lora: None,
+        }
+    }
+
     /// Adds a low-rank update beside the (untouched) base weight.
     pub fn with_lora(self, lora: LoraDelta) -> Self {
         Self {
@@ -291,6 +299,16 @@ impl Embedding {
             Table::Candle(Arc::new(table))
         };
         Ok(Self { table, vocab, dim })
+    }
+
+    /// Wraps a packed int8 `[vocab, dim]` table.
+    pub fn int8(table: Int8Matrix) -> Self {
+        let (vocab, dim) = table.dims();
+        Self {
+            table: Table::Int8(Arc::new(table)),
+            vocab,
+            dim,
+        }
     }
 
     /// The output projection of a model with tied embeddings: the table itself, shared.

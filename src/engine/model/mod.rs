@@ -197,7 +197,8 @@ struct Loader<'a, S> {
 }
 
 impl<S: WeightSource> Loader<'_, S> {
-    fn qtensor(&mut self, name: &str, rows: usize, cols: usize) -> Result<QTensor, ModelError> {
+    /// Fails unless the source holds `name` as `[rows, cols]` (`[cols]` for one row).
+    fn check_shape(&self, name: &str, rows: usize, cols: usize) -> Result<(), ModelError> {
         let found = self
             .source
             .shape(name)
@@ -218,12 +219,30 @@ impl<S: WeightSource> Loader<'_, S> {
                 found,
             });
         }
+        Ok(())
+    }
+
+    fn qtensor(&mut self, name: &str, rows: usize, cols: usize) -> Result<QTensor, ModelError> {
+        self.check_shape(name, rows, cols)?;
         self.source.qtensor(name, rows == 1, &self.device)
     }
 
     fn linear(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, ModelError> {
-        let t = self.qtensor(name, rows, cols)?;
+        self.check_shape(name, rows, cols)?;
+        if let Some(matrix) = self.source.int8(name)? {
+            return Ok(Linear::int8(matrix));
+        }
+        let t = self.source.qtensor(name, false, &self.device)?;
         Linear::new(t).context(|| format!("{}: {name}", self.source.name()))
+    }
+
+    fn embedding(&mut self, name: &str, vocab: usize, dim: usize) -> Result<Embedding, ModelError> {
+        self.check_shape(name, vocab, dim)?;
+        if let Some(table) = self.source.int8(name)? {
+            return Ok(Embedding::int8(table));
+        }
+        let t = self.source.qtensor(name, false, &self.device)?;
+        Embedding::new(t).context(|| format!("{}: {name}", self.source.name()))
     }
 
     /// The projection `module` of block `layer`, `[rows, cols]`, with the adapter's side path
@@ -316,8 +335,7 @@ impl Model {
                 DType::F32
             }
         });
-        let embedding = Embedding::new(load.qtensor("token_embd.weight", c.vocab, hd)?)
-            .context(|| format!("{source_name}: token_embd.weight"))?;
+        let embedding = load.embedding("token_embd.weight", c.vocab, hd)?;
         use TargetModule::*;
         let mut blocks = Vec::with_capacity(c.layers);
         for i in 0..c.layers {
