@@ -353,6 +353,14 @@ def write_report(results):
             lines += ["", f"Mimir's load from the OPFS cache {fmt(ours_web['load_ms'], 0)} ms, the raw "
                       f"read of the same file {fmt(ours_web['opfs_read_ms'], 0)} ms: "
                       f"{fmt(ratio(ours_web['load_ms'], ours_web['opfs_read_ms']), 2)}×."]
+            if ours_web.get("opfs_read_whole_ms"):
+                lines[-1] += (f" Read into one buffer of the file's size (the bytes then in memory): "
+                              f"{fmt(ours_web['opfs_read_whole_ms'], 0)} ms, "
+                              f"{fmt(ratio(ours_web['load_ms'], ours_web['opfs_read_whole_ms']), 2)}×.")
+        if ours_web.get("load_stages"):
+            stages = " · ".join(f"{s['stage']} {fmt(s['ms'], 0)} ms"
+                                for s in ours_web["load_stages"])
+            lines += ["", f"The worker's own account of that load: {stages}."]
         lines.append("")
     lines += [
         f"Native builds: `RUSTFLAGS=\"{results.get('native_rustflags', '')}\"` (llama.cpp: its "
