@@ -228,21 +228,29 @@ impl<S: WeightSource> Loader<'_, S> {
     }
 
     fn linear(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, ModelError> {
-        self.check_shape(name, rows, cols)?;
-        if let Some(matrix) = self.source.int8(name)? {
-            return Ok(Linear::int8(matrix));
-        }
-        let t = self.source.qtensor(name, false, &self.device)?;
-        Linear::new(t).context(|| format!("{}: {name}", self.source.name()))
+        self.matrix(name, rows, cols, Linear::int8, Linear::new)
     }
 
     fn embedding(&mut self, name: &str, vocab: usize, dim: usize) -> Result<Embedding, ModelError> {
-        self.check_shape(name, vocab, dim)?;
-        if let Some(table) = self.source.int8(name)? {
-            return Ok(Embedding::int8(table));
+        self.matrix(name, vocab, dim, Embedding::int8, Embedding::new)
+    }
+
+    /// Matrix `name`, `[rows, cols]`, as `packed` makes it from the int8 matmul's layout when
+    /// the source reads it that way, else as `read` makes it from the candle tensor.
+    fn matrix<T>(
+        &mut self,
+        name: &str,
+        rows: usize,
+        cols: usize,
+        packed: impl FnOnce(Int8Matrix) -> T,
+        read: impl FnOnce(QTensor) -> candle_core::Result<T>,
+    ) -> Result<T, ModelError> {
+        self.check_shape(name, rows, cols)?;
+        if let Some(matrix) = self.source.int8(name)? {
+            return Ok(packed(matrix));
         }
         let t = self.source.qtensor(name, false, &self.device)?;
-        Embedding::new(t).context(|| format!("{}: {name}", self.source.name()))
+        read(t).context(|| format!("{}: {name}", self.source.name()))
     }
 
     /// The projection `module` of block `layer`, `[rows, cols]`, with the adapter's side path
