@@ -70,6 +70,7 @@ test-wasm:
 	trap 'kill $$hub 2>/dev/null' EXIT INT TERM; \
 	export MIMIR_TEST_HUB=http://127.0.0.1:$(TEST_HUB_PORT); \
 	$(FRESH_BROWSER_TMP); \
+	cargo test -p mimir-kernels $(WASM) && \
 	cargo test -p mimir $(WASM) --lib && \
 	$(foreach t,$(WEB_TESTS),cargo test -p mimir $(WASM) --test $(t) &&) true
 

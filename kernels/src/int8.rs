@@ -138,18 +138,40 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
 }
 
 /// Quantizes values block by block, with the scale that maps each block's largest magnitude
-/// to 127.
+/// to 127 (NaNs are passed over when finding it), rounding half to even: wasm32 has that
+/// rounding as an instruction and not the half-away one of `f32::round`, which costs a
+/// library call per value there.
 fn quantize(values: &[f32]) -> (Vec<i8>, Vec<f32>) {
-    let mut quants = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(values.len() / BLOCK);
-    for block in values.chunks_exact(BLOCK) {
-        let max = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-        let scale = max / 127.0;
-        let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
-        scales.push(scale);
-        quants.extend(block.iter().map(|x| (x * inverse).round() as i8));
-    }
+    let mut quants = vec![0i8; values.len()];
+    let scales = values
+        .chunks_exact(BLOCK)
+        .zip(quants.chunks_exact_mut(BLOCK))
+        .map(|(block, quants)| quantize_block(block, quants))
+        .collect();
     (quants, scales)
+}
+
+/// Quantizes one block of 32 values into `quants` and returns its scale.
+fn quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        simd128::quantize_block(block, quants)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        portable_quantize_block(block, quants)
+    }
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+fn portable_quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
+    let max = block.iter().fold(0f32, |m, x| m.max(x.abs()));
+    let scale = max / 127.0;
+    let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
+    for (q, x) in quants.iter_mut().zip(block) {
+        *q = (x * inverse).round_ties_even() as i8;
+    }
+    scale
 }
 
 /// Dot products of one quantized activation row with the four rows of a packed group.
@@ -162,9 +184,34 @@ fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
     {
         simd128::dot4(xq, xs, group)
     }
-    #[cfg(not(target_arch = "wasm32"))]
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            // SAFETY: the CPU has AVX2, checked just above.
+            return unsafe { avx2::dot4(xq, xs, group) };
+        }
+        portable_dot4(xq, xs, group)
+    }
+    #[cfg(not(any(target_arch = "wasm32", target_arch = "x86_64")))]
     {
         portable_dot4(xq, xs, group)
+    }
+}
+
+/// Whether [`matmul`] runs SIMD code on this machine: SIMD128 in wasm32 (the build enables
+/// it), AVX2 on x86-64 when the CPU has it; elsewhere it runs portable loops.
+pub fn accelerated() -> bool {
+    #[cfg(target_arch = "wasm32")]
+    {
+        true
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2::available()
+    }
+    #[cfg(not(any(target_arch = "wasm32", target_arch = "x86_64")))]
+    {
+        false
     }
 }
 
@@ -216,6 +263,20 @@ mod simd128 {
         i32x4_add(low, high)
     }
 
+    /// The 32 quants at `p`, widened to four i16x8 vectors.
+    ///
+    /// # Safety
+    /// `p` must point at 32 readable bytes.
+    #[inline(always)]
+    unsafe fn widen(p: *const i8) -> [v128; 4] {
+        [
+            i16x8_load_extend_i8x8(p),
+            i16x8_load_extend_i8x8(p.add(8)),
+            i16x8_load_extend_i8x8(p.add(16)),
+            i16x8_load_extend_i8x8(p.add(24)),
+        ]
+    }
+
     /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
     #[inline(always)]
     fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
@@ -233,19 +294,51 @@ mod simd128 {
         )
     }
 
+    fn lanes(v: v128) -> [f32; 4] {
+        [
+            f32x4_extract_lane::<0>(v),
+            f32x4_extract_lane::<1>(v),
+            f32x4_extract_lane::<2>(v),
+            f32x4_extract_lane::<3>(v),
+        ]
+    }
+
+    /// The SIMD128 twin of `portable_quantize_block`, equal to it bit for bit.
+    pub(super) fn quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
+        assert!(block.len() == BLOCK && quants.len() == BLOCK);
+        // SAFETY: both slices hold 32 values, checked above.
+        unsafe {
+            let at = |i: usize| v128_load(block.as_ptr().add(4 * i) as *const v128);
+            let x: [v128; 8] = std::array::from_fn(at);
+            // `pmax(m, x)` keeps `m` when `x` is NaN, as `f32::max` does.
+            let mut max = f32x4_abs(x[0]);
+            for &v in &x[1..] {
+                max = f32x4_pmax(max, f32x4_abs(v));
+            }
+            max = f32x4_pmax(max, i32x4_shuffle::<2, 3, 0, 1>(max, max));
+            max = f32x4_pmax(max, i32x4_shuffle::<1, 0, 3, 2>(max, max));
+            let scale = f32x4_extract_lane::<0>(max) / 127.0;
+            let inverse = f32x4_splat(if scale == 0.0 { 0.0 } else { 1.0 / scale });
+            let q = |v: v128| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, inverse)));
+            for half in 0..2 {
+                let v = &x[4 * half..4 * half + 4];
+                let bytes = i8x16_narrow_i16x8(
+                    i16x8_narrow_i32x4(q(v[0]), q(v[1])),
+                    i16x8_narrow_i32x4(q(v[2]), q(v[3])),
+                );
+                v128_store(quants.as_mut_ptr().add(16 * half) as *mut v128, bytes);
+            }
+            scale
+        }
+    }
+
     pub(super) fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
         let mut acc = f32x4_splat(0.0);
         for (b, &x_scale) in xs.iter().enumerate() {
             // SAFETY: `dot4` checked that the activation row holds `xs.len()` blocks of 32
             // quants and the group `xs.len()` blocks of GROUP_BLOCK_BYTES.
             unsafe {
-                let xp = xq.as_ptr().add(b * BLOCK);
-                let x = [
-                    i16x8_load_extend_i8x8(xp),
-                    i16x8_load_extend_i8x8(xp.add(8)),
-                    i16x8_load_extend_i8x8(xp.add(16)),
-                    i16x8_load_extend_i8x8(xp.add(24)),
-                ];
+                let x = widen(xq.as_ptr().add(b * BLOCK));
                 let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
                 let scales = v128_load(at as *const v128);
                 let w = at.add(GROUP * 4);
@@ -259,17 +352,86 @@ mod simd128 {
                 acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sums), scale));
             }
         }
-        [
-            f32x4_extract_lane::<0>(acc),
-            f32x4_extract_lane::<1>(acc),
-            f32x4_extract_lane::<2>(acc),
-            f32x4_extract_lane::<3>(acc),
-        ]
+        lanes(acc)
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
+
+    /// Whether the CPU has AVX2 (detected once; later calls read a cached flag).
+    pub(super) fn available() -> bool {
+        std::is_x86_feature_detected!("avx2")
+    }
+
+    /// Eight i32 partial sums of one row's 32 quants times the activation block.
+    ///
+    /// `maddubs` multiplies unsigned by signed bytes, so it gets `|w|` and `x` carrying
+    /// `w`'s sign. `|-128|` reads as 128 unsigned, so every weight is exact; the activation
+    /// quants lie in -127..=127, so no pair of products saturates the i16 sums.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2, and `w` must point at 32 readable bytes.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn row_dot(x: __m256i, w: *const u8) -> __m256i {
+        let w = _mm256_loadu_si256(w as *const __m256i);
+        let products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+        _mm256_madd_epi16(products, _mm256_set1_epi16(1))
+    }
+
+    /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn transpose_sum(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+        let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+        _mm_add_epi32(
+            _mm256_castsi256_si128(abcd),
+            _mm256_extracti128_si256::<1>(abcd),
+        )
+    }
+
+    /// The AVX2 twin of the SIMD128 `dot4`, equal to the portable one bit for bit (whole
+    /// blocks summed exactly in i32, then scaled and added in the same order).
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `xq` must hold `xs.len()` blocks of 32 quants and `group`
+    /// `xs.len()` blocks of GROUP_BLOCK_BYTES (`super::dot4` asserts both).
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
+        let mut acc = _mm_setzero_ps();
+        for (b, &x_scale) in xs.iter().enumerate() {
+            // SAFETY: in bounds by this function's contract.
+            unsafe {
+                let x = _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i);
+                let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
+                let scales = _mm_loadu_ps(at as *const f32);
+                let w = at.add(GROUP * 4);
+                let sums = transpose_sum(
+                    row_dot(x, w),
+                    row_dot(x, w.add(BLOCK)),
+                    row_dot(x, w.add(2 * BLOCK)),
+                    row_dot(x, w.add(3 * BLOCK)),
+                );
+                let scale = _mm_mul_ps(scales, _mm_set1_ps(x_scale));
+                acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(sums), scale));
+            }
+        }
+        let mut out = [0f32; 4];
+        // SAFETY: `out` holds four f32.
+        unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
+        out
     }
 }
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     /// `rows × cols` Q8_0 bytes with scale `0.5 + row / 8` and quants `(i * 7 + row) mod 255 - 127`.
@@ -323,6 +485,44 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// Whatever SIMD path this target dispatches to (SIMD128, AVX2) against the portable
+    /// loops: weights across the whole i8 range, -128 included; activations at ±127, halves
+    /// that round to even, zeros, NaN and a block of zeros.
+    #[test]
+    fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
+        let blocks = 5;
+        let group: Vec<u8> = (0..blocks * GROUP_BLOCK_BYTES)
+            .map(|i| match i % GROUP_BLOCK_BYTES {
+                s if s < GROUP * 4 => [0x00, 0x00, 0x80, 0x3f][s % 4], // 1.0f32
+                q if q % 3 == 0 => 0x80,                               // -128
+                q => (q * 37 + i / 7) as u8,
+            })
+            .collect();
+        let values: Vec<f32> = (0..blocks * BLOCK)
+            .map(|i| match (i / BLOCK, i % 8) {
+                (4, _) => 0.0,
+                (_, 0) => 127.0,
+                (_, 1) => -127.0,
+                (_, 2) => 2.5,
+                (_, 3) => -0.5,
+                (3, 4) => f32::NAN,
+                _ => ((i * 53) as f32 * 0.37).sin() * 90.0,
+            })
+            .collect();
+        let (xq, xs) = quantize(&values);
+        let mut expected = vec![0i8; values.len()];
+        for (b, (block, q)) in values
+            .chunks_exact(BLOCK)
+            .zip(expected.chunks_exact_mut(BLOCK))
+            .enumerate()
+        {
+            assert_eq!(xs[b].to_bits(), portable_quantize_block(block, q).to_bits());
+        }
+        assert_eq!(xq, expected);
+        assert_eq!((xq[2], xq[3]), (2, 0), "2.5 and -0.5 round to even");
+        assert_eq!(dot4(&xq, &xs, &group), portable_dot4(&xq, &xs, &group));
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Mimir's numeric inner loops, over plain slices: the int8 matmul of Q8_0 weights and the
-//! attention of one query over the KV cache, with SIMD128 code on wasm32 and portable loops
-//! elsewhere (natively they are tested; the engine uses them in wasm32, where candle's
-//! kernels are the slower ones).
+//! attention of one query over the KV cache, with SIMD128 code on wasm32, AVX2 code for the
+//! matmul on x86-64 (chosen at run time), and portable loops elsewhere. The engine uses the
+//! matmul wherever it has SIMD code, and the attention in wasm32 only (natively gemm's
+//! kernels win there).
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
 //! workspace's own crates are compiled at opt-level 0, where these loops are 10 to 50 times
@@ -9,3 +10,7 @@
 
 pub mod attention;
 pub mod int8;
+
+// The wasm32 tests run in the browser, where the SIMD128 paths run in the product.
+#[cfg(all(test, target_arch = "wasm32"))]
+wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);

@@ -280,15 +280,39 @@ fn lora_run_halves_the_training_loss_and_exports_what_it_learned() {
     // Merged GGUFs generate what base + adapter generates, greedily.
     let prompt = [1, 15043, 3186];
     let reference = greedy(&info.model, Some(read_adapter(&adapter_dir)), &prompt);
+    let forced: Vec<u32> = prompt.iter().chain(&reference).copied().collect();
+    let expected = engine_logits(&info.model, Some(read_adapter(&adapter_dir)), &forced);
     for quant in [GgufType::F32, GgufType::Q8_0] {
         let merged = out.join(format!("merged-{}", quant.file_name()));
         export_merged_gguf(out, &merged, quant).unwrap();
-        assert_eq!(
-            greedy(&merged, None, &prompt),
-            reference,
-            "{}",
-            quant.file_name()
-        );
+        if quant == GgufType::F32 {
+            assert_eq!(greedy(&merged, None, &prompt), reference, "merged f32");
+        } else {
+            // Q8_0 rounds the weights (and the engine's int8 matmul the activations), and this
+            // random model's logits lie close together, so a greedy run may turn off at a
+            // near-tie. Teacher-forced on the reference's tokens, no logit moves by more
+            // than 3 % of the largest, and the top token is the reference's at four
+            // positions in five, and at the others one within 0.1 of it (here 2 of 19
+            // positions differ, by 0.03 and 0.001).
+            let got = engine_logits(&merged, None, &forced);
+            let largest = expected.iter().flatten().fold(0f32, |m, x| m.max(x.abs()));
+            let diff = max_abs_diff(&got, &expected);
+            assert!(diff <= 0.03 * largest, "merged q8_0: max abs diff {diff}");
+            let mut turns = 0;
+            for (pos, (g, e)) in got.iter().zip(&expected).enumerate() {
+                let (top, best) = argmax(e);
+                let (mine, _) = argmax(g);
+                if mine != top {
+                    turns += 1;
+                    let gap = best - e[mine];
+                    assert!(
+                        gap < 0.1,
+                        "merged q8_0, position {pos}: {mine} for {top}, {gap}"
+                    );
+                }
+            }
+            assert!(5 * turns <= forced.len(), "merged q8_0: {turns} turns");
+        }
         let file =
             GgufFile::read(&mut BufReader::new(File::open(&merged).unwrap()), "merged").unwrap();
         assert!(
@@ -300,6 +324,14 @@ fn lora_run_halves_the_training_loss_and_exports_what_it_learned() {
 }
 
 /// 16 greedy tokens after `prompt`.
+/// The index and value of the largest entry.
+fn argmax(values: &[f32]) -> (usize, f32) {
+    values.iter().copied().enumerate().fold(
+        (0, f32::MIN),
+        |best, (i, v)| if v > best.1 { (i, v) } else { best },
+    )
+}
+
 fn greedy(model: &Path, adapter: Option<Adapter>, prompt: &[u32]) -> Vec<u32> {
     let options = LoadOptions {
         context_cap: 64,

@@ -1,9 +1,9 @@
 //! Q8_0 weights packed for the int8 matmul of `mimir-kernels`, as a candle-facing matrix.
 //!
 //! candle's Q8_0 kernel for wasm32 converts two f16 scales per 32-value block in software
-//! (wasm has no f16 instructions) and works one weight row at a time. The packed layout (four
-//! rows per group, f32 scales, one stream per decode step) is described in
-//! [`mimir_kernels::int8`]. The quants are the file's own, so the result equals candle's up
+//! (wasm has no f16 instructions) and works one weight row at a time; natively its AVX kernel
+//! also goes row by row. The packed layout (four rows per group, f32 scales, one stream per
+//! decode step) is described in [`mimir_kernels::int8`]; bench/NOTES.md has what it gains. The quants are the file's own, so the result equals candle's up
 //! to the summation order and the activation scale (f32 here, f16 in candle).
 
 use candle_core::quantized::{GgmlDType, QTensor};
@@ -19,15 +19,16 @@ pub struct Int8Matrix {
 }
 
 impl Int8Matrix {
-    /// Whether `weight` is served by this matmul on this target: Q8_0 matrices, in wasm32
-    /// only (natively candle's AVX2 kernel is the faster one).
+    /// Whether `weight` is served by this matmul here: Q8_0 matrices, where the kernel has
+    /// SIMD code for the machine (wasm32's SIMD128, x86-64's AVX2); elsewhere candle's
+    /// kernels are the faster ones.
     pub fn serves(weight: &QTensor) -> bool {
         Self::serves_type(weight.dtype(), weight.shape().rank())
     }
 
     /// [`Int8Matrix::serves`] for a tensor of `dtype` with `rank` dimensions.
     pub fn serves_type(dtype: GgmlDType, rank: usize) -> bool {
-        cfg!(target_arch = "wasm32") && Self::fits(dtype, rank)
+        int8::accelerated() && Self::fits(dtype, rank)
     }
 
     fn fits(dtype: GgmlDType, rank: usize) -> bool {
@@ -166,6 +167,6 @@ mod tests {
             err.contains("inputs of 32 values against a [2, 64] weight"),
             "{err}"
         );
-        assert_eq!(Int8Matrix::serves(&weight), cfg!(target_arch = "wasm32"));
+        assert_eq!(Int8Matrix::serves(&weight), int8::accelerated());
     }
 }

@@ -17,7 +17,8 @@ pub struct Linear {
     lora: Option<LoraDelta>,
 }
 
-/// Where a projection's matmul runs: candle's kernels, or the int8 one for Q8_0 in wasm32.
+/// Where a projection's matmul runs: candle's kernels, or the int8 one for Q8_0 where it has
+/// SIMD code (wasm32, x86-64 with AVX2).
 #[derive(Debug, Clone)]
 enum Weight {
     Candle(QMatMul),
@@ -281,8 +282,8 @@ pub struct Embedding {
     dim: usize,
 }
 
-/// The table as loaded, or packed for the int8 matmul (Q8_0 in wasm32), in which form it also
-/// serves as a tied output projection without a second copy.
+/// The table as loaded, or packed for the int8 matmul (Q8_0 where that serves), in which form
+/// it also serves as a tied output projection without a second copy.
 #[derive(Debug)]
 enum Table {
     Candle(Arc<QTensor>),
