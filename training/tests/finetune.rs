@@ -323,7 +323,6 @@ fn lora_run_halves_the_training_loss_and_exports_what_it_learned() {
     drop(run.files);
 }
 
-/// 16 greedy tokens after `prompt`.
 /// The index and value of the largest entry.
 fn argmax(values: &[f32]) -> (usize, f32) {
     values.iter().copied().enumerate().fold(
@@ -332,6 +331,7 @@ fn argmax(values: &[f32]) -> (usize, f32) {
     )
 }
 
+/// 16 greedy tokens after `prompt`.
 fn greedy(model: &Path, adapter: Option<Adapter>, prompt: &[u32]) -> Vec<u32> {
     let options = LoadOptions {
         context_cap: 64,

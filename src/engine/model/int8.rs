@@ -3,8 +3,9 @@
 //! candle's Q8_0 kernel for wasm32 converts two f16 scales per 32-value block in software
 //! (wasm has no f16 instructions) and works one weight row at a time; natively its AVX kernel
 //! also goes row by row. The packed layout (four rows per group, f32 scales, one stream per
-//! decode step) is described in [`mimir_kernels::int8`]; bench/NOTES.md has what it gains. The quants are the file's own, so the result equals candle's up
-//! to the summation order and the activation scale (f32 here, f16 in candle).
+//! decode step) is described in [`mimir_kernels::int8`]; bench/NOTES.md has what it gains.
+//! The quants are the file's own, so the result equals candle's up to the summation order and
+//! the activation scale (f32 here, f16 in candle).
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor, D};
