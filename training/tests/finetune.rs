@@ -25,7 +25,7 @@ use mimir_train::train::{
 
 mod support;
 
-use support::{max_abs_diff, TOKENS};
+use support::{argmax, max_abs_diff, TOKENS};
 
 /// `shared/phi3-tokenizer/ggml-vocab-phi-3.gguf` in an ancestor of the crate.
 fn vocab_gguf() -> PathBuf {
@@ -277,11 +277,13 @@ fn lora_run_halves_the_training_loss_and_exports_what_it_learned() {
         "training must move the logits"
     );
 
-    // Merged GGUFs generate what base + adapter generates, greedily.
+    // The merged F32 GGUF generates what base + adapter generates, greedily; the merged Q8_0
+    // ranks tokens as base + adapter does.
     let prompt = [1, 15043, 3186];
-    let reference = greedy(&info.model, Some(read_adapter(&adapter_dir)), &prompt);
+    let exported = read_adapter(&adapter_dir);
+    let reference = greedy(&info.model, Some(exported.clone()), &prompt);
     let forced: Vec<u32> = prompt.iter().chain(&reference).copied().collect();
-    let expected = engine_logits(&info.model, Some(read_adapter(&adapter_dir)), &forced);
+    let expected = engine_logits(&info.model, Some(exported), &forced);
     for quant in [GgufType::F32, GgufType::Q8_0] {
         let merged = out.join(format!("merged-{}", quant.file_name()));
         export_merged_gguf(out, &merged, quant).unwrap();
@@ -300,11 +302,10 @@ fn lora_run_halves_the_training_loss_and_exports_what_it_learned() {
             assert!(diff <= 0.03 * largest, "merged q8_0: max abs diff {diff}");
             let mut turns = 0;
             for (pos, (g, e)) in got.iter().zip(&expected).enumerate() {
-                let (top, best) = argmax(e);
-                let (mine, _) = argmax(g);
+                let (top, mine) = (argmax(e), argmax(g));
                 if mine != top {
                     turns += 1;
-                    let gap = best - e[mine];
+                    let gap = e[top] - e[mine];
                     assert!(
                         gap < 0.1,
                         "merged q8_0, position {pos}: {mine} for {top}, {gap}"
@@ -321,14 +322,6 @@ fn lora_run_halves_the_training_loss_and_exports_what_it_learned() {
         );
     }
     drop(run.files);
-}
-
-/// The index and value of the largest entry.
-fn argmax(values: &[f32]) -> (usize, f32) {
-    values.iter().copied().enumerate().fold(
-        (0, f32::MIN),
-        |best, (i, v)| if v > best.1 { (i, v) } else { best },
-    )
 }
 
 /// 16 greedy tokens after `prompt`.
