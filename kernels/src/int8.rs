@@ -7,6 +7,8 @@
 
 use thiserror::Error;
 
+use crate::activations::{self, Quantized};
+
 /// Values per quantization block.
 pub const BLOCK: usize = 32;
 /// Bytes of one Q8_0 block in a GGUF file: an f16 scale, then 32 signed quants.
@@ -119,7 +121,7 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
         });
     }
     let m = x.len() / cols;
-    let (quants, scales) = quantize(x);
+    let Quantized { quants, scales } = activations::quantize(x, BLOCK);
     let mut out = vec![0f32; m * rows];
     // One group of rows at a time, every activation row against it while it is hot.
     for (g, group) in packed.chunks_exact(group_bytes).enumerate() {
@@ -135,43 +137,6 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
         }
     }
     Ok(out)
-}
-
-/// Quantizes values block by block, with the scale that maps each block's largest magnitude
-/// to 127 (NaNs are passed over when finding it), rounding half to even: wasm32 has that
-/// rounding as an instruction and not the half-away one of `f32::round`, which costs a
-/// library call per value there.
-fn quantize(values: &[f32]) -> (Vec<i8>, Vec<f32>) {
-    let mut quants = vec![0i8; values.len()];
-    let scales = values
-        .chunks_exact(BLOCK)
-        .zip(quants.chunks_exact_mut(BLOCK))
-        .map(|(block, quants)| quantize_block(block, quants))
-        .collect();
-    (quants, scales)
-}
-
-/// Quantizes one block of 32 values into `quants` and returns its scale.
-fn quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
-    #[cfg(target_arch = "wasm32")]
-    {
-        simd128::quantize_block(block, quants)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        portable_quantize_block(block, quants)
-    }
-}
-
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-fn portable_quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
-    let max = block.iter().fold(0f32, |m, x| m.max(x.abs()));
-    let scale = max / 127.0;
-    let inverse = if scale == 0.0 { 0.0 } else { 1.0 / scale };
-    for (q, x) in quants.iter_mut().zip(block) {
-        *q = (x * inverse).round_ties_even() as i8;
-    }
-    scale
 }
 
 /// Dot products of one quantized activation row with the four rows of a packed group.
@@ -301,35 +266,6 @@ mod simd128 {
             f32x4_extract_lane::<2>(v),
             f32x4_extract_lane::<3>(v),
         ]
-    }
-
-    /// The SIMD128 twin of `portable_quantize_block`, equal to it bit for bit.
-    pub(super) fn quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
-        assert!(block.len() == BLOCK && quants.len() == BLOCK);
-        // SAFETY: both slices hold 32 values, checked above.
-        unsafe {
-            let at = |i: usize| v128_load(block.as_ptr().add(4 * i) as *const v128);
-            let x: [v128; 8] = std::array::from_fn(at);
-            // `pmax(m, x)` keeps `m` when `x` is NaN, as `f32::max` does.
-            let mut max = f32x4_abs(x[0]);
-            for &v in &x[1..] {
-                max = f32x4_pmax(max, f32x4_abs(v));
-            }
-            max = f32x4_pmax(max, i32x4_shuffle::<2, 3, 0, 1>(max, max));
-            max = f32x4_pmax(max, i32x4_shuffle::<1, 0, 3, 2>(max, max));
-            let scale = f32x4_extract_lane::<0>(max) / 127.0;
-            let inverse = f32x4_splat(if scale == 0.0 { 0.0 } else { 1.0 / scale });
-            let q = |v: v128| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(v, inverse)));
-            for half in 0..2 {
-                let v = &x[4 * half..4 * half + 4];
-                let bytes = i8x16_narrow_i16x8(
-                    i16x8_narrow_i32x4(q(v[0]), q(v[1])),
-                    i16x8_narrow_i32x4(q(v[2]), q(v[3])),
-                );
-                v128_store(quants.as_mut_ptr().add(16 * half) as *mut v128, bytes);
-            }
-            scale
-        }
     }
 
     pub(super) fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
@@ -511,17 +447,10 @@ mod tests {
                 _ => ((i * 53) as f32 * 0.37).sin() * 90.0,
             })
             .collect();
-        let (xq, xs) = quantize(&values);
-        let mut expected = vec![0i8; values.len()];
-        for (b, (block, q)) in values
-            .chunks_exact(BLOCK)
-            .zip(expected.chunks_exact_mut(BLOCK))
-            .enumerate()
-        {
-            assert_eq!(xs[b].to_bits(), portable_quantize_block(block, q).to_bits());
-        }
-        assert_eq!(xq, expected);
-        assert_eq!((xq[2], xq[3]), (2, 0), "2.5 and -0.5 round to even");
+        let Quantized {
+            quants: xq,
+            scales: xs,
+        } = activations::quantize(&values, BLOCK);
         assert_eq!(dot4(&xq, &xs, &group), portable_dot4(&xq, &xs, &group));
     }
 

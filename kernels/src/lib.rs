@@ -1,15 +1,17 @@
-//! Mimir's numeric inner loops, over plain slices: the int8 matmul of Q8_0 weights and the
-//! attention of one query over the KV cache, with SIMD128 code on wasm32, AVX2 code for the
-//! matmul on x86-64 (chosen at run time), and portable loops elsewhere. The engine uses the
-//! matmul wherever it has SIMD code, and the attention in wasm32 only (natively gemm's
-//! kernels win there).
+//! Mimir's numeric inner loops, over plain slices: the int8 matmul of Q8_0 weights, the
+//! matmul of K-quant weights (Q4_K, Q5_K, Q6_K) and the attention of one query over the KV
+//! cache, with SIMD128 code on wasm32, AVX2 code for the Q8_0 matmul on x86-64 (chosen at run
+//! time), and portable loops elsewhere. The engine uses each matmul wherever it has SIMD code,
+//! and the attention in wasm32 only (natively gemm's kernels win there).
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
 //! workspace's own crates are compiled at opt-level 0, where these loops are 10 to 50 times
 //! slower.
 
+mod activations;
 pub mod attention;
 pub mod int8;
+pub mod kquant;
 
 // The wasm32 tests run in the browser, where the SIMD128 paths run in the product.
 #[cfg(all(test, target_arch = "wasm32"))]

@@ -7,7 +7,7 @@ use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, Q
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 
 use super::attention_loops;
-use super::int8::Int8Matrix;
+use super::kernel_matrix::KernelMatrix;
 
 /// A linear projection over quantized (or f32/f16) weights, `y = x Wᵀ`, optionally with a
 /// LoRA side path: `y = x Wᵀ + scale · (x Aᵀ) Bᵀ`.
@@ -17,12 +17,12 @@ pub struct Linear {
     lora: Option<LoraDelta>,
 }
 
-/// Where a projection's matmul runs: candle's kernels, or the int8 one for Q8_0 where it has
-/// SIMD code (wasm32, x86-64 with AVX2).
+/// Where a projection's matmul runs: candle's kernels, or ours where they have SIMD code for
+/// the type (see [`KernelMatrix::serves`]).
 #[derive(Debug, Clone)]
 enum Weight {
     Candle(QMatMul),
-    Int8(Arc<Int8Matrix>),
+    Kernel(Arc<KernelMatrix>),
 }
 
 impl Linear {
@@ -33,18 +33,18 @@ impl Linear {
 
     /// Wraps a weight that is also used elsewhere (tied embeddings).
     pub fn shared(weight: Arc<QTensor>) -> Result<Self> {
-        let weight = if Int8Matrix::serves(&weight) {
-            Weight::Int8(Arc::new(Int8Matrix::from_qtensor(&weight)?))
+        let weight = if KernelMatrix::serves(&weight) {
+            Weight::Kernel(Arc::new(KernelMatrix::from_qtensor(&weight)?))
         } else {
             Weight::Candle(QMatMul::from_arc(weight)?)
         };
         Ok(Self { weight, lora: None })
     }
 
-    /// Wraps a packed int8 weight.
-    pub fn int8(weight: Int8Matrix) -> Self {
+    /// Wraps a weight in the kernels' layout.
+    pub fn kernel(weight: KernelMatrix) -> Self {
         Self {
-            weight: Weight::Int8(Arc::new(weight)),
+            weight: Weight::Kernel(Arc::new(weight)),
             lora: None,
         }
     }
@@ -61,7 +61,7 @@ impl Linear {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let ys = match &self.weight {
             Weight::Candle(w) => w.forward(xs)?,
-            Weight::Int8(w) => w.forward(xs)?,
+            Weight::Kernel(w) => w.forward(xs)?,
         };
         match &self.lora {
             None => Ok(ys),
@@ -282,31 +282,31 @@ pub struct Embedding {
     dim: usize,
 }
 
-/// The table as loaded, or packed for the int8 matmul (Q8_0 where that serves), in which form
-/// it also serves as a tied output projection without a second copy.
+/// The table as loaded, or in the kernels' layout where they serve its type, in which form it
+/// also serves as a tied output projection without a second copy.
 #[derive(Debug)]
 enum Table {
     Candle(Arc<QTensor>),
-    Int8(Arc<Int8Matrix>),
+    Kernel(Arc<KernelMatrix>),
 }
 
 impl Embedding {
     /// Wraps a `[vocab, dim]` table.
     pub fn new(table: QTensor) -> Result<Self> {
         let (vocab, dim) = table.shape().dims2()?;
-        let table = if Int8Matrix::serves(&table) {
-            Table::Int8(Arc::new(Int8Matrix::from_qtensor(&table)?))
+        let table = if KernelMatrix::serves(&table) {
+            Table::Kernel(Arc::new(KernelMatrix::from_qtensor(&table)?))
         } else {
             Table::Candle(Arc::new(table))
         };
         Ok(Self { table, vocab, dim })
     }
 
-    /// Wraps a packed int8 `[vocab, dim]` table.
-    pub fn int8(table: Int8Matrix) -> Self {
+    /// Wraps a `[vocab, dim]` table in the kernels' layout.
+    pub fn kernel(table: KernelMatrix) -> Self {
         let (vocab, dim) = table.dims();
         Self {
-            table: Table::Int8(Arc::new(table)),
+            table: Table::Kernel(Arc::new(table)),
             vocab,
             dim,
         }
@@ -316,8 +316,8 @@ impl Embedding {
     pub fn tied_output(&self) -> Result<Linear> {
         match &self.table {
             Table::Candle(table) => Linear::shared(Arc::clone(table)),
-            Table::Int8(table) => Ok(Linear {
-                weight: Weight::Int8(Arc::clone(table)),
+            Table::Kernel(table) => Ok(Linear {
+                weight: Weight::Kernel(Arc::clone(table)),
                 lora: None,
             }),
         }
@@ -330,7 +330,7 @@ impl Embedding {
             candle_core::bail!("token id {id} is outside the vocabulary of {}", self.vocab);
         }
         let table = match &self.table {
-            Table::Int8(table) => {
+            Table::Kernel(table) => {
                 let values = ids.iter().flat_map(|&id| table.row(id as usize)).collect();
                 return Tensor::from_vec(values, (ids.len(), self.dim), &device);
             }

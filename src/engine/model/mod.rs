@@ -10,7 +10,7 @@ mod config;
 mod export;
 #[cfg(not(target_arch = "wasm32"))]
 mod folder;
-mod int8;
+mod kernel_matrix;
 mod layers;
 mod source;
 
@@ -28,7 +28,7 @@ pub use adapt::gguf_name;
 pub(crate) use adapt::permute_for_rope;
 pub use config::{Architecture, ModelConfig};
 pub use export::GgufConversion;
-pub use int8::Int8Matrix;
+pub use kernel_matrix::KernelMatrix;
 pub use layers::{Embedding, KvCache, Linear, LoraDelta, RmsNorm, Rope};
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -228,26 +228,26 @@ impl<S: WeightSource> Loader<'_, S> {
     }
 
     fn linear(&mut self, name: &str, rows: usize, cols: usize) -> Result<Linear, ModelError> {
-        self.matrix(name, rows, cols, Linear::int8, Linear::new)
+        self.matrix(name, rows, cols, Linear::kernel, Linear::new)
     }
 
     fn embedding(&mut self, name: &str, vocab: usize, dim: usize) -> Result<Embedding, ModelError> {
-        self.matrix(name, vocab, dim, Embedding::int8, Embedding::new)
+        self.matrix(name, vocab, dim, Embedding::kernel, Embedding::new)
     }
 
-    /// Matrix `name`, `[rows, cols]`, as `packed` makes it from the int8 matmul's layout when
-    /// the source reads it that way, else as `read` makes it from the candle tensor.
+    /// Matrix `name`, `[rows, cols]`, as `kernel` makes it from a [`KernelMatrix`] when the
+    /// source reads it that way, else as `read` makes it from the candle tensor.
     fn matrix<T>(
         &mut self,
         name: &str,
         rows: usize,
         cols: usize,
-        packed: impl FnOnce(Int8Matrix) -> T,
+        kernel: impl FnOnce(KernelMatrix) -> T,
         read: impl FnOnce(QTensor) -> candle_core::Result<T>,
     ) -> Result<T, ModelError> {
         self.check_shape(name, rows, cols)?;
-        if let Some(matrix) = self.source.int8(name)? {
-            return Ok(packed(matrix));
+        if let Some(matrix) = self.source.kernel_matrix(name)? {
+            return Ok(kernel(matrix));
         }
         let t = self.source.qtensor(name, false, &self.device)?;
         read(t).context(|| format!("{}: {name}", self.source.name()))

@@ -9,7 +9,7 @@ use candle_core::Device;
 use crate::engine::gguf::GgufFile;
 use crate::engine::hf::HfWeights;
 
-use super::int8::Int8Matrix;
+use super::kernel_matrix::KernelMatrix;
 use super::{CandleContext, ModelError};
 
 /// Tensors by llama.cpp name, read one at a time.
@@ -29,10 +29,10 @@ pub(super) trait WeightSource {
     fn qtensor(&mut self, tensor: &str, norm: bool, device: &Device)
         -> Result<QTensor, ModelError>;
 
-    /// Matrix `tensor` packed for the int8 matmul straight from the stored bytes, when that
-    /// matmul serves it on this target and the source holds it as Q8_0; else `None`, and
-    /// [`WeightSource::qtensor`] reads it.
-    fn int8(&mut self, _tensor: &str) -> Result<Option<Int8Matrix>, ModelError> {
+    /// Matrix `tensor` in the kernels' layout straight from the stored bytes, when the
+    /// kernels serve its type on this target; else `None`, and [`WeightSource::qtensor`]
+    /// reads it.
+    fn kernel_matrix(&mut self, _tensor: &str) -> Result<Option<KernelMatrix>, ModelError> {
         Ok(None)
     }
 }
@@ -63,17 +63,17 @@ impl<R: Read + Seek> WeightSource for GgufSource<'_, R> {
     }
 
     /// Skips candle's copy of the blocks (and the zeroed buffer it is read into): a decoded
-    /// model is mostly Q8_0 matrices, each packed from the bytes as they arrive.
-    fn int8(&mut self, tensor: &str) -> Result<Option<Int8Matrix>, ModelError> {
+    /// model is mostly matrices the kernels serve, each taken from the bytes as they arrive.
+    fn kernel_matrix(&mut self, tensor: &str) -> Result<Option<KernelMatrix>, ModelError> {
         let Some(info) = self.file.tensor_info(tensor) else {
             return Ok(None);
         };
-        if !Int8Matrix::serves_type(info.dtype, info.dims.len()) {
+        if !KernelMatrix::serves_type(info.dtype, info.dims.len()) {
             return Ok(None);
         }
         let (cols, rows) = (info.dims[0], info.dims[1]);
         let bytes = self.file.tensor_bytes(self.reader, tensor)?;
-        Int8Matrix::from_q8_0(&bytes, rows, cols)
+        KernelMatrix::from_bytes(info.dtype, bytes, rows, cols)
             .map(Some)
             .context(|| format!("{}: {tensor}", self.file.source()))
     }

@@ -1,0 +1,770 @@
+//! llama.cpp's K-quant matrices (Q4_K, Q5_K, Q6_K), read as a GGUF file stores them, and their
+//! matmul with 8-bit activations.
+//!
+//! A row is a run of 256-value super-blocks. Q4_K and Q5_K give each 32-value sub-block a
+//! 6-bit scale and a 6-bit minimum (value = d·scale·q − dmin·min, q in 0..16 or 0..32); Q6_K
+//! gives each 16 values a signed 8-bit scale (value = d·scale·q, q in -32..32). Activations
+//! are rounded to 8 bits with one scale per super-block, as llama.cpp's Q8_K does, so a
+//! super-block's products are summed exactly in i32 and scaled once.
+//!
+//! In wasm32 candle's SIMD128 code for these types multiplies in i16 and widens every product
+//! to i32 with a multiply per four (Q4_K, Q6_K), or has none (Q5_K). Here eight products are
+//! summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's sums are scaled once.
+//! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
+//! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
+//! products; bench/NOTES.md has what each gains.
+
+use thiserror::Error;
+
+use crate::activations;
+
+/// Values per super-block.
+pub const SUPER: usize = 256;
+
+/// A K-quant type this module reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KQuant {
+    /// 4-bit quants, 6-bit scales and minimums per 32 values: 144 bytes per super-block.
+    Q4K,
+    /// Q4_K plus a fifth bit per quant: 176 bytes.
+    Q5K,
+    /// 6-bit quants, 8-bit scales per 16 values: 210 bytes.
+    Q6K,
+}
+
+impl KQuant {
+    /// Bytes of one super-block.
+    pub const fn block_bytes(self) -> usize {
+        match self {
+            KQuant::Q4K => 144,
+            KQuant::Q5K => 176,
+            KQuant::Q6K => 210,
+        }
+    }
+
+    /// Bytes of a `[rows, cols]` matrix, if `cols` is whole super-blocks.
+    pub fn matrix_bytes(self, rows: usize, cols: usize) -> Option<usize> {
+        cols.is_multiple_of(SUPER)
+            .then(|| rows * cols / SUPER * self.block_bytes())
+    }
+}
+
+/// Shapes and sizes that do not fit together.
+#[derive(Debug, Error, PartialEq)]
+pub enum KQuantError {
+    /// The columns are not whole super-blocks, or the data is not `rows × cols` of `kind`.
+    #[error("a {kind:?} [{rows}, {cols}] matrix needs whole 256-value rows and {expected} bytes, not {found}")]
+    Size {
+        /// The type.
+        kind: KQuant,
+        /// Rows.
+        rows: usize,
+        /// Columns.
+        cols: usize,
+        /// Bytes the shape needs (0 when the columns are not whole super-blocks).
+        expected: usize,
+        /// Bytes given.
+        found: usize,
+    },
+    /// Activations that are not whole rows of the weight's width.
+    #[error("K-quant matmul: {found} input values are not rows of a [{rows}, {cols}] weight")]
+    Width {
+        /// Weight rows.
+        rows: usize,
+        /// Weight columns.
+        cols: usize,
+        /// The number of activation values.
+        found: usize,
+    },
+}
+
+/// Checks that `bytes` holds a `[rows, cols]` matrix of `kind`.
+pub fn check(kind: KQuant, bytes: usize, rows: usize, cols: usize) -> Result<(), KQuantError> {
+    match kind.matrix_bytes(rows, cols) {
+        Some(expected) if expected == bytes => Ok(()),
+        expected => Err(KQuantError::Size {
+            kind,
+            rows,
+            cols,
+            expected: expected.unwrap_or(0),
+            found: bytes,
+        }),
+    }
+}
+
+/// Row `row` of a `[rows, cols]` matrix of `kind`, dequantized as llama.cpp does (the same
+/// float operations in the same order).
+pub fn dequantize_row(kind: KQuant, data: &[u8], cols: usize, row: usize) -> Vec<f32> {
+    let row_bytes = cols / SUPER * kind.block_bytes();
+    let mut values = Vec::with_capacity(cols);
+    for block in data[row * row_bytes..(row + 1) * row_bytes].chunks_exact(kind.block_bytes()) {
+        let b = Block::unpack(kind, block);
+        values.extend(b.quants.iter().enumerate().map(|(i, &q)| {
+            let (scale, min) = (b.scales[i / 16] as f32, b.mins[i / 32] as f32);
+            match kind {
+                KQuant::Q6K => b.d * scale * q as f32,
+                KQuant::Q4K | KQuant::Q5K => b.d * scale * q as f32 - b.dmin * min,
+            }
+        }));
+    }
+    values
+}
+
+/// `out = x Wᵀ` for `x` holding rows of `cols` values and `W` a `[rows, cols]` matrix of
+/// `kind`; `out` gets `rows` values per row of `x`.
+pub fn matmul(
+    kind: KQuant,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+) -> Result<Vec<f32>, KQuantError> {
+    check(kind, data.len(), rows, cols)?;
+    if cols == 0 || !x.len().is_multiple_of(cols) {
+        return Err(KQuantError::Width {
+            rows,
+            cols,
+            found: x.len(),
+        });
+    }
+    let m = x.len() / cols;
+    let supers = cols / SUPER;
+    let x = activations::quantize(x, SUPER);
+    let sums = sub_block_sums(&x.quants);
+    let xs: Vec<Activation> = (0..m)
+        .map(|i| Activation {
+            quants: &x.quants[i * cols..(i + 1) * cols],
+            scales: &x.scales[i * supers..(i + 1) * supers],
+            sums: &sums[i * cols / 32..(i + 1) * cols / 32],
+        })
+        .collect();
+    let mut out = vec![0f32; m * rows];
+    let mut dots = vec![0f32; m];
+    // One weight row at a time, every activation row against it while it is hot.
+    for (r, row) in data.chunks_exact(supers * kind.block_bytes()).enumerate() {
+        dot_rows(kind, row, &xs, &mut dots);
+        for (i, &dot) in dots.iter().enumerate() {
+            out[i * rows + r] = dot;
+        }
+    }
+    Ok(out)
+}
+
+/// One quantized activation row.
+#[derive(Clone)]
+struct Activation<'a> {
+    quants: &'a [i8],
+    /// One per super-block.
+    scales: &'a [f32],
+    /// The quants summed per 32 values (at most 32 · 127 in magnitude), for the minimums of
+    /// Q4_K and Q5_K.
+    sums: &'a [i16],
+}
+
+fn sub_block_sums(quants: &[i8]) -> Vec<i16> {
+    quants
+        .chunks_exact(32)
+        .map(|q| q.iter().map(|&q| q as i16).sum())
+        .collect()
+}
+
+/// The dot products of one weight row with each activation row, into `out`.
+fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        if let [x] = xs {
+            out[0] = simd128::dot(kind, row, x);
+        } else {
+            simd128::dot_rows(kind, row, xs, out);
+        }
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        for (x, out) in xs.iter().zip(out) {
+            *out = portable_dot(kind, row, x);
+        }
+    }
+}
+
+/// Whether [`matmul`] runs SIMD code on this machine: SIMD128 in wasm32. Natively candle's
+/// AVX2 kernels serve these types as fast as this portable code could.
+pub fn accelerated() -> bool {
+    cfg!(target_arch = "wasm32")
+}
+
+/// A super-block's fields, unpacked.
+struct Block {
+    d: f32,
+    dmin: f32,
+    /// Scale per 16 values (Q4_K and Q5_K repeat each sub-block's scale twice).
+    scales: [i32; 16],
+    /// Minimum per 32 values (zero for Q6_K).
+    mins: [u8; 8],
+    quants: [i8; SUPER],
+}
+
+impl Block {
+    fn unpack(kind: KQuant, block: &[u8]) -> Self {
+        let f16 = |at: usize| f16_to_f32([block[at], block[at + 1]]);
+        let mut b = Block {
+            d: 0.0,
+            dmin: 0.0,
+            scales: [0; 16],
+            mins: [0; 8],
+            quants: [0; SUPER],
+        };
+        match kind {
+            KQuant::Q4K | KQuant::Q5K => {
+                (b.d, b.dmin) = (f16(0), f16(2));
+                let scales;
+                (scales, b.mins) = scales_and_mins(&block[4..16]);
+                for (pair, &scale) in b.scales.chunks_exact_mut(2).zip(&scales) {
+                    pair.fill(scale as i32);
+                }
+                let (high, qs) = match kind {
+                    KQuant::Q5K => (Some(&block[16..48]), &block[48..176]),
+                    _ => (None, &block[16..144]),
+                };
+                for (i, q) in b.quants.iter_mut().enumerate() {
+                    let (chunk, half, l) = (i / 64, (i / 32) % 2, i % 32);
+                    let byte = qs[32 * chunk + l];
+                    let nibble = if half == 0 { byte & 0xF } else { byte >> 4 };
+                    let fifth = high.map_or(0, |h| (h[l] >> (2 * chunk + half)) & 1);
+                    *q = (nibble | fifth << 4) as i8;
+                }
+            }
+            KQuant::Q6K => {
+                let (ql, qh, scales) = (&block[..128], &block[128..192], &block[192..208]);
+                b.d = f16(208);
+                for (s, &byte) in b.scales.iter_mut().zip(scales) {
+                    *s = byte as i8 as i32;
+                }
+                for (i, q) in b.quants.iter_mut().enumerate() {
+                    let (half, quarter, l) = (i / 128, (i / 32) % 4, i % 32);
+                    let low = ql[64 * half + 32 * (quarter % 2) + l];
+                    let low = if quarter < 2 { low & 0xF } else { low >> 4 };
+                    let high = (qh[32 * half + l] >> (2 * quarter)) & 3;
+                    *q = (low | high << 4) as i8 - 32;
+                }
+            }
+        }
+        b
+    }
+}
+
+/// The eight 6-bit scales and minimums packed in 12 bytes (llama.cpp's `get_scale_min_k4`,
+/// four at a time): bytes 0-3 hold scales 0-3 and bytes 4-7 minimums 0-3 in their low six
+/// bits, bytes 8-11 the low four bits of scales and minimums 4-7, and the spare top bits of
+/// bytes 0-7 their high two bits.
+fn scales_and_mins(q: &[u8]) -> ([u8; 8], [u8; 8]) {
+    const LOW6: u32 = 0x3f3f_3f3f;
+    const LOW4: u32 = 0x0f0f_0f0f;
+    const LOW2: u32 = 0x0303_0303;
+    let word = |i: usize| u32::from_le_bytes([q[4 * i], q[4 * i + 1], q[4 * i + 2], q[4 * i + 3]]);
+    let (a, b, c) = (word(0), word(1), word(2));
+    let scales = [a & LOW6, (c & LOW4) | (((a >> 6) & LOW2) << 4)];
+    let mins = [b & LOW6, ((c >> 4) & LOW4) | (((b >> 6) & LOW2) << 4)];
+    let bytes = |w: [u32; 2]| {
+        let (lo, hi) = (w[0].to_le_bytes(), w[1].to_le_bytes());
+        [lo[0], lo[1], lo[2], lo[3], hi[0], hi[1], hi[2], hi[3]]
+    };
+    (bytes(scales), bytes(mins))
+}
+
+/// An f16 as f32: the bits moved for normal numbers (the scales almost always are), the
+/// `half` crate for the rest. In wasm32 this is a few integer operations where `half`'s
+/// software conversion branches on every case.
+#[inline(always)]
+fn f16_to_f32(bytes: [u8; 2]) -> f32 {
+    let h = u16::from_le_bytes(bytes) as u32;
+    let exponent = h & 0x7c00;
+    if exponent == 0 || exponent == 0x7c00 {
+        return half::f16::from_bits(h as u16).to_f32();
+    }
+    f32::from_bits(((h & 0x8000) << 16) | (((h & 0x7fff) << 13) + ((127 - 15) << 23)))
+}
+
+/// A super-block's contribution from its exact integer sums: `sumi` is Σ scale·q·x and
+/// `summ` Σ min·Σx over the sub-blocks.
+#[inline(always)]
+fn scaled(kind: KQuant, x_scale: f32, d: f32, dmin: f32, sumi: i32, summ: i32) -> f32 {
+    match kind {
+        KQuant::Q6K => x_scale * (d * sumi as f32),
+        KQuant::Q4K | KQuant::Q5K => x_scale * (d * sumi as f32 - dmin * summ as f32),
+    }
+}
+
+/// Σ min·Σx over a super-block's eight sub-blocks.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+fn min_sum(mins: &[u8; 8], sums: &[i16]) -> i32 {
+    mins.iter()
+        .zip(sums)
+        .map(|(&m, &s)| m as i32 * s as i32)
+        .sum()
+}
+
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
+    let mut acc = 0f32;
+    for (s, block) in row.chunks_exact(kind.block_bytes()).enumerate() {
+        let b = Block::unpack(kind, block);
+        let xq = &x.quants[s * SUPER..(s + 1) * SUPER];
+        let sumi: i32 = (0..16)
+            .map(|g| {
+                let dot: i32 = (16 * g..16 * g + 16)
+                    .map(|i| b.quants[i] as i32 * xq[i] as i32)
+                    .sum();
+                b.scales[g] * dot
+            })
+            .sum();
+        let summ = min_sum(&b.mins, &x.sums[8 * s..8 * s + 8]);
+        acc += scaled(kind, x.scales[s], b.d, b.dmin, sumi, summ);
+    }
+    acc
+}
+
+#[cfg(target_arch = "wasm32")]
+mod simd128 {
+    use std::arch::wasm32::*;
+
+    use super::{f16_to_f32, scaled, scales_and_mins, Activation, KQuant, SUPER};
+
+    /// Σ q·x over 16 lanes, as four i32 sums: `q` widened in registers, `x` as it is loaded.
+    ///
+    /// # Safety
+    /// `x` must point at 16 readable quants.
+    #[inline(always)]
+    unsafe fn products(q: v128, x: *const i8) -> v128 {
+        i32x4_add(
+            i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), i16x8_load_extend_i8x8(x)),
+            i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), i16x8_load_extend_i8x8(x.add(8))),
+        )
+    }
+
+    /// `sums` (i32 lanes) weighted by `scale` and added into `acc`.
+    #[inline(always)]
+    fn weigh(acc: v128, sums: v128, scale: i32) -> v128 {
+        i32x4_add(acc, i32x4_mul(sums, i32x4_splat(scale)))
+    }
+
+    #[inline(always)]
+    fn hsum(v: v128) -> i32 {
+        let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
+        let v = i32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
+        i32x4_extract_lane::<0>(v)
+    }
+
+    /// Σ min·Σx over a super-block's eight sub-blocks, as `super::min_sum`.
+    ///
+    /// # Safety
+    /// `sums` must point at 8 readable values.
+    #[inline(always)]
+    unsafe fn min_sum(mins: &[u8; 8], sums: *const i16) -> i32 {
+        let mins = u16x8_load_extend_u8x8(mins.as_ptr());
+        hsum(i32x4_dot_i16x8(mins, v128_load(sums as *const v128)))
+    }
+
+    /// Bit `bit` of each byte of `v`, moved to bit 4 (Q5_K's fifth bit).
+    #[inline(always)]
+    fn fifth_bit(v: v128, bit: u32) -> v128 {
+        let moved = if bit <= 4 {
+            i8x16_shl(v, 4 - bit)
+        } else {
+            u8x16_shr(v, bit - 4)
+        };
+        v128_and(moved, u8x16_splat(0x10))
+    }
+
+    /// The 32 values of sub-block `2·chunk + half` as two vectors of 16 unsigned bytes, from
+    /// the chunk's 32 bytes of quants `q1`, `q2` and, for Q5_K, its 32 bytes of fifth bits.
+    #[inline(always)]
+    fn q45_values(
+        q1: v128,
+        q2: v128,
+        high: Option<(v128, v128)>,
+        chunk: usize,
+        half: usize,
+    ) -> (v128, v128) {
+        let (mut a, mut b) = if half == 0 {
+            let nibbles = u8x16_splat(0x0F);
+            (v128_and(q1, nibbles), v128_and(q2, nibbles))
+        } else {
+            (u8x16_shr(q1, 4), u8x16_shr(q2, 4))
+        };
+        if let Some((h1, h2)) = high {
+            let bit = (2 * chunk + half) as u32;
+            a = v128_or(a, fifth_bit(h1, bit));
+            b = v128_or(b, fifth_bit(h2, bit));
+        }
+        (a, b)
+    }
+
+    /// The four quarters of 16 Q6_K values (value l, l + 32, l + 64, l + 96 of a half) as
+    /// unsigned bytes 0..64, from 16 bytes of `ql` (`l1`), the 16 bytes 32 further on (`l2`)
+    /// and 16 bytes of `qh`: low four bits from `l1` (quarters 0, 2) or `l2`, low nibble for
+    /// quarters 0 and 1; high two bits 2t, 2t+1 of `h`, moved to bits 4 and 5.
+    #[inline(always)]
+    fn q6_quarters(l1: v128, l2: v128, h: v128) -> [v128; 4] {
+        let (low4, high2) = (u8x16_splat(0x0F), u8x16_splat(0x30));
+        [
+            v128_or(v128_and(l1, low4), v128_and(i8x16_shl(h, 4), high2)),
+            v128_or(v128_and(l2, low4), v128_and(i8x16_shl(h, 2), high2)),
+            v128_or(u8x16_shr(l1, 4), v128_and(h, high2)),
+            v128_or(u8x16_shr(l2, 4), v128_and(u8x16_shr(h, 2), high2)),
+        ]
+    }
+
+    /// The SIMD128 twin of `portable_dot`, equal to it bit for bit: the integer sums are
+    /// exact, and the floats are combined by the same code in the same order.
+    pub(super) fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
+        let bytes = kind.block_bytes();
+        assert!(
+            row.len().is_multiple_of(bytes) && x.quants.len() == row.len() / bytes * SUPER,
+            "K-quant matmul: activation and weight row disagree in length"
+        );
+        let mut acc = 0f32;
+        for (s, block) in row.chunks_exact(bytes).enumerate() {
+            let f16 = |at: usize| f16_to_f32([block[at], block[at + 1]]);
+            let xq = x.quants[s * SUPER..].as_ptr();
+            // SAFETY: `block` holds one super-block of `kind` and `xq` 256 quants (asserted
+            // above); every load below stays inside them.
+            let (d, dmin, sumi, summ) = unsafe {
+                match kind {
+                    KQuant::Q4K | KQuant::Q5K => {
+                        let (scales, mins) = scales_and_mins(&block[4..16]);
+                        let high = (kind == KQuant::Q5K).then(|| block[16..].as_ptr());
+                        let qs = block[if high.is_some() { 48 } else { 16 }..].as_ptr();
+                        let sumi = q45_sum(qs, high, &scales, xq);
+                        let summ = min_sum(&mins, x.sums[8 * s..8 * s + 8].as_ptr());
+                        (f16(0), f16(2), sumi, summ)
+                    }
+                    KQuant::Q6K => (f16(208), 0.0, q6_sum(block.as_ptr(), xq), 0),
+                }
+            };
+            acc += scaled(kind, x.scales[s], d, dmin, sumi, summ);
+        }
+        acc
+    }
+
+    /// The dot products of one weight row with several activation rows (a prompt): each
+    /// super-block is unpacked once into i16 weights with their scales multiplied in
+    /// (|scale·q| ≤ 63·31 for Q4_K and Q5_K, 128·32 for Q6_K), and each row then takes one
+    /// `i32x4.dot_i16x8_s` per eight products. Equal to `dot` per row, bit for bit.
+    pub(super) fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
+        let bytes = kind.block_bytes();
+        let supers = row.len() / bytes;
+        assert!(
+            row.len().is_multiple_of(bytes)
+                && out.len() == xs.len()
+                && xs
+                    .iter()
+                    .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 8),
+            "K-quant matmul: activation and weight row disagree in length"
+        );
+        out.fill(0.0);
+        let mut w = [0i16; SUPER];
+        for (s, block) in row.chunks_exact(bytes).enumerate() {
+            let f16 = |at: usize| f16_to_f32([block[at], block[at + 1]]);
+            // SAFETY: `block` holds one super-block of `kind`; `w` 256 values.
+            let (d, dmin, mins) = unsafe {
+                match kind {
+                    KQuant::Q4K | KQuant::Q5K => {
+                        let (scales, mins) = scales_and_mins(&block[4..16]);
+                        let high = (kind == KQuant::Q5K).then(|| block[16..].as_ptr());
+                        let qs = block[if high.is_some() { 48 } else { 16 }..].as_ptr();
+                        unpack_q45(qs, high, &scales, w.as_mut_ptr());
+                        (f16(0), f16(2), Some(mins))
+                    }
+                    KQuant::Q6K => {
+                        unpack_q6(block.as_ptr(), w.as_mut_ptr());
+                        (f16(208), 0.0, None)
+                    }
+                }
+            };
+            for (x, out) in xs.iter().zip(out.iter_mut()) {
+                // SAFETY: each row holds `supers` super-blocks of quants and 8 sums per
+                // super-block (asserted above).
+                let (sumi, summ) = unsafe {
+                    let sumi = weighted_sum(&w, x.quants[s * SUPER..].as_ptr());
+                    let summ = mins.map_or(0, |m| min_sum(&m, x.sums[8 * s..].as_ptr()));
+                    (sumi, summ)
+                };
+                *out += scaled(kind, x.scales[s], d, dmin, sumi, summ);
+            }
+        }
+    }
+
+    /// Σ w·x over 256 values (|w| ≤ 4096, so each i32 lane stays far from overflow).
+    ///
+    /// # Safety
+    /// `xq` must point at 256 readable quants.
+    #[inline(always)]
+    unsafe fn weighted_sum(w: &[i16; SUPER], xq: *const i8) -> i32 {
+        let (mut a, mut b) = (i32x4_splat(0), i32x4_splat(0));
+        for i in 0..SUPER / 16 {
+            let wi = w.as_ptr().add(16 * i);
+            let xi = xq.add(16 * i);
+            a = i32x4_add(
+                a,
+                i32x4_dot_i16x8(v128_load(wi as *const v128), i16x8_load_extend_i8x8(xi)),
+            );
+            b = i32x4_add(
+                b,
+                i32x4_dot_i16x8(
+                    v128_load(wi.add(8) as *const v128),
+                    i16x8_load_extend_i8x8(xi.add(8)),
+                ),
+            );
+        }
+        hsum(i32x4_add(a, b))
+    }
+
+    /// Stores 16 unsigned byte values of `q` times `scale` as i16 at `w`.
+    ///
+    /// # Safety
+    /// `w` must point at 16 writable values.
+    #[inline(always)]
+    unsafe fn store_scaled(q: v128, scale: v128, w: *mut i16) {
+        v128_store(w as *mut v128, i16x8_mul(i16x8_extend_low_u8x16(q), scale));
+        v128_store(
+            w.add(8) as *mut v128,
+            i16x8_mul(i16x8_extend_high_u8x16(q), scale),
+        );
+    }
+
+    /// A Q4_K (`high` = None) or Q5_K super-block as 256 values scale·q.
+    ///
+    /// # Safety
+    /// `qs` must point at 128 readable bytes, `high` (if any) at 32, and `w` at 256 writable
+    /// values.
+    #[inline(always)]
+    unsafe fn unpack_q45(qs: *const u8, high: Option<*const u8>, scales: &[u8; 8], w: *mut i16) {
+        let load = |p: *const u8| v128_load(p as *const v128);
+        let high = high.map(|h| (load(h), load(h.add(16))));
+        for chunk in 0..4 {
+            let q1 = load(qs.add(32 * chunk));
+            let q2 = load(qs.add(32 * chunk + 16));
+            for half in 0..2 {
+                let (a, b) = q45_values(q1, q2, high, chunk, half);
+                let j = 2 * chunk + half;
+                let scale = i16x8_splat(scales[j] as i16);
+                store_scaled(a, scale, w.add(32 * j));
+                store_scaled(b, scale, w.add(32 * j + 16));
+            }
+        }
+    }
+
+    /// A Q6_K super-block as 256 values scale·(q − 32).
+    ///
+    /// # Safety
+    /// `block` must point at 210 readable bytes and `w` at 256 writable values.
+    #[inline(always)]
+    unsafe fn unpack_q6(block: *const u8, w: *mut i16) {
+        let load = |p: *const u8| v128_load(p as *const v128);
+        let scales = block.add(192) as *const i8;
+        for half in 0..2 {
+            let ql = block.add(64 * half);
+            let qh = block.add(128 + 32 * half);
+            for sixteen in 0..2 {
+                let l1 = load(ql.add(16 * sixteen));
+                let l2 = load(ql.add(32 + 16 * sixteen));
+                let quarters = q6_quarters(l1, l2, load(qh.add(16 * sixteen)));
+                for (t, q) in quarters.into_iter().enumerate() {
+                    let at = 128 * half + 32 * t + 16 * sixteen;
+                    let scale = i16x8_splat(*scales.add(at / 16) as i16);
+                    let offset = i16x8_splat(32);
+                    let out = w.add(at);
+                    let low = i16x8_sub(i16x8_extend_low_u8x16(q), offset);
+                    let high = i16x8_sub(i16x8_extend_high_u8x16(q), offset);
+                    v128_store(out as *mut v128, i16x8_mul(low, scale));
+                    v128_store(out.add(8) as *mut v128, i16x8_mul(high, scale));
+                }
+            }
+        }
+    }
+
+    /// Σ scale·q·x over a Q4_K (`high` = None) or Q5_K super-block.
+    ///
+    /// # Safety
+    /// `qs` must point at 128 readable bytes, `high` (if any) at 32 and `xq` at 256.
+    #[inline(always)]
+    unsafe fn q45_sum(
+        qs: *const u8,
+        high: Option<*const u8>,
+        scales: &[u8; 8],
+        xq: *const i8,
+    ) -> i32 {
+        let load = |p: *const u8| v128_load(p as *const v128);
+        let high = high.map(|h| (load(h), load(h.add(16))));
+        let mut acc = i32x4_splat(0);
+        for chunk in 0..4 {
+            let q1 = load(qs.add(32 * chunk));
+            let q2 = load(qs.add(32 * chunk + 16));
+            let x = |i: usize| xq.add(64 * chunk + 16 * i);
+            for half in 0..2 {
+                let (a, b) = q45_values(q1, q2, high, chunk, half);
+                let sums = i32x4_add(products(a, x(2 * half)), products(b, x(2 * half + 1)));
+                acc = weigh(acc, sums, scales[2 * chunk + half] as i32);
+            }
+        }
+        hsum(acc)
+    }
+
+    /// Σ scale·q·x over a Q6_K super-block.
+    ///
+    /// # Safety
+    /// `block` must point at 210 readable bytes and `xq` at 256.
+    #[inline(always)]
+    unsafe fn q6_sum(block: *const u8, xq: *const i8) -> i32 {
+        let load = |p: *const u8| v128_load(p as *const v128);
+        let offset = i8x16_splat(32);
+        let scales = block.add(192) as *const i8;
+        let mut acc = i32x4_splat(0);
+        for half in 0..2 {
+            let ql = block.add(64 * half);
+            let qh = block.add(128 + 32 * half);
+            for sixteen in 0..2 {
+                let l1 = load(ql.add(16 * sixteen));
+                let l2 = load(ql.add(32 + 16 * sixteen));
+                let quarters = q6_quarters(l1, l2, load(qh.add(16 * sixteen)));
+                for (t, q) in quarters.into_iter().enumerate() {
+                    let at = 128 * half + 32 * t + 16 * sixteen;
+                    let sums = products(i8x16_sub(q, offset), xq.add(at));
+                    acc = weigh(acc, sums, *scales.add(at / 16) as i32);
+                }
+            }
+        }
+        hsum(acc)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    const KINDS: [KQuant; 3] = [KQuant::Q4K, KQuant::Q5K, KQuant::Q6K];
+
+    /// `rows × cols` of `kind` from a deterministic byte pattern, with every f16 field set to
+    /// a small positive value (random bytes would make some of them inf or NaN).
+    fn matrix(kind: KQuant, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
+        let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
+        let mut bytes: Vec<u8> = (0..kind.matrix_bytes(rows, cols).unwrap())
+            .map(|_| {
+                state ^= state << 13;
+                state ^= state >> 17;
+                state ^= state << 5;
+                (state >> 24) as u8
+            })
+            .collect();
+        for (i, block) in bytes.chunks_exact_mut(kind.block_bytes()).enumerate() {
+            let d = half::f16::from_f32(0.01 + (i % 5) as f32 * 0.003).to_le_bytes();
+            let dmin = half::f16::from_f32(0.02 + (i % 3) as f32 * 0.005).to_le_bytes();
+            match kind {
+                KQuant::Q6K => block[208..210].copy_from_slice(&d),
+                _ => {
+                    block[0..2].copy_from_slice(&d);
+                    block[2..4].copy_from_slice(&dmin);
+                }
+            }
+        }
+        bytes
+    }
+
+    fn values(n: usize, seed: usize) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i * 31 + seed) as f32 * 0.37).sin() * (1.0 + (i % 7) as f32))
+            .collect()
+    }
+
+    #[test]
+    fn the_matmul_is_the_dense_product_to_int8_precision() {
+        for kind in KINDS {
+            let (rows, cols) = (5, 512);
+            let w = matrix(kind, rows, cols, 7);
+            let x = values(3 * cols, 1);
+            let got = matmul(kind, &w, rows, cols, &x).unwrap();
+            for c in 0..rows {
+                let dense = dequantize_row(kind, &w, cols, c);
+                for r in 0..3 {
+                    let xr = &x[r * cols..(r + 1) * cols];
+                    let exact: f32 = xr.iter().zip(&dense).map(|(a, b)| a * b).sum();
+                    let norm: f32 = xr.iter().zip(&dense).map(|(a, b)| (a * b).abs()).sum();
+                    let diff = (got[r * rows + c] - exact).abs();
+                    assert!(
+                        diff <= 0.01 * norm,
+                        "{kind:?} [{r}, {c}]: {} against {exact}",
+                        got[r * rows + c]
+                    );
+                }
+            }
+        }
+    }
+
+    /// Whatever path this target takes (SIMD128 in wasm32) against the portable loops, on
+    /// weights whose bytes cover every bit pattern and activations at ±127.
+    #[test]
+    fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
+        for kind in KINDS {
+            let cols = 3 * SUPER;
+            let w = matrix(kind, 2, cols, 3);
+            let mut x = values(cols, 5);
+            (x[0], x[1], x[300]) = (-200.0, 200.0, 0.0);
+            let q = activations::quantize(&x, SUPER);
+            let sums = sub_block_sums(&q.quants);
+            let xs = Activation {
+                quants: &q.quants,
+                scales: &q.scales,
+                sums: &sums,
+            };
+            for row in w.chunks_exact(cols / SUPER * kind.block_bytes()) {
+                let expected = portable_dot(kind, row, &xs).to_bits();
+                for m in [1, 3] {
+                    let mut out = vec![0f32; m];
+                    let rows: Vec<_> = (0..m).map(|_| xs.clone()).collect();
+                    dot_rows(kind, row, &rows, &mut out);
+                    assert!(
+                        out.iter().all(|v| v.to_bits() == expected),
+                        "{kind:?}, {m} rows"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f16_scales_convert_as_the_half_crate_does() {
+        for bits in 0..=u16::MAX {
+            let expected = half::f16::from_bits(bits).to_f32();
+            let got = f16_to_f32(bits.to_le_bytes());
+            assert!(
+                got.to_bits() == expected.to_bits() || (got.is_nan() && expected.is_nan()),
+                "{bits:#06x}: {got} against {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn sizes_that_disagree_are_errors() {
+        let w = matrix(KQuant::Q4K, 2, 256, 1);
+        assert_eq!(
+            matmul(KQuant::Q4K, &w[1..], 2, 256, &[0.0; 256]).unwrap_err(),
+            KQuantError::Size {
+                kind: KQuant::Q4K,
+                rows: 2,
+                cols: 256,
+                expected: 288,
+                found: 287
+            }
+        );
+        assert!(check(KQuant::Q6K, 0, 1, 100).is_err());
+        assert_eq!(
+            matmul(KQuant::Q4K, &w, 2, 256, &[0.0; 300])
+                .unwrap_err()
+                .to_string(),
+            "K-quant matmul: 300 input values are not rows of a [2, 256] weight"
+        );
+    }
+}
