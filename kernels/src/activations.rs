@@ -11,27 +11,28 @@ pub(crate) struct Quantized {
     pub scales: Vec<f32>,
 }
 
-/// Quantizes `values` in blocks of `block` values (a multiple of 16 that divides the length).
-pub(crate) fn quantize(values: &[f32], block: usize) -> Quantized {
+/// Quantizes `values` in blocks of `N` values (a multiple of 16 that divides the length; a
+/// constant, so that each block's loops are unrolled).
+pub(crate) fn quantize<const N: usize>(values: &[f32]) -> Quantized {
     assert!(
-        block.is_multiple_of(16) && values.len().is_multiple_of(block),
-        "activations: {} values are not blocks of {block}",
+        N.is_multiple_of(16) && values.len().is_multiple_of(N),
+        "activations: {} values are not blocks of {N}",
         values.len()
     );
     let mut quants = vec![0i8; values.len()];
     let scales = values
-        .chunks_exact(block)
-        .zip(quants.chunks_exact_mut(block))
-        .map(|(values, quants)| quantize_block(values, quants))
+        .chunks_exact(N)
+        .zip(quants.chunks_exact_mut(N))
+        .map(|(values, quants)| quantize_block::<N>(values, quants))
         .collect();
     Quantized { quants, scales }
 }
 
 /// Quantizes one block into `quants` and returns its scale.
-fn quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
+fn quantize_block<const N: usize>(block: &[f32], quants: &mut [i8]) -> f32 {
     #[cfg(target_arch = "wasm32")]
     {
-        simd128::quantize_block(block, quants)
+        simd128::quantize_block::<N>(block, quants)
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
@@ -55,8 +56,8 @@ mod simd128 {
     use std::arch::wasm32::*;
 
     /// The SIMD128 twin of `portable_quantize_block`, equal to it bit for bit.
-    pub(super) fn quantize_block(block: &[f32], quants: &mut [i8]) -> f32 {
-        assert!(block.len().is_multiple_of(16) && quants.len() == block.len());
+    pub(super) fn quantize_block<const N: usize>(block: &[f32], quants: &mut [i8]) -> f32 {
+        assert!(block.len() == N && quants.len() == N);
         let p = block.as_ptr();
         // SAFETY: every load reads 4 of the block's values and every store 16 of `quants`,
         // inside the lengths checked above.
@@ -64,7 +65,7 @@ mod simd128 {
             let at = |i: usize| v128_load(p.add(4 * i) as *const v128);
             // `pmax(m, x)` keeps `m` when `x` is NaN, as `f32::max` does.
             let mut max = f32x4_splat(0.0);
-            for i in 0..block.len() / 4 {
+            for i in 0..N / 4 {
                 max = f32x4_pmax(max, f32x4_abs(at(i)));
             }
             max = f32x4_pmax(max, i32x4_shuffle::<2, 3, 0, 1>(max, max));
@@ -72,7 +73,7 @@ mod simd128 {
             let scale = f32x4_extract_lane::<0>(max) / 127.0;
             let inverse = f32x4_splat(if scale == 0.0 { 0.0 } else { 1.0 / scale });
             let q = |i: usize| i32x4_trunc_sat_f32x4(f32x4_nearest(f32x4_mul(at(i), inverse)));
-            for sixteen in 0..block.len() / 16 {
+            for sixteen in 0..N / 16 {
                 let i = 4 * sixteen;
                 let bytes = i8x16_narrow_i16x8(
                     i16x8_narrow_i32x4(q(i), q(i + 1)),
@@ -97,7 +98,8 @@ mod tests {
     /// a block of zeros.
     #[test]
     fn quantizing_equals_the_portable_loop_bit_for_bit() {
-        for block in [32, 256] {
+        fn check<const N: usize>() {
+            let block = N;
             let values: Vec<f32> = (0..5 * block)
                 .map(|i| match (i / block, i % 8) {
                     (4, _) => 0.0,
@@ -109,7 +111,7 @@ mod tests {
                     _ => ((i * 53) as f32 * 0.37).sin() * 90.0,
                 })
                 .collect();
-            let got = quantize(&values, block);
+            let got = quantize::<N>(&values);
             let mut expected = vec![0i8; values.len()];
             for (b, (values, q)) in values
                 .chunks_exact(block)
@@ -131,5 +133,7 @@ mod tests {
             );
             assert!(got.scales[4] == 0.0 && got.quants[4 * block..].iter().all(|&q| q == 0));
         }
+        check::<32>();
+        check::<256>();
     }
 }

@@ -121,7 +121,7 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
         });
     }
     let m = x.len() / cols;
-    let Quantized { quants, scales } = activations::quantize(x, BLOCK);
+    let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
     let mut out = vec![0f32; m * rows];
     // One group of rows at a time, every activation row against it while it is hot.
     for (g, group) in packed.chunks_exact(group_bytes).enumerate() {
@@ -450,7 +450,7 @@ mod tests {
         let Quantized {
             quants: xq,
             scales: xs,
-        } = activations::quantize(&values, BLOCK);
+        } = activations::quantize::<BLOCK>(&values);
         assert_eq!(dot4(&xq, &xs, &group), portable_dot4(&xq, &xs, &group));
     }
 

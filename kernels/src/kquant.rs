@@ -7,8 +7,8 @@
 //! are rounded to 8 bits with one scale per super-block, as llama.cpp's Q8_K does, so a
 //! super-block's products are summed exactly in i32 and scaled once.
 //!
-//! In wasm32 candle's SIMD128 code for these types multiplies in i16 and widens every product
-//! to i32 with a multiply per four (Q4_K, Q6_K), or has none (Q5_K). Here eight products are
+//! In wasm32 candle's SIMD128 code for these types stores the unpacked quants, multiplies them
+//! in i16 and widens every product to 32 bits to scale it (Q4_K, Q6_K), or has none (Q5_K). Here eight products are
 //! summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's sums are scaled once.
 //! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
 //! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
@@ -129,7 +129,7 @@ pub fn matmul(
     }
     let m = x.len() / cols;
     let supers = cols / SUPER;
-    let x = activations::quantize(x, SUPER);
+    let x = activations::quantize::<SUPER>(x);
     let sums = sub_block_sums(&x.quants);
     let xs: Vec<Activation> = (0..m)
         .map(|i| Activation {
@@ -712,7 +712,7 @@ mod tests {
             let w = matrix(kind, 2, cols, 3);
             let mut x = values(cols, 5);
             (x[0], x[1], x[300]) = (-200.0, 200.0, 0.0);
-            let q = activations::quantize(&x, SUPER);
+            let q = activations::quantize::<SUPER>(&x);
             let sums = sub_block_sums(&q.quants);
             let xs = Activation {
                 quants: &q.quants,
