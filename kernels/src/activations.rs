@@ -86,6 +86,23 @@ mod simd128 {
     }
 }
 
+/// Five blocks of `block` activations that test rounding's edges: values at ±127, halves that
+/// round to even, zeros, a NaN (block 3) and a block of zeros (block 4).
+#[cfg(test)]
+pub(crate) fn awkward_values(blocks: usize, block: usize) -> Vec<f32> {
+    (0..blocks * block)
+        .map(|i| match (i / block, i % 8) {
+            (4, _) => 0.0,
+            (_, 0) => 127.0,
+            (_, 1) => -127.0,
+            (_, 2) => 2.5,
+            (_, 3) => -0.5,
+            (3, 4) => f32::NAN,
+            _ => ((i * 53) as f32 * 0.37).sin() * 90.0,
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     #[cfg(target_arch = "wasm32")]
@@ -94,23 +111,12 @@ mod tests {
     use super::*;
 
     /// Whatever path this target takes (SIMD128 in wasm32) against the portable loop, for
-    /// the matmuls' two block sizes: values at ±127, halves that round to even, zeros, NaN and
-    /// a block of zeros.
+    /// the matmuls' two block sizes, on [`awkward_values`].
     #[test]
     fn quantizing_equals_the_portable_loop_bit_for_bit() {
         fn check<const N: usize>() {
             let block = N;
-            let values: Vec<f32> = (0..5 * block)
-                .map(|i| match (i / block, i % 8) {
-                    (4, _) => 0.0,
-                    (_, 0) => 127.0,
-                    (_, 1) => -127.0,
-                    (_, 2) => 2.5,
-                    (_, 3) => -0.5,
-                    (3, 4) => f32::NAN,
-                    _ => ((i * 53) as f32 * 0.37).sin() * 90.0,
-                })
-                .collect();
+            let values = awkward_values(5, block);
             let got = quantize::<N>(&values);
             let mut expected = vec![0i8; values.len()];
             for (b, (values, q)) in values

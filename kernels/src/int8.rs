@@ -424,8 +424,8 @@ mod tests {
     }
 
     /// Whatever SIMD path this target dispatches to (SIMD128, AVX2) against the portable
-    /// loops: weights across the whole i8 range, -128 included; activations at ±127, halves
-    /// that round to even, zeros, NaN and a block of zeros.
+    /// loops: weights across the whole i8 range, -128 included; the activations of
+    /// [`activations::awkward_values`].
     #[test]
     fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
         let blocks = 5;
@@ -436,17 +436,7 @@ mod tests {
                 q => (q * 37 + i / 7) as u8,
             })
             .collect();
-        let values: Vec<f32> = (0..blocks * BLOCK)
-            .map(|i| match (i / BLOCK, i % 8) {
-                (4, _) => 0.0,
-                (_, 0) => 127.0,
-                (_, 1) => -127.0,
-                (_, 2) => 2.5,
-                (_, 3) => -0.5,
-                (3, 4) => f32::NAN,
-                _ => ((i * 53) as f32 * 0.37).sin() * 90.0,
-            })
-            .collect();
+        let values = activations::awkward_values(blocks, BLOCK);
         let Quantized {
             quants: xq,
             scales: xs,

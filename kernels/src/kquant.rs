@@ -560,8 +560,25 @@ mod simd128 {
     /// `block` must point at 210 readable bytes and `w` at 256 writable values.
     #[inline(always)]
     unsafe fn unpack_q6(block: *const u8, w: *mut i16) {
-        let load = |p: *const u8| v128_load(p as *const v128);
         let scales = block.add(192) as *const i8;
+        let offset = i16x8_splat(32);
+        each_q6_sixteen(block, |at, q| {
+            let scale = i16x8_splat(*scales.add(at / 16) as i16);
+            let low = i16x8_sub(i16x8_extend_low_u8x16(q), offset);
+            let high = i16x8_sub(i16x8_extend_high_u8x16(q), offset);
+            v128_store(w.add(at) as *mut v128, i16x8_mul(low, scale));
+            v128_store(w.add(at + 8) as *mut v128, i16x8_mul(high, scale));
+        });
+    }
+
+    /// Calls `f(at, q)` for each run of 16 Q6_K values, `at` being the first one's index in
+    /// the super-block and `q` the values as unsigned bytes 0..64.
+    ///
+    /// # Safety
+    /// `block` must point at 210 readable bytes.
+    #[inline(always)]
+    unsafe fn each_q6_sixteen(block: *const u8, mut f: impl FnMut(usize, v128)) {
+        let load = |p: *const u8| v128_load(p as *const v128);
         for half in 0..2 {
             let ql = block.add(64 * half);
             let qh = block.add(128 + 32 * half);
@@ -570,14 +587,7 @@ mod simd128 {
                 let l2 = load(ql.add(32 + 16 * sixteen));
                 let quarters = q6_quarters(l1, l2, load(qh.add(16 * sixteen)));
                 for (t, q) in quarters.into_iter().enumerate() {
-                    let at = 128 * half + 32 * t + 16 * sixteen;
-                    let scale = i16x8_splat(*scales.add(at / 16) as i16);
-                    let offset = i16x8_splat(32);
-                    let out = w.add(at);
-                    let low = i16x8_sub(i16x8_extend_low_u8x16(q), offset);
-                    let high = i16x8_sub(i16x8_extend_high_u8x16(q), offset);
-                    v128_store(out as *mut v128, i16x8_mul(low, scale));
-                    v128_store(out.add(8) as *mut v128, i16x8_mul(high, scale));
+                    f(128 * half + 32 * t + 16 * sixteen, q);
                 }
             }
         }
@@ -616,24 +626,13 @@ mod simd128 {
     /// `block` must point at 210 readable bytes and `xq` at 256.
     #[inline(always)]
     unsafe fn q6_sum(block: *const u8, xq: *const i8) -> i32 {
-        let load = |p: *const u8| v128_load(p as *const v128);
         let offset = i8x16_splat(32);
         let scales = block.add(192) as *const i8;
         let mut acc = i32x4_splat(0);
-        for half in 0..2 {
-            let ql = block.add(64 * half);
-            let qh = block.add(128 + 32 * half);
-            for sixteen in 0..2 {
-                let l1 = load(ql.add(16 * sixteen));
-                let l2 = load(ql.add(32 + 16 * sixteen));
-                let quarters = q6_quarters(l1, l2, load(qh.add(16 * sixteen)));
-                for (t, q) in quarters.into_iter().enumerate() {
-                    let at = 128 * half + 32 * t + 16 * sixteen;
-                    let sums = products(i8x16_sub(q, offset), xq.add(at));
-                    acc = weigh(acc, sums, *scales.add(at / 16) as i32);
-                }
-            }
-        }
+        each_q6_sixteen(block, |at, q| {
+            let sums = products(i8x16_sub(q, offset), xq.add(at));
+            acc = weigh(acc, sums, *scales.add(at / 16) as i32);
+        });
         hsum(acc)
     }
 }
