@@ -8,8 +8,9 @@
 //! super-block's products are summed exactly in i32 and scaled once.
 //!
 //! In wasm32 candle's SIMD128 code for these types stores the unpacked quants, multiplies them
-//! in i16 and widens every product to 32 bits to scale it (Q4_K, Q6_K), or has none (Q5_K). Here eight products are
-//! summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's sums are scaled once.
+//! in i16 and widens every product to 32 bits to scale it (Q4_K, Q6_K), or has none (Q5_K).
+//! Here eight products are summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's
+//! sums are scaled once.
 //! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
 //! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
 //! products; bench/NOTES.md has what each gains.
@@ -192,6 +193,41 @@ pub fn accelerated() -> bool {
     cfg!(target_arch = "wasm32")
 }
 
+/// Where a Q4_K or Q5_K super-block keeps its fields.
+struct Q45<'a> {
+    d: f32,
+    dmin: f32,
+    scales: [u8; 8],
+    mins: [u8; 8],
+    /// Q5_K's 32 bytes of fifth bits.
+    high: Option<&'a [u8]>,
+    /// 128 bytes, two 4-bit quants each.
+    qs: &'a [u8],
+}
+
+impl<'a> Q45<'a> {
+    fn read(kind: KQuant, block: &'a [u8]) -> Self {
+        let (scales, mins) = scales_and_mins(&block[4..16]);
+        let (high, qs) = match kind {
+            KQuant::Q5K => (Some(&block[16..48]), &block[48..176]),
+            _ => (None, &block[16..144]),
+        };
+        Q45 {
+            d: f16_to_f32([block[0], block[1]]),
+            dmin: f16_to_f32([block[2], block[3]]),
+            scales,
+            mins,
+            high,
+            qs,
+        }
+    }
+}
+
+/// A Q6_K super-block's scale `d`, stored after its quants and scales.
+fn q6_d(block: &[u8]) -> f32 {
+    f16_to_f32([block[208], block[209]])
+}
+
 /// A super-block's fields, unpacked.
 struct Block {
     d: f32,
@@ -205,7 +241,6 @@ struct Block {
 
 impl Block {
     fn unpack(kind: KQuant, block: &[u8]) -> Self {
-        let f16 = |at: usize| f16_to_f32([block[at], block[at + 1]]);
         let mut b = Block {
             d: 0.0,
             dmin: 0.0,
@@ -215,27 +250,22 @@ impl Block {
         };
         match kind {
             KQuant::Q4K | KQuant::Q5K => {
-                (b.d, b.dmin) = (f16(0), f16(2));
-                let scales;
-                (scales, b.mins) = scales_and_mins(&block[4..16]);
-                for (pair, &scale) in b.scales.chunks_exact_mut(2).zip(&scales) {
+                let h = Q45::read(kind, block);
+                (b.d, b.dmin, b.mins) = (h.d, h.dmin, h.mins);
+                for (pair, &scale) in b.scales.chunks_exact_mut(2).zip(&h.scales) {
                     pair.fill(scale as i32);
                 }
-                let (high, qs) = match kind {
-                    KQuant::Q5K => (Some(&block[16..48]), &block[48..176]),
-                    _ => (None, &block[16..144]),
-                };
                 for (i, q) in b.quants.iter_mut().enumerate() {
                     let (chunk, half, l) = (i / 64, (i / 32) % 2, i % 32);
-                    let byte = qs[32 * chunk + l];
+                    let byte = h.qs[32 * chunk + l];
                     let nibble = if half == 0 { byte & 0xF } else { byte >> 4 };
-                    let fifth = high.map_or(0, |h| (h[l] >> (2 * chunk + half)) & 1);
+                    let fifth = h.high.map_or(0, |h| (h[l] >> (2 * chunk + half)) & 1);
                     *q = (nibble | fifth << 4) as i8;
                 }
             }
             KQuant::Q6K => {
                 let (ql, qh, scales) = (&block[..128], &block[128..192], &block[192..208]);
-                b.d = f16(208);
+                b.d = q6_d(block);
                 for (s, &byte) in b.scales.iter_mut().zip(scales) {
                     *s = byte as i8 as i32;
                 }
@@ -327,7 +357,7 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{f16_to_f32, scaled, scales_and_mins, Activation, KQuant, SUPER};
+    use super::{q6_d, scaled, Activation, KQuant, Q45, SUPER};
 
     /// Σ q·x over 16 lanes, as four i32 sums: `q` widened in registers, `x` as it is loaded.
     ///
@@ -375,28 +405,35 @@ mod simd128 {
         v128_and(moved, u8x16_splat(0x10))
     }
 
-    /// The 32 values of sub-block `2·chunk + half` as two vectors of 16 unsigned bytes, from
-    /// the chunk's 32 bytes of quants `q1`, `q2` and, for Q5_K, its 32 bytes of fifth bits.
+    /// Calls `f(j, a, b)` for each sub-block `j` of a Q4_K or Q5_K super-block, `a` and `b`
+    /// holding its values 0..16 and 16..32 as unsigned bytes: the low nibbles of a 32-byte
+    /// chunk of quants for even `j`, the high ones for odd, with Q5_K's fifth bit `j` of the
+    /// matching byte of `high` at bit 4.
+    ///
+    /// # Safety
+    /// `h.qs` and `h.high` hold 128 and 32 bytes (as [`Q45::read`] makes them).
     #[inline(always)]
-    fn q45_values(
-        q1: v128,
-        q2: v128,
-        high: Option<(v128, v128)>,
-        chunk: usize,
-        half: usize,
-    ) -> (v128, v128) {
-        let (mut a, mut b) = if half == 0 {
-            let nibbles = u8x16_splat(0x0F);
-            (v128_and(q1, nibbles), v128_and(q2, nibbles))
-        } else {
-            (u8x16_shr(q1, 4), u8x16_shr(q2, 4))
-        };
-        if let Some((h1, h2)) = high {
-            let bit = (2 * chunk + half) as u32;
-            a = v128_or(a, fifth_bit(h1, bit));
-            b = v128_or(b, fifth_bit(h2, bit));
+    unsafe fn each_q45_sub_block(h: &Q45, mut f: impl FnMut(usize, v128, v128)) {
+        let load = |p: *const u8| v128_load(p as *const v128);
+        let (qs, nibbles) = (h.qs.as_ptr(), u8x16_splat(0x0F));
+        let high = h.high.map(|h| (load(h.as_ptr()), load(h.as_ptr().add(16))));
+        for chunk in 0..4 {
+            let q1 = load(qs.add(32 * chunk));
+            let q2 = load(qs.add(32 * chunk + 16));
+            for half in 0..2 {
+                let (mut a, mut b) = if half == 0 {
+                    (v128_and(q1, nibbles), v128_and(q2, nibbles))
+                } else {
+                    (u8x16_shr(q1, 4), u8x16_shr(q2, 4))
+                };
+                let j = 2 * chunk + half;
+                if let Some((h1, h2)) = high {
+                    a = v128_or(a, fifth_bit(h1, j as u32));
+                    b = v128_or(b, fifth_bit(h2, j as u32));
+                }
+                f(j, a, b);
+            }
         }
-        (a, b)
     }
 
     /// The four quarters of 16 Q6_K values (value l, l + 32, l + 64, l + 96 of a half) as
@@ -424,21 +461,18 @@ mod simd128 {
         );
         let mut acc = 0f32;
         for (s, block) in row.chunks_exact(bytes).enumerate() {
-            let f16 = |at: usize| f16_to_f32([block[at], block[at + 1]]);
             let xq = x.quants[s * SUPER..].as_ptr();
             // SAFETY: `block` holds one super-block of `kind` and `xq` 256 quants (asserted
             // above); every load below stays inside them.
             let (d, dmin, sumi, summ) = unsafe {
                 match kind {
                     KQuant::Q4K | KQuant::Q5K => {
-                        let (scales, mins) = scales_and_mins(&block[4..16]);
-                        let high = (kind == KQuant::Q5K).then(|| block[16..].as_ptr());
-                        let qs = block[if high.is_some() { 48 } else { 16 }..].as_ptr();
-                        let sumi = q45_sum(qs, high, &scales, xq);
-                        let summ = min_sum(&mins, x.sums[8 * s..8 * s + 8].as_ptr());
-                        (f16(0), f16(2), sumi, summ)
+                        let h = Q45::read(kind, block);
+                        let sumi = q45_sum(&h, xq);
+                        let summ = min_sum(&h.mins, x.sums[8 * s..8 * s + 8].as_ptr());
+                        (h.d, h.dmin, sumi, summ)
                     }
-                    KQuant::Q6K => (f16(208), 0.0, q6_sum(block.as_ptr(), xq), 0),
+                    KQuant::Q6K => (q6_d(block), 0.0, q6_sum(block.as_ptr(), xq), 0),
                 }
             };
             acc += scaled(kind, x.scales[s], d, dmin, sumi, summ);
@@ -464,20 +498,17 @@ mod simd128 {
         out.fill(0.0);
         let mut w = [0i16; SUPER];
         for (s, block) in row.chunks_exact(bytes).enumerate() {
-            let f16 = |at: usize| f16_to_f32([block[at], block[at + 1]]);
             // SAFETY: `block` holds one super-block of `kind`; `w` 256 values.
             let (d, dmin, mins) = unsafe {
                 match kind {
                     KQuant::Q4K | KQuant::Q5K => {
-                        let (scales, mins) = scales_and_mins(&block[4..16]);
-                        let high = (kind == KQuant::Q5K).then(|| block[16..].as_ptr());
-                        let qs = block[if high.is_some() { 48 } else { 16 }..].as_ptr();
-                        unpack_q45(qs, high, &scales, w.as_mut_ptr());
-                        (f16(0), f16(2), Some(mins))
+                        let h = Q45::read(kind, block);
+                        unpack_q45(&h, w.as_mut_ptr());
+                        (h.d, h.dmin, Some(h.mins))
                     }
                     KQuant::Q6K => {
                         unpack_q6(block.as_ptr(), w.as_mut_ptr());
-                        (f16(208), 0.0, None)
+                        (q6_d(block), 0.0, None)
                     }
                 }
             };
@@ -532,26 +563,17 @@ mod simd128 {
         );
     }
 
-    /// A Q4_K (`high` = None) or Q5_K super-block as 256 values scale·q.
+    /// A Q4_K or Q5_K super-block as 256 values scale·q.
     ///
     /// # Safety
-    /// `qs` must point at 128 readable bytes, `high` (if any) at 32, and `w` at 256 writable
-    /// values.
+    /// As [`each_q45_sub_block`], and `w` must point at 256 writable values.
     #[inline(always)]
-    unsafe fn unpack_q45(qs: *const u8, high: Option<*const u8>, scales: &[u8; 8], w: *mut i16) {
-        let load = |p: *const u8| v128_load(p as *const v128);
-        let high = high.map(|h| (load(h), load(h.add(16))));
-        for chunk in 0..4 {
-            let q1 = load(qs.add(32 * chunk));
-            let q2 = load(qs.add(32 * chunk + 16));
-            for half in 0..2 {
-                let (a, b) = q45_values(q1, q2, high, chunk, half);
-                let j = 2 * chunk + half;
-                let scale = i16x8_splat(scales[j] as i16);
-                store_scaled(a, scale, w.add(32 * j));
-                store_scaled(b, scale, w.add(32 * j + 16));
-            }
-        }
+    unsafe fn unpack_q45(h: &Q45, w: *mut i16) {
+        each_q45_sub_block(h, |j, a, b| {
+            let scale = i16x8_splat(h.scales[j] as i16);
+            store_scaled(a, scale, w.add(32 * j));
+            store_scaled(b, scale, w.add(32 * j + 16));
+        });
     }
 
     /// A Q6_K super-block as 256 values scale·(q − 32).
@@ -593,30 +615,20 @@ mod simd128 {
         }
     }
 
-    /// Σ scale·q·x over a Q4_K (`high` = None) or Q5_K super-block.
+    /// Σ scale·q·x over a Q4_K or Q5_K super-block.
     ///
     /// # Safety
-    /// `qs` must point at 128 readable bytes, `high` (if any) at 32 and `xq` at 256.
+    /// As [`each_q45_sub_block`], and `xq` must point at 256 quants.
     #[inline(always)]
-    unsafe fn q45_sum(
-        qs: *const u8,
-        high: Option<*const u8>,
-        scales: &[u8; 8],
-        xq: *const i8,
-    ) -> i32 {
-        let load = |p: *const u8| v128_load(p as *const v128);
-        let high = high.map(|h| (load(h), load(h.add(16))));
+    unsafe fn q45_sum(h: &Q45, xq: *const i8) -> i32 {
         let mut acc = i32x4_splat(0);
-        for chunk in 0..4 {
-            let q1 = load(qs.add(32 * chunk));
-            let q2 = load(qs.add(32 * chunk + 16));
-            let x = |i: usize| xq.add(64 * chunk + 16 * i);
-            for half in 0..2 {
-                let (a, b) = q45_values(q1, q2, high, chunk, half);
-                let sums = i32x4_add(products(a, x(2 * half)), products(b, x(2 * half + 1)));
-                acc = weigh(acc, sums, scales[2 * chunk + half] as i32);
-            }
-        }
+        each_q45_sub_block(h, |j, a, b| {
+            let sums = i32x4_add(
+                products(a, xq.add(32 * j)),
+                products(b, xq.add(32 * j + 16)),
+            );
+            acc = weigh(acc, sums, h.scales[j] as i32);
+        });
         hsum(acc)
     }
 
