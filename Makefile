@@ -51,6 +51,7 @@ clippy:
 	cargo clippy --workspace --all-targets -- -D warnings
 	cargo clippy -p mimir --lib --bins $(foreach t,$(WEB_TESTS),--test $(t)) $(WASM) -- -D warnings
 	cargo clippy -p mimir-kernels --lib $(WASM) -- -D warnings
+	cargo clippy -p mimir-kernels --lib $(WASM) --features relaxed-simd -- -D warnings
 
 test-native:
 	cargo test --workspace
@@ -71,6 +72,7 @@ test-wasm:
 	export MIMIR_TEST_HUB=http://127.0.0.1:$(TEST_HUB_PORT); \
 	$(FRESH_BROWSER_TMP); \
 	cargo test -p mimir-kernels $(WASM) && \
+	cargo test -p mimir-kernels $(WASM) --features relaxed-simd && \
 	cargo test -p mimir $(WASM) --lib && \
 	$(foreach t,$(WEB_TESTS),cargo test -p mimir $(WASM) --test $(t) &&) true
 

@@ -136,7 +136,7 @@ pub fn matmul(
         .map(|i| Activation {
             quants: &x.quants[i * cols..(i + 1) * cols],
             scales: &x.scales[i * supers..(i + 1) * supers],
-            sums: &sums[i * cols / 32..(i + 1) * cols / 32],
+            sums: &sums[i * cols / 16..(i + 1) * cols / 16],
         })
         .collect();
     let mut out = vec![0f32; m * rows];
@@ -157,14 +157,15 @@ struct Activation<'a> {
     quants: &'a [i8],
     /// One per super-block.
     scales: &'a [f32],
-    /// The quants summed per 32 values (at most 32 · 127 in magnitude), for the minimums of
-    /// Q4_K and Q5_K.
+    /// The quants summed per 16 values (at most 16 · 127 in magnitude): for the minimums of
+    /// Q4_K and Q5_K (two per 32-value sub-block), and for Q6_K's offset of 32 where its quants
+    /// are multiplied unsigned.
     sums: &'a [i16],
 }
 
 fn sub_block_sums(quants: &[i8]) -> Vec<i16> {
     quants
-        .chunks_exact(32)
+        .chunks_exact(16)
         .map(|q| q.iter().map(|&q| q as i16).sum())
         .collect()
 }
@@ -328,8 +329,8 @@ fn scaled(kind: KQuant, x_scale: f32, d: f32, dmin: f32, sumi: i32, summ: i32) -
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 fn min_sum(mins: &[u8; 8], sums: &[i16]) -> i32 {
     mins.iter()
-        .zip(sums)
-        .map(|(&m, &s)| m as i32 * s as i32)
+        .zip(sums.chunks_exact(2))
+        .map(|(&m, s)| m as i32 * (s[0] as i32 + s[1] as i32))
         .sum()
 }
 
@@ -347,7 +348,7 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
                 b.scales[g] * dot
             })
             .sum();
-        let summ = min_sum(&b.mins, &x.sums[8 * s..8 * s + 8]);
+        let summ = min_sum(&b.mins, &x.sums[16 * s..16 * s + 16]);
         acc += scaled(kind, x.scales[s], b.d, b.dmin, sumi, summ);
     }
     acc
@@ -359,16 +360,30 @@ mod simd128 {
 
     use super::{q6_d, scaled, Activation, KQuant, Q45, SUPER};
 
-    /// Σ q·x over 16 lanes, as four i32 sums: `q` widened in registers, `x` as it is loaded.
+    /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
+    /// as it is loaded.
     ///
     /// # Safety
     /// `x` must point at 16 readable quants.
+    #[cfg(not(feature = "relaxed-simd"))]
     #[inline(always)]
-    unsafe fn products(q: v128, x: *const i8) -> v128 {
-        i32x4_add(
-            i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), i16x8_load_extend_i8x8(x)),
-            i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), i16x8_load_extend_i8x8(x.add(8))),
-        )
+    unsafe fn products(acc: v128, q: v128, x: *const i8) -> v128 {
+        let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), i16x8_load_extend_i8x8(x));
+        let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), i16x8_load_extend_i8x8(x.add(8)));
+        i32x4_add(acc, i32x4_add(low, high))
+    }
+
+    /// [`products`] for `q` in 0..128, by relaxed SIMD's
+    /// `i32x4.relaxed_dot_i8x16_i7x16_add_s`: sixteen byte products, four per i32 lane, in
+    /// one instruction. Its result is implementation-defined only where a lane of its second
+    /// operand has the top bit set, which these quants never have, so it is exact.
+    ///
+    /// # Safety
+    /// `x` must point at 16 readable quants.
+    #[cfg(feature = "relaxed-simd")]
+    #[inline(always)]
+    unsafe fn products(acc: v128, q: v128, x: *const i8) -> v128 {
+        i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(x as *const v128), q, acc)
     }
 
     /// `sums` (i32 lanes) weighted by `scale` and added into `acc`.
@@ -387,11 +402,26 @@ mod simd128 {
     /// Σ min·Σx over a super-block's eight sub-blocks, as `super::min_sum`.
     ///
     /// # Safety
-    /// `sums` must point at 8 readable values.
+    /// `sums` must point at 16 readable values.
     #[inline(always)]
     unsafe fn min_sum(mins: &[u8; 8], sums: *const i16) -> i32 {
         let mins = u16x8_load_extend_u8x8(mins.as_ptr());
-        hsum(i32x4_dot_i16x8(mins, v128_load(sums as *const v128)))
+        let low = i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(mins, mins);
+        let high = i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(mins, mins);
+        weighted_sixteen(low, high, sums)
+    }
+
+    /// Σ w·s over 16 values, the weights `low` and `high` as i16 lanes and `s` as loaded
+    /// (|w·s| stays below 2^18).
+    ///
+    /// # Safety
+    /// `sums` must point at 16 readable values.
+    #[inline(always)]
+    unsafe fn weighted_sixteen(low: v128, high: v128, sums: *const i16) -> i32 {
+        hsum(i32x4_add(
+            i32x4_dot_i16x8(low, v128_load(sums as *const v128)),
+            i32x4_dot_i16x8(high, v128_load(sums.add(8) as *const v128)),
+        ))
     }
 
     /// Bit `bit` of each byte of `v`, moved to bit 4 (Q5_K's fifth bit).
@@ -453,10 +483,13 @@ mod simd128 {
 
     /// The SIMD128 twin of `portable_dot`, equal to it bit for bit: the integer sums are
     /// exact, and the floats are combined by the same code in the same order.
+    #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
     pub(super) fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
         let bytes = kind.block_bytes();
         assert!(
-            row.len().is_multiple_of(bytes) && x.quants.len() == row.len() / bytes * SUPER,
+            row.len().is_multiple_of(bytes)
+                && x.quants.len() == row.len() / bytes * SUPER
+                && x.sums.len() == row.len() / bytes * 16,
             "K-quant matmul: activation and weight row disagree in length"
         );
         let mut acc = 0f32;
@@ -469,10 +502,13 @@ mod simd128 {
                     KQuant::Q4K | KQuant::Q5K => {
                         let h = Q45::read(kind, block);
                         let sumi = q45_sum(&h, xq);
-                        let summ = min_sum(&h.mins, x.sums[8 * s..8 * s + 8].as_ptr());
+                        let summ = min_sum(&h.mins, x.sums[16 * s..16 * s + 16].as_ptr());
                         (h.d, h.dmin, sumi, summ)
                     }
-                    KQuant::Q6K => (q6_d(block), 0.0, q6_sum(block.as_ptr(), xq), 0),
+                    KQuant::Q6K => {
+                        let sums = x.sums[16 * s..16 * s + 16].as_ptr();
+                        (q6_d(block), 0.0, q6_sum(block.as_ptr(), xq, sums), 0)
+                    }
                 }
             };
             acc += scaled(kind, x.scales[s], d, dmin, sumi, summ);
@@ -492,7 +528,7 @@ mod simd128 {
                 && out.len() == xs.len()
                 && xs
                     .iter()
-                    .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 8),
+                    .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 16),
             "K-quant matmul: activation and weight row disagree in length"
         );
         out.fill(0.0);
@@ -513,11 +549,11 @@ mod simd128 {
                 }
             };
             for (x, out) in xs.iter().zip(out.iter_mut()) {
-                // SAFETY: each row holds `supers` super-blocks of quants and 8 sums per
+                // SAFETY: each row holds `supers` super-blocks of quants and 16 sums per
                 // super-block (asserted above).
                 let (sumi, summ) = unsafe {
                     let sumi = weighted_sum(&w, x.quants[s * SUPER..].as_ptr());
-                    let summ = mins.map_or(0, |m| min_sum(&m, x.sums[8 * s..].as_ptr()));
+                    let summ = mins.map_or(0, |m| min_sum(&m, x.sums[16 * s..].as_ptr()));
                     (sumi, summ)
                 };
                 *out += scaled(kind, x.scales[s], d, dmin, sumi, summ);
@@ -623,29 +659,35 @@ mod simd128 {
     unsafe fn q45_sum(h: &Q45, xq: *const i8) -> i32 {
         let mut acc = i32x4_splat(0);
         each_q45_sub_block(h, |j, a, b| {
-            let sums = i32x4_add(
-                products(a, xq.add(32 * j)),
-                products(b, xq.add(32 * j + 16)),
-            );
+            let sums = products(i32x4_splat(0), a, xq.add(32 * j));
+            let sums = products(sums, b, xq.add(32 * j + 16));
             acc = weigh(acc, sums, h.scales[j] as i32);
         });
         hsum(acc)
     }
 
-    /// Σ scale·q·x over a Q6_K super-block.
+    /// Σ scale·(q − 32)·x over a Q6_K super-block, `sums` being the activations' sums per
+    /// 16 values.
     ///
     /// # Safety
-    /// `block` must point at 210 readable bytes and `xq` at 256.
+    /// `block` must point at 210 readable bytes, `xq` at 256 quants and `sums` at 16 values.
     #[inline(always)]
-    unsafe fn q6_sum(block: *const u8, xq: *const i8) -> i32 {
-        let offset = i8x16_splat(32);
+    unsafe fn q6_sum(block: *const u8, xq: *const i8, sums: *const i16) -> i32 {
         let scales = block.add(192) as *const i8;
         let mut acc = i32x4_splat(0);
+        // The quants are multiplied as they are unpacked, 0..64, and 32·Σ scale·Σx is taken
+        // off once: relaxed SIMD's dot needs its second operand non-negative.
         each_q6_sixteen(block, |at, q| {
-            let sums = products(i8x16_sub(q, offset), xq.add(at));
-            acc = weigh(acc, sums, *scales.add(at / 16) as i32);
+            let products = products(i32x4_splat(0), q, xq.add(at));
+            acc = weigh(acc, products, *scales.add(at / 16) as i32);
         });
-        hsum(acc)
+        let scales = v128_load(scales as *const v128);
+        let offset = weighted_sixteen(
+            i16x8_extend_low_i8x16(scales),
+            i16x8_extend_high_i8x16(scales),
+            sums,
+        );
+        hsum(acc) - 32 * offset
     }
 }
 

@@ -13,6 +13,21 @@ pub mod attention;
 pub mod int8;
 pub mod kquant;
 
+/// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
+/// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), natively "AVX2" where
+/// the Q8_0 matmul has it (the K-quants go through candle there) and "portable" elsewhere.
+pub fn instructions() -> &'static str {
+    if cfg!(all(target_arch = "wasm32", feature = "relaxed-simd")) {
+        "SIMD128 + relaxed SIMD"
+    } else if cfg!(target_arch = "wasm32") {
+        "SIMD128"
+    } else if int8::accelerated() {
+        "AVX2"
+    } else {
+        "portable"
+    }
+}
+
 // The wasm32 tests run in the browser, where the SIMD128 paths run in the product.
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
