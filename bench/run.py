@@ -244,6 +244,7 @@ def browser_run(models, args):
     config = {
         "prompt_tokens": args.prompt_tokens,
         "decode_tokens": args.decode_tokens,
+        "mimir_worker": args.mimir_worker,
         "engines": ([{"engine": "mimir", "threads": 1}] if "mimir" in args.engines else [])
         + ([{"engine": "wllama", "threads": t} for t in args.wllama_threads]
            if "wllama" in args.engines else []),
@@ -352,8 +353,9 @@ def write_report(results):
                              f"{e['error'][:120]} | | | | | | |")
                 continue
             peak = e.get("peak_wasm_bytes")
+            engine = e["engine"] + (f" ({e['kernels']})" if e.get("kernels") else "")
             lines.append(
-                f"| browser | {e['engine']} | {e.get('threads', 1)} | {fmt(e.get('load_ms'), 0)} "
+                f"| browser | {engine} | {e.get('threads', 1)} | {fmt(e.get('load_ms'), 0)} "
                 f"| {fmt(e.get('ttft_ms'), 0)} | {fmt(e.get('prefill_tok_s'))} "
                 f"| {fmt(e.get('decode_tok_s'))} | {fmt(peak / 2**20 if peak else None, 0)} "
                 f"| {fmt(ratio(ours_web.get('prefill_tok_s'), e.get('prefill_tok_s')), 2)} "
@@ -430,6 +432,9 @@ def main():
     parser.add_argument("--native-rounds", type=int, default=3,
                         help="native rounds per SmolLM2 file (all three engines each round; "
                              "the table gives medians); the Phi-3-shaped file runs once")
+    parser.add_argument("--mimir-worker", choices=["auto", "simd128", "relaxed"], default="auto",
+                        help="Mimir's worker build: the page's choice (relaxed SIMD where the "
+                             "browser has it), or one of the two")
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-llama-cpp", action="store_true")

@@ -83,6 +83,10 @@ pub struct PerfLog {
     /// Status button changes, oldest first (recorded by the page).
     #[serde(default)]
     pub status_changes: Vec<StatusChange>,
+    /// The vector instructions the engine's kernels use ([`mimir_kernels::instructions`]):
+    /// which of the two worker builds the page started.
+    #[serde(default)]
+    pub kernels: String,
     /// Warnings that did not stop loading (a tokenizer taken from the GGUF instead of the
     /// base repo, a storage persistence request refused).
     #[serde(default)]

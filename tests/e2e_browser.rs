@@ -79,6 +79,13 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
         .unwrap();
     assert!(stats.contains("tok/s"), "timing under the reply: {stats:?}");
 
+    // Chromium has relaxed SIMD, so the page started that build of the worker, and it is the
+    // one that answered.
+    assert_eq!(
+        browser::engine_kernels(&client).await,
+        "Engine kernels: SIMD128 + relaxed SIMD"
+    );
+
     // Stop, sent while tokens stream in, ends the reply early: the worker reads messages
     // between tokens.
     browser::ask(&client, "Tell me more.").await;

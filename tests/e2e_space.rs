@@ -272,7 +272,7 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
     ]);
     let (_driver, client) = browser::start_browser().await;
     client
-        .goto(&format!("{url}/?hub={CLOSED_HUB}"))
+        .goto(&format!("{url}/?hub={CLOSED_HUB}&kernels=simd128"))
         .await
         .unwrap();
     let button = client
@@ -309,6 +309,12 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         .await
         .unwrap();
     assert!(reply.contains("Paris"), "{stop}: {reply:?}");
+    // `?kernels=simd128`: the worker build that browsers without relaxed SIMD run answered
+    // (the other e2e test checks the relaxed one).
+    assert_eq!(
+        browser::engine_kernels(&client).await,
+        "Engine kernels: SIMD128"
+    );
 
     assert_eq!(reports(&url), 0, "the app ran without a CSP violation");
     // A deliberate violation is reported, so the count above can see violations.

@@ -44,14 +44,29 @@ function catalog(model) {
   };
 }
 
-async function startWorker() {
-  const worker = new Worker('/app/worker_loader.js');
+// i32x4.relaxed_dot_i8x16_i7x16_add_s in the smallest module: the probe the app's page uses
+// (RELAXED_SIMD_PROBE in src/ui/worker_client.rs) to pick its worker build.
+const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b,
+  0x03, 0x02, 0x01, 0x00, 0x0a, 0x13, 0x01, 0x11, 0x00, 0x41, 0x00, 0xfd, 0x0f, 0x41, 0x00,
+  0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0xfd, 0x93, 0x02, 0x0b,
+]);
+
+// The worker build the app would start here, unless the run names one (`--mimir-worker`).
+function workerUrl(choice = 'auto') {
+  const relaxed = choice === 'relaxed'
+    || (choice === 'auto' && WebAssembly.validate(RELAXED_SIMD_PROBE));
+  return relaxed ? '/app/worker-relaxed_loader.js' : '/app/worker_loader.js';
+}
+
+async function startWorker(url) {
+  const worker = new Worker(url);
   await nextEvent(worker, ['started']);
   return worker;
 }
 
-async function loadOurs(model) {
-  const worker = await startWorker();
+async function loadOurs(model, url) {
+  const worker = await startWorker(url);
   worker.postMessage(JSON.stringify({ type: 'load', catalog: catalog(model) }));
   await nextEvent(worker, ['ready']);
   return worker;
@@ -59,9 +74,10 @@ async function loadOurs(model) {
 
 async function benchOurs(model, config) {
   // First load downloads into OPFS and verifies; the timed one reads the cache in a new worker.
-  (await loadOurs(model)).terminate();
+  const url = workerUrl(config.mimir_worker);
+  (await loadOurs(model, url)).terminate();
   const start = performance.now();
-  const worker = await loadOurs(model);
+  const worker = await loadOurs(model, url);
   const loadMs = performance.now() - start;
 
   const sent = performance.now();
@@ -98,6 +114,7 @@ async function benchOurs(model, config) {
   });
   return {
     engine: 'mimir',
+    kernels: info.perf.kernels,
     threads: 1,
     load_ms: loadMs,
     load_stages: loadStages,

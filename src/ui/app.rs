@@ -258,13 +258,6 @@ async fn fetch_catalog(saved_hub: Option<String>) -> Result<(Catalog, HubChoice)
         .await
         .map_err(|e| format!("{CATALOG_URL}: {e}"))?;
     let catalog = Catalog::from_json(&text, CATALOG_URL).map_err(|e| e.to_string())?;
-    Ok(catalog.choose_hub(hub_parameter().as_deref(), saved_hub.as_deref()))
-}
-
-/// The page URL's `hub` parameter.
-fn hub_parameter() -> Option<String> {
-    let search = web_sys::window()?.location().search().ok()?;
-    web_sys::UrlSearchParams::new_with_str(&search)
-        .ok()?
-        .get("hub")
+    let hub = super::page_parameter("hub");
+    Ok(catalog.choose_hub(hub.as_deref(), saved_hub.as_deref()))
 }

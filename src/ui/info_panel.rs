@@ -100,6 +100,11 @@ pub fn InfoPanel(
                 "Fallbacks used (all visits): "
                 {move || perf.with(|p| p.fallback_activations)}
             </p>
+            <Show when=move || perf.with(|p| !p.kernels.is_empty())>
+                <p class="info-kernels">
+                    "Engine kernels: " {move || perf.with(|p| p.kernels.clone())}
+                </p>
+            </Show>
             <button type="button" class="button button-quiet" on:click=download>
                 "Download log (JSON)"
             </button>

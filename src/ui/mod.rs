@@ -11,3 +11,11 @@ pub mod storage;
 pub mod worker_client;
 
 pub use app::App;
+
+/// The page URL's parameter `name` (`?hub=…`, `?kernels=…`).
+pub fn page_parameter(name: &str) -> Option<String> {
+    let search = web_sys::window()?.location().search().ok()?;
+    web_sys::UrlSearchParams::new_with_str(&search)
+        .ok()?
+        .get(name)
+}

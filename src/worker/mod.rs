@@ -196,6 +196,7 @@ struct State {
 pub fn run() {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let state = Rc::new(State::default());
+    state.perf.borrow_mut().kernels = mimir_kernels::instructions().to_string();
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
         let state = Rc::clone(&state);
         move |message: MessageEvent| {

@@ -190,6 +190,26 @@ pub async fn wait_for_status(
     tooltip
 }
 
+/// The info panel's line naming the engine worker's kernels; the panel is closed again.
+pub async fn engine_kernels(client: &Client) -> String {
+    let info = client
+        .find(Locator::Css("button[aria-controls='info-panel']"))
+        .await
+        .unwrap();
+    info.click().await.unwrap();
+    let kernels = client
+        .wait()
+        .at_most(Duration::from_secs(5))
+        .for_element(Locator::Css("p.info-kernels"))
+        .await
+        .expect("the info panel names the engine's kernels")
+        .text()
+        .await
+        .unwrap();
+    info.click().await.unwrap();
+    kernels
+}
+
 /// The info panel's loading attempts (each tier with its time and full error) as the page
 /// shows them: the status tooltip holds only 50 characters of an error.
 async fn load_attempts(client: &Client) -> String {
