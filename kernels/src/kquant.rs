@@ -10,7 +10,9 @@
 //! In wasm32 candle's SIMD128 code for these types stores the unpacked quants, multiplies them
 //! in i16 and widens every product to 32 bits to scale it (Q4_K, Q6_K), or has none (Q5_K).
 //! Here eight products are summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's
-//! sums are scaled once.
+//! sums are scaled once; with the `relaxed-simd` feature, sixteen by one
+//! `i32x4.relaxed_dot_i8x16_i7x16_add_s`, exact because the quants (unsigned, below 64) are its
+//! 7-bit operand.
 //! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
 //! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
 //! products; bench/NOTES.md has what each gains.
@@ -495,8 +497,8 @@ mod simd128 {
         let mut acc = 0f32;
         for (s, block) in row.chunks_exact(bytes).enumerate() {
             let xq = x.quants[s * SUPER..].as_ptr();
-            // SAFETY: `block` holds one super-block of `kind` and `xq` 256 quants (asserted
-            // above); every load below stays inside them.
+            // SAFETY: `block` holds one super-block of `kind`, `xq` 256 quants and the sums
+            // from `16 * s` 16 values (asserted above); every load below stays inside them.
             let (d, dmin, sumi, summ) = unsafe {
                 match kind {
                     KQuant::Q4K | KQuant::Q5K => {
