@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use fantoccini::error::CmdError;
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 
@@ -190,43 +191,34 @@ pub async fn wait_for_status(
     tooltip
 }
 
-/// The info panel's line naming the engine worker's kernels; the panel is closed again.
-pub async fn engine_kernels(client: &Client) -> String {
-    let info = client
+/// The text of the element `css` in the info panel, which is opened for it and closed again.
+async fn info_panel_text(client: &Client, css: &str) -> Result<String, CmdError> {
+    let toggle = client
         .find(Locator::Css("button[aria-controls='info-panel']"))
-        .await
-        .unwrap();
-    info.click().await.unwrap();
-    let kernels = client
+        .await?;
+    toggle.click().await?;
+    let text = client
         .wait()
         .at_most(Duration::from_secs(5))
-        .for_element(Locator::Css("p.info-kernels"))
+        .for_element(Locator::Css(css))
+        .await?
+        .text()
+        .await?;
+    toggle.click().await?;
+    Ok(text)
+}
+
+/// The info panel's line naming the engine worker's kernels.
+pub async fn engine_kernels(client: &Client) -> String {
+    info_panel_text(client, "p.info-kernels")
         .await
         .expect("the info panel names the engine's kernels")
-        .text()
-        .await
-        .unwrap();
-    info.click().await.unwrap();
-    kernels
 }
 
 /// The info panel's loading attempts (each tier with its time and full error) as the page
 /// shows them: the status tooltip holds only 50 characters of an error.
 async fn load_attempts(client: &Client) -> String {
-    let read = async {
-        client
-            .find(Locator::Css("button[aria-controls='info-panel']"))
-            .await?
-            .click()
-            .await?;
-        client
-            .wait()
-            .at_most(Duration::from_secs(5))
-            .for_element(Locator::Css("table.attempts"))
-            .await?
-            .text()
-            .await
-    };
-    read.await
+    info_panel_text(client, "table.attempts")
+        .await
         .unwrap_or_else(|e| format!("(the info panel could not be read: {e})"))
 }
