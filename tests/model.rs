@@ -1,11 +1,12 @@
 //! The decoder against candle-transformers' reference implementation, on the real bundled
 //! SmolLM2-135M-Instruct GGUF (Llama architecture, Q4_1 with a Q8_0 embedding table).
 //!
-//! candle's Q4_1 matmul quantizes its activations to Q8_1, so a float summation order that
-//! differs by 1e-7 (our grouped-query attention avoids copying k/v; a cached step multiplies
-//! smaller matrices) can flip an int8 rounding, and 30 layers compound it to a few tenths of a
-//! logit. On quantized weights we therefore require the same predictions and a loose bound;
-//! the exact (1e-4) comparisons run on F32 models in `training/tests/engine_reference.rs`.
+//! Both engines' Q4_1 matmuls round their activations to 8 bits per 32 values (candle to
+//! Q8_1 with f16 scales, ours with f32 scales), so a float summation order that differs by
+//! 1e-7 (our grouped-query attention avoids copying k/v; a cached step multiplies smaller
+//! matrices) can flip an int8 rounding, and 30 layers compound it to about a logit. On
+//! quantized weights we therefore require the same predictions and a loose bound; the exact
+//! (1e-4) comparisons run on F32 models in `training/tests/engine_reference.rs`.
 
 use std::fs::File;
 use std::io::BufReader;
@@ -52,8 +53,10 @@ fn reference_logits(ids: &[u32]) -> Vec<f32> {
         .unwrap()
 }
 
-/// Largest logit difference accepted on Q4_1 weights (logits span about 30 here).
-const QUANTIZED_TOLERANCE: f32 = 1.0;
+/// Largest logit difference accepted on Q4_1 weights (logits span about 30 here). Measured on
+/// x86-64 (AVX2): cached steps against one pass differ by 0.63-1.20 per position, the same
+/// steps on the Q8_0 file by 0.56-1.12; ours against candle by less.
+const QUANTIZED_TOLERANCE: f32 = 1.5;
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());

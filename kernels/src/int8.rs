@@ -122,21 +122,36 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
     }
     let m = x.len() / cols;
     let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
+    Ok(by_groups(packed, group_bytes, rows, m, |r, group| {
+        dot4(
+            &quants[r * cols..(r + 1) * cols],
+            &scales[r * blocks..(r + 1) * blocks],
+            group,
+        )
+    }))
+}
+
+/// The `[m, rows]` product of `m` activation rows with a matrix packed in groups of four
+/// rows of `group_bytes` each, from `dot4(r, group)`: activation row `r` against the four rows
+/// of `group`. One group at a time, every activation row against it while it is hot; the
+/// padding rows of the last group are dropped.
+pub(crate) fn by_groups(
+    packed: &[u8],
+    group_bytes: usize,
+    rows: usize,
+    m: usize,
+    dot4: impl Fn(usize, &[u8]) -> [f32; GROUP],
+) -> Vec<f32> {
     let mut out = vec![0f32; m * rows];
-    // One group of rows at a time, every activation row against it while it is hot.
     for (g, group) in packed.chunks_exact(group_bytes).enumerate() {
         let first = g * GROUP;
         let valid = (rows - first).min(GROUP);
         for r in 0..m {
-            let dots = dot4(
-                &quants[r * cols..(r + 1) * cols],
-                &scales[r * blocks..(r + 1) * blocks],
-                group,
-            );
+            let dots = dot4(r, group);
             out[r * rows + first..r * rows + first + valid].copy_from_slice(&dots[..valid]);
         }
     }
-    Ok(out)
+    out
 }
 
 /// Dot products of one quantized activation row with the four rows of a packed group.
@@ -205,7 +220,7 @@ fn portable_dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
 }
 
 #[cfg(target_arch = "wasm32")]
-mod simd128 {
+pub(crate) mod simd128 {
     use std::arch::wasm32::*;
 
     use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
@@ -244,7 +259,7 @@ mod simd128 {
 
     /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
     #[inline(always)]
-    fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
+    pub(crate) fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
         let ab = i32x4_add(
             i32x4_shuffle::<0, 4, 1, 5>(a, b),
             i32x4_shuffle::<2, 6, 3, 7>(a, b),
@@ -259,7 +274,7 @@ mod simd128 {
         )
     }
 
-    fn lanes(v: v128) -> [f32; 4] {
+    pub(crate) fn lanes(v: v128) -> [f32; 4] {
         [
             f32x4_extract_lane::<0>(v),
             f32x4_extract_lane::<1>(v),
@@ -293,13 +308,13 @@ mod simd128 {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
+pub(crate) mod avx2 {
     use std::arch::x86_64::*;
 
     use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
 
     /// Whether the CPU has AVX2 (detected once; later calls read a cached flag).
-    pub(super) fn available() -> bool {
+    pub(crate) fn available() -> bool {
         std::is_x86_feature_detected!("avx2")
     }
 
@@ -322,7 +337,7 @@ mod avx2 {
     /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn transpose_sum(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    pub(crate) fn transpose_sum(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
         let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
         _mm_add_epi32(
             _mm256_castsi256_si128(abcd),

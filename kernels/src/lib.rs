@@ -1,8 +1,9 @@
-//! Mimir's numeric inner loops, over plain slices: the int8 matmul of Q8_0 weights, the
-//! matmul of K-quant weights (Q4_K, Q5_K, Q6_K) and the attention of one query over the KV
-//! cache, with SIMD128 code on wasm32, AVX2 code for the Q8_0 matmul on x86-64 (chosen at run
-//! time), and portable loops elsewhere. The engine uses each matmul wherever it has SIMD code,
-//! and the attention in wasm32 only (natively gemm's kernels win there).
+//! Mimir's numeric inner loops, over plain slices: the matmuls of Q8_0 and Q4_1 weights
+//! (packed four rows at a time), the matmul of K-quant weights (Q4_K, Q5_K, Q6_K) and the
+//! attention of one query over the KV cache, with SIMD128 code on wasm32, AVX2 code for the
+//! Q8_0 and Q4_1 matmuls on x86-64 (chosen at run time), and portable loops elsewhere. The
+//! engine uses each matmul wherever it has SIMD code, and the attention in wasm32 only
+//! (natively gemm's kernels win there).
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
 //! workspace's own crates are compiled at opt-level 0, where these loops are 10 to 50 times
@@ -10,6 +11,7 @@
 
 mod activations;
 pub mod attention;
+pub mod int4;
 pub mod int8;
 pub mod kquant;
 

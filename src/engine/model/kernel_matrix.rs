@@ -1,20 +1,22 @@
-//! A weight matrix whose matmul runs in `mimir-kernels` rather than candle: Q8_0 packed for
-//! the int8 matmul, and the K-quants (Q4_K, Q5_K, Q6_K) as the file stores them.
+//! A weight matrix whose matmul runs in `mimir-kernels` rather than candle: Q8_0 and Q4_1
+//! packed for the int8 and int4 matmuls, and the K-quants (Q4_K, Q5_K, Q6_K) as the file
+//! stores them.
 //!
 //! candle's Q8_0 kernel for wasm32 converts two f16 scales per 32-value block in software
 //! (wasm has no f16 instructions) and works one weight row at a time; natively its AVX kernel
 //! also goes row by row. The packed layout (four rows per group, f32 scales, one stream per
 //! decode step) is described in [`mimir_kernels::int8`]. candle's SIMD128 code for Q4_K and
 //! Q6_K widens every product to i32, and Q5_K has none; [`mimir_kernels::kquant`] says what
-//! it does instead. bench/NOTES.md has what each gains. The quants are the file's own, so
+//! it does instead. candle has no SIMD code for Q4_1 at all ([`mimir_kernels::int4`]).
+//! bench/NOTES.md has what each gains. The quants are the file's own, so
 //! results equal candle's up to the summation order and the activations' rounding.
 
 use std::borrow::Cow;
 
 use candle_core::quantized::{GgmlDType, QTensor};
 use candle_core::{Device, Result, Tensor, D};
-use mimir_kernels::int8;
 use mimir_kernels::kquant::{self, KQuant};
+use mimir_kernels::{int4, int8};
 
 /// A `[rows, cols]` matrix in one of the kernels' layouts.
 #[derive(Debug)]
@@ -30,6 +32,8 @@ pub struct KernelMatrix {
 enum Layout {
     /// Q8_0 packed four rows at a time ([`int8::pack_q8_0`]).
     Int8,
+    /// Q4_1 packed four rows at a time ([`int4::pack_q4_1`]).
+    Int4,
     /// A K-quant, rows of super-blocks as GGUF stores them.
     KQuant(KQuant),
 }
@@ -38,6 +42,7 @@ impl Layout {
     fn of(dtype: GgmlDType) -> Option<Self> {
         match dtype {
             GgmlDType::Q8_0 => Some(Layout::Int8),
+            GgmlDType::Q4_1 => Some(Layout::Int4),
             GgmlDType::Q4K => Some(Layout::KQuant(KQuant::Q4K)),
             GgmlDType::Q5K => Some(Layout::KQuant(KQuant::Q5K)),
             GgmlDType::Q6K => Some(Layout::KQuant(KQuant::Q6K)),
@@ -49,15 +54,16 @@ impl Layout {
     fn accelerated(self) -> bool {
         match self {
             Layout::Int8 => int8::accelerated(),
+            Layout::Int4 => int4::accelerated(),
             Layout::KQuant(_) => kquant::accelerated(),
         }
     }
 }
 
 impl KernelMatrix {
-    /// Whether `weight` is served by the kernels here: a Q8_0 or K-quant matrix whose kernel
-    /// has SIMD code for the machine (Q8_0: wasm32's SIMD128 and x86-64's AVX2; K-quants:
-    /// SIMD128); elsewhere candle's kernels are the faster ones.
+    /// Whether `weight` is served by the kernels here: a Q8_0, Q4_1 or K-quant matrix whose
+    /// kernel has SIMD code for the machine (Q8_0 and Q4_1: wasm32's SIMD128 and x86-64's
+    /// AVX2; K-quants: SIMD128); elsewhere candle's kernels are the faster ones.
     pub fn serves(weight: &QTensor) -> bool {
         Self::serves_type(weight.dtype(), weight.shape().rank())
     }
@@ -71,7 +77,7 @@ impl KernelMatrix {
     pub fn from_qtensor(weight: &QTensor) -> Result<Self> {
         if weight.shape().rank() != 2 || Layout::of(weight.dtype()).is_none() {
             candle_core::bail!(
-                "a kernel matrix needs a Q8_0, Q4_K, Q5_K or Q6_K matrix, not {:?} {:?}",
+                "a kernel matrix needs a Q8_0, Q4_1, Q4_K, Q5_K or Q6_K matrix, not {:?} {:?}",
                 weight.dtype(),
                 weight.shape()
             );
@@ -93,6 +99,9 @@ impl KernelMatrix {
         let bytes = match layout {
             Layout::Int8 => {
                 int8::pack_q8_0(&bytes, rows, cols).map_err(candle_core::Error::wrap)?
+            }
+            Layout::Int4 => {
+                int4::pack_q4_1(&bytes, rows, cols).map_err(candle_core::Error::wrap)?
             }
             Layout::KQuant(kind) => {
                 kquant::check(kind, bytes.len(), rows, cols).map_err(candle_core::Error::wrap)?;
@@ -116,6 +125,7 @@ impl KernelMatrix {
     pub fn row(&self, row: usize) -> Vec<f32> {
         match self.layout {
             Layout::Int8 => int8::unpack_row(&self.bytes, self.cols, row),
+            Layout::Int4 => int4::unpack_row(&self.bytes, self.cols, row),
             Layout::KQuant(kind) => kquant::dequantize_row(kind, &self.bytes, self.cols, row),
         }
     }
@@ -133,6 +143,8 @@ impl KernelMatrix {
         let values = xs.flatten_all()?.to_vec1::<f32>()?;
         let out = match self.layout {
             Layout::Int8 => int8::matmul(&self.bytes, self.rows, self.cols, &values)
+                .map_err(candle_core::Error::wrap)?,
+            Layout::Int4 => int4::matmul(&self.bytes, self.rows, self.cols, &values)
                 .map_err(candle_core::Error::wrap)?,
             Layout::KQuant(kind) => {
                 kquant::matmul(kind, &self.bytes, self.rows, self.cols, &values)
@@ -176,8 +188,10 @@ mod tests {
     }
 
     /// Each type the kernels read, with a width that is whole blocks of it.
-    const TYPES: [(GgmlDType, usize); 4] = [
+    const TYPES: [(GgmlDType, usize); 5] = [
         (GgmlDType::Q8_0, 96),
+        // candle's Q4_1 matmul asserts an even number of blocks.
+        (GgmlDType::Q4_1, 128),
         (GgmlDType::Q4K, 512),
         (GgmlDType::Q5K, 512),
         (GgmlDType::Q6K, 256),
@@ -186,7 +200,7 @@ mod tests {
     #[test]
     fn matches_candle_s_matmul_for_decode_and_prefill() {
         for (dtype, cols) in TYPES {
-            // 7 rows: for Q8_0, one full group of four and a group of three.
+            // 7 rows: for Q8_0 and Q4_1, one full group of four and a group of three.
             let weight = QTensor::quantize(&values(7, cols, 1), dtype).unwrap();
             let ours = KernelMatrix::from_qtensor(&weight).unwrap();
             assert_eq!(ours.dims(), (7, cols));
@@ -238,7 +252,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("needs a Q8_0, Q4_K, Q5_K or Q6_K matrix"),
+            err.contains("needs a Q8_0, Q4_1, Q4_K, Q5_K or Q6_K matrix"),
             "{err}"
         );
         let weight = QTensor::quantize(&values(2, 64, 1), GgmlDType::Q8_0).unwrap();
@@ -249,6 +263,8 @@ mod tests {
             "{err}"
         );
         assert_eq!(KernelMatrix::serves(&weight), int8::accelerated());
+        let q4_1 = QTensor::quantize(&values(2, 64, 1), GgmlDType::Q4_1).unwrap();
+        assert_eq!(KernelMatrix::serves(&q4_1), int4::accelerated());
         let q4k = QTensor::quantize(&values(2, 256, 1), GgmlDType::Q4K).unwrap();
         assert_eq!(KernelMatrix::serves(&q4k), kquant::accelerated());
         assert!(!KernelMatrix::serves(&f32_weight));
