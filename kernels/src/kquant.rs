@@ -16,6 +16,11 @@
 //! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
 //! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
 //! products; bench/NOTES.md has what each gains.
+//!
+//! On x86-64 with AVX2, `maddubs` multiplies 32 unsigned quants by 32 activation quants and
+//! sums them in pairs, and `madd` weighs the pairs by their scales, for decode and prompt
+//! alike, as llama.cpp's AVX2 code does; the super-block's floats are combined as the portable
+//! loop combines them.
 
 use thiserror::Error;
 
@@ -182,6 +187,24 @@ fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
             simd128::dot_rows(kind, row, xs, out);
         }
     }
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx2::available() {
+            let supers = row.len() / kind.block_bytes();
+            assert!(
+                row.len().is_multiple_of(kind.block_bytes())
+                    && xs
+                        .iter()
+                        .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 16),
+                "K-quant matmul: activation and weight row disagree in length"
+            );
+            for (x, out) in xs.iter().zip(out) {
+                // SAFETY: the CPU has AVX2, and the lengths are as `avx2::dot` needs them.
+                *out = unsafe { avx2::dot(kind, row, x) };
+            }
+            return;
+        }
+    }
     #[cfg(not(target_arch = "wasm32"))]
     {
         for (x, out) in xs.iter().zip(out) {
@@ -190,10 +213,17 @@ fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
     }
 }
 
-/// Whether [`matmul`] runs SIMD code on this machine: SIMD128 in wasm32. Natively candle's
-/// AVX2 kernels serve these types as fast as this portable code could.
+/// Whether [`matmul`] runs SIMD code on this machine: SIMD128 in wasm32, AVX2 on x86-64 when
+/// the CPU has it.
 pub fn accelerated() -> bool {
-    cfg!(target_arch = "wasm32")
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        cfg!(target_arch = "wasm32")
+    }
 }
 
 /// Where a Q4_K or Q5_K super-block keeps its fields.
@@ -690,6 +720,174 @@ mod simd128 {
             sums,
         );
         hsum(acc) - 32 * offset
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use super::{q6_d, scaled, Activation, KQuant, Q45, SUPER};
+
+    pub(super) use crate::int8::avx2::available;
+
+    /// The lanes of `v` summed.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    fn hsum(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    /// Σ w·s over 16 values: the weights as i16 lanes, `s` the activations' sums per 16.
+    ///
+    /// # Safety
+    /// `sums` must point at 16 readable values.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn weighted_sixteen(w: __m256i, sums: *const i16) -> i32 {
+        hsum(_mm256_madd_epi16(w, _mm256_loadu_si256(sums as *const __m256i)))
+    }
+
+    /// 32 unsigned quants (below 64) times the 32 activation quants at `x`, each pair of
+    /// products summed in i16 by `maddubs` (at most 2·63·127, no saturation), then each
+    /// 16-bit lane weighted by `scales` into eight i32 sums.
+    ///
+    /// # Safety
+    /// `x` must point at 32 readable quants.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn products(q: __m256i, x: *const i8, scales: __m256i) -> __m256i {
+        let x = _mm256_loadu_si256(x as *const __m256i);
+        _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), scales)
+    }
+
+    /// The AVX2 twin of `portable_dot`, equal to it bit for bit: the integer sums are exact,
+    /// and the floats are combined by the same code in the same order.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `row` must be whole super-blocks of `kind`, and `x` hold 256
+    /// quants and 16 sums per super-block.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
+        let mut acc = 0f32;
+        for (s, block) in row.chunks_exact(kind.block_bytes()).enumerate() {
+            // SAFETY: by this function's contract every load stays inside the super-block,
+            // its 256 activation quants and their 16 sums.
+            let (d, dmin, sumi, summ) = unsafe {
+                let xq = x.quants.as_ptr().add(s * SUPER);
+                let sums = x.sums.as_ptr().add(16 * s);
+                match kind {
+                    KQuant::Q4K | KQuant::Q5K => {
+                        let h = Q45::read(kind, block);
+                        (h.d, h.dmin, q45_sum(&h, xq), min_sum(&h.mins, sums))
+                    }
+                    KQuant::Q6K => (q6_d(block), 0.0, q6_sum(block.as_ptr(), xq, sums), 0),
+                }
+            };
+            acc += scaled(kind, x.scales[s], d, dmin, sumi, summ);
+        }
+        acc
+    }
+
+    /// Σ min·Σx over a super-block's eight sub-blocks, as `super::min_sum`.
+    ///
+    /// # Safety
+    /// `sums` must point at 16 readable values.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn min_sum(mins: &[u8; 8], sums: *const i16) -> i32 {
+        // SAFETY: `mins` holds 8 bytes; `sums` as this function's contract says.
+        unsafe {
+            let mins = _mm_loadl_epi64(mins.as_ptr() as *const __m128i);
+            weighted_sixteen(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins)), sums)
+        }
+    }
+
+    /// Σ scale·q·x over a Q4_K or Q5_K super-block: each 32-byte chunk of quants holds
+    /// sub-block `2c` in its low nibbles and `2c + 1` in its high ones, Q5_K's fifth bits
+    /// `2c` and `2c + 1` of the 32 bytes of `high`.
+    ///
+    /// # Safety
+    /// `h` as [`Q45::read`] makes it, and `xq` must point at 256 quants.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn q45_sum(h: &Q45, xq: *const i8) -> i32 {
+        // SAFETY: `h.qs` holds 128 bytes and `h.high` 32; `xq` as the contract says.
+        unsafe {
+            let nibbles = _mm256_set1_epi8(0x0F);
+            let high = h.high.map(|p| _mm256_loadu_si256(p.as_ptr() as *const __m256i));
+            let fifth = |bits: __m256i, j: usize| {
+                let bit = _mm256_srl_epi16(bits, _mm_cvtsi32_si128(j as i32));
+                _mm256_slli_epi16::<4>(_mm256_and_si256(bit, _mm256_set1_epi8(1)))
+            };
+            let mut acc = _mm256_setzero_si256();
+            for chunk in 0..4 {
+                let q = _mm256_loadu_si256(h.qs.as_ptr().add(32 * chunk) as *const __m256i);
+                let mut low = _mm256_and_si256(q, nibbles);
+                let mut top = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nibbles);
+                if let Some(bits) = high {
+                    low = _mm256_or_si256(low, fifth(bits, 2 * chunk));
+                    top = _mm256_or_si256(top, fifth(bits, 2 * chunk + 1));
+                }
+                let scale = |j: usize| _mm256_set1_epi16(h.scales[j] as i16);
+                let xq = xq.add(64 * chunk);
+                acc = _mm256_add_epi32(acc, products(low, xq, scale(2 * chunk)));
+                acc = _mm256_add_epi32(acc, products(top, xq.add(32), scale(2 * chunk + 1)));
+            }
+            hsum(acc)
+        }
+    }
+
+    /// Σ scale·(q − 32)·x over a Q6_K super-block: the quants multiplied as they are unpacked
+    /// (0..64, `maddubs`'s unsigned operand), and 32·Σ scale·Σx taken off once.
+    ///
+    /// # Safety
+    /// `block` must point at 210 readable bytes, `xq` at 256 quants and `sums` at 16 values.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn q6_sum(block: *const u8, xq: *const i8, sums: *const i16) -> i32 {
+        // SAFETY: as this function's contract says.
+        unsafe {
+            let load = |p: *const u8| _mm256_loadu_si256(p as *const __m256i);
+            let (low4, high2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
+            let scales = block.add(192) as *const i8;
+            let mut acc = _mm256_setzero_si256();
+            for half in 0..2 {
+                let (l1, l2) = (load(block.add(64 * half)), load(block.add(64 * half + 32)));
+                let h = load(block.add(128 + 32 * half));
+                // Value l + 32t of the half: low four bits from `l1` (t = 0, 2) or `l2`, the
+                // low nibble for t < 2; high two bits 2t, 2t + 1 of `h`, moved to bits 4, 5.
+                let quarters = [
+                    _mm256_or_si256(
+                        _mm256_and_si256(l1, low4),
+                        _mm256_and_si256(_mm256_slli_epi16::<4>(h), high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(l2, low4),
+                        _mm256_and_si256(_mm256_slli_epi16::<2>(h), high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(l1), low4),
+                        _mm256_and_si256(h, high2),
+                    ),
+                    _mm256_or_si256(
+                        _mm256_and_si256(_mm256_srli_epi16::<4>(l2), low4),
+                        _mm256_and_si256(_mm256_srli_epi16::<2>(h), high2),
+                    ),
+                ];
+                for (t, q) in quarters.into_iter().enumerate() {
+                    let at = 128 * half + 32 * t;
+                    let scale = |k: usize| _mm_set1_epi16(*scales.add(k) as i16);
+                    let scales = _mm256_set_m128i(scale(at / 16 + 1), scale(at / 16));
+                    acc = _mm256_add_epi32(acc, products(q, xq.add(at), scales));
+                }
+            }
+            let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales as *const __m128i));
+            hsum(acc) - 32 * weighted_sixteen(scales, sums)
+        }
     }
 }
 

@@ -1,9 +1,9 @@
 //! Mimir's numeric inner loops, over plain slices: the matmuls of Q8_0 and Q4_1 weights
 //! (packed four rows at a time), the matmul of K-quant weights (Q4_K, Q5_K, Q6_K) and the
 //! attention of one query over the KV cache, with SIMD128 code on wasm32, AVX2 code for the
-//! Q8_0 and Q4_1 matmuls on x86-64 (chosen at run time), and portable loops elsewhere. The
-//! engine uses each matmul wherever it has SIMD code, and the attention in wasm32 only
-//! (natively gemm's kernels win there).
+//! matmuls on x86-64 (chosen at run time), and portable loops elsewhere. The engine uses each
+//! matmul wherever it has SIMD code, and the attention in wasm32 only (natively gemm's kernels
+//! win there).
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
 //! workspace's own crates are compiled at opt-level 0, where these loops are 10 to 50 times
@@ -17,7 +17,7 @@ pub mod kquant;
 
 /// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
 /// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), natively "AVX2" where
-/// the Q8_0 matmul has it (the K-quants go through candle there) and "portable" elsewhere.
+/// the CPU has it (every matmul then runs AVX2 code) and "portable" elsewhere.
 pub fn instructions() -> &'static str {
     if cfg!(all(target_arch = "wasm32", feature = "relaxed-simd")) {
         "SIMD128 + relaxed SIMD"

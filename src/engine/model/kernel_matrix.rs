@@ -7,9 +7,10 @@
 //! also goes row by row. The packed layout (four rows per group, f32 scales, one stream per
 //! decode step) is described in [`mimir_kernels::int8`]. candle's SIMD128 code for Q4_K and
 //! Q6_K widens every product to i32, and Q5_K has none; [`mimir_kernels::kquant`] says what
-//! it does instead. candle has no SIMD code for Q4_1 at all ([`mimir_kernels::int4`]).
-//! bench/NOTES.md has what each gains. The quants are the file's own, so
-//! results equal candle's up to the summation order and the activations' rounding.
+//! it does instead; natively the kernels' AVX2 code is llama.cpp's approach. candle has no
+//! SIMD code for Q4_1 at all ([`mimir_kernels::int4`]). bench/NOTES.md has what each gains.
+//! The quants are the file's own, so results equal candle's up to the summation order and the
+//! activations' rounding.
 
 use std::borrow::Cow;
 
@@ -61,9 +62,9 @@ impl Layout {
 }
 
 impl KernelMatrix {
-    /// Whether `weight` is served by the kernels here: a Q8_0, Q4_1 or K-quant matrix whose
-    /// kernel has SIMD code for the machine (Q8_0 and Q4_1: wasm32's SIMD128 and x86-64's
-    /// AVX2; K-quants: SIMD128); elsewhere candle's kernels are the faster ones.
+    /// Whether `weight` is served by the kernels here: a Q8_0, Q4_1 or K-quant matrix, where
+    /// the kernels have SIMD code for the machine (wasm32's SIMD128, x86-64's AVX2); elsewhere
+    /// candle's kernels are the faster ones.
     pub fn serves(weight: &QTensor) -> bool {
         Self::serves_type(weight.dtype(), weight.shape().rank())
     }
