@@ -748,7 +748,10 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn weighted_sixteen(w: __m256i, sums: *const i16) -> i32 {
-        hsum(_mm256_madd_epi16(w, _mm256_loadu_si256(sums as *const __m256i)))
+        hsum(_mm256_madd_epi16(
+            w,
+            _mm256_loadu_si256(sums as *const __m256i),
+        ))
     }
 
     /// 32 unsigned quants (below 64) times the 32 activation quants at `x`, each pair of
@@ -818,7 +821,9 @@ mod avx2 {
         // SAFETY: `h.qs` holds 128 bytes and `h.high` 32; `xq` as the contract says.
         unsafe {
             let nibbles = _mm256_set1_epi8(0x0F);
-            let high = h.high.map(|p| _mm256_loadu_si256(p.as_ptr() as *const __m256i));
+            let high = h
+                .high
+                .map(|p| _mm256_loadu_si256(p.as_ptr() as *const __m256i));
             let fifth = |bits: __m256i, j: usize| {
                 let bit = _mm256_srl_epi16(bits, _mm_cvtsi32_si128(j as i32));
                 _mm256_slli_epi16::<4>(_mm256_and_si256(bit, _mm256_set1_epi8(1)))
