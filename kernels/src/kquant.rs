@@ -18,9 +18,9 @@
 //! products; bench/NOTES.md has what each gains.
 //!
 //! On x86-64 with AVX2, `maddubs` multiplies 32 unsigned quants by 32 activation quants and
-//! sums them in pairs, and `madd` weighs the pairs by their scales, for decode and prompt
-//! alike, as llama.cpp's AVX2 code does; the super-block's floats are combined as the portable
-//! loop combines them.
+//! sums them in pairs, and `madd` weighs the pairs by their scales, as llama.cpp's AVX2 code
+//! does; each super-block is unpacked once for all of a prompt's rows, and its floats are
+//! combined as the portable loop combines them.
 
 use thiserror::Error;
 
@@ -193,15 +193,14 @@ fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
             let supers = row.len() / kind.block_bytes();
             assert!(
                 row.len().is_multiple_of(kind.block_bytes())
+                    && out.len() == xs.len()
                     && xs
                         .iter()
                         .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 16),
                 "K-quant matmul: activation and weight row disagree in length"
             );
-            for (x, out) in xs.iter().zip(out) {
-                // SAFETY: the CPU has AVX2, and the lengths are as `avx2::dot` needs them.
-                *out = unsafe { avx2::dot(kind, row, x) };
-            }
+            // SAFETY: the CPU has AVX2, and the lengths are as `avx2::dot_rows` needs them.
+            unsafe { avx2::dot_rows(kind, row, xs, out) };
             return;
         }
     }
@@ -767,131 +766,193 @@ mod avx2 {
         _mm256_madd_epi16(_mm256_maddubs_epi16(q, x), scales)
     }
 
-    /// The AVX2 twin of `portable_dot`, equal to it bit for bit: the integer sums are exact,
-    /// and the floats are combined by the same code in the same order.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2; `row` must be whole super-blocks of `kind`, and `x` hold 256
-    /// quants and 16 sums per super-block.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
-        let mut acc = 0f32;
-        for (s, block) in row.chunks_exact(kind.block_bytes()).enumerate() {
-            // SAFETY: by this function's contract every load stays inside the super-block,
-            // its 256 activation quants and their 16 sums.
-            let (d, dmin, sumi, summ) = unsafe {
-                let xq = x.quants.as_ptr().add(s * SUPER);
-                let sums = x.sums.as_ptr().add(16 * s);
-                match kind {
-                    KQuant::Q4K | KQuant::Q5K => {
-                        let h = Q45::read(kind, block);
-                        (h.d, h.dmin, q45_sum(&h, xq), min_sum(&h.mins, sums))
-                    }
-                    KQuant::Q6K => (q6_d(block), 0.0, q6_sum(block.as_ptr(), xq, sums), 0),
-                }
-            };
-            acc += scaled(kind, x.scales[s], d, dmin, sumi, summ);
-        }
-        acc
+    /// What a super-block's quants are weighed with.
+    struct Header {
+        d: f32,
+        dmin: f32,
+        /// Q4_K and Q5_K's minimums per 32-value chunk (zero for Q6_K).
+        mins: [u8; 8],
+        /// Each chunk's scales as i16 lanes, one per pair of products.
+        scales: [__m256i; 8],
+        /// Q6_K's 16 scales widened to i16, for its offset of 32.
+        q6_scales: __m256i,
     }
 
-    /// Σ min·Σx over a super-block's eight sub-blocks, as `super::min_sum`.
+    /// The header of a super-block of `kind`.
     ///
     /// # Safety
-    /// `sums` must point at 16 readable values.
+    /// `block` must be one super-block of `kind`.
     #[inline]
     #[target_feature(enable = "avx2")]
-    unsafe fn min_sum(mins: &[u8; 8], sums: *const i16) -> i32 {
-        // SAFETY: `mins` holds 8 bytes; `sums` as this function's contract says.
-        unsafe {
-            let mins = _mm_loadl_epi64(mins.as_ptr() as *const __m128i);
-            weighted_sixteen(_mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins)), sums)
-        }
-    }
-
-    /// Σ scale·q·x over a Q4_K or Q5_K super-block: each 32-byte chunk of quants holds
-    /// sub-block `2c` in its low nibbles and `2c + 1` in its high ones, Q5_K's fifth bits
-    /// `2c` and `2c + 1` of the 32 bytes of `high`.
-    ///
-    /// # Safety
-    /// `h` as [`Q45::read`] makes it, and `xq` must point at 256 quants.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn q45_sum(h: &Q45, xq: *const i8) -> i32 {
-        // SAFETY: `h.qs` holds 128 bytes and `h.high` 32; `xq` as the contract says.
-        unsafe {
-            let nibbles = _mm256_set1_epi8(0x0F);
-            let high = h
-                .high
-                .map(|p| _mm256_loadu_si256(p.as_ptr() as *const __m256i));
-            let fifth = |bits: __m256i, j: usize| {
-                let bit = _mm256_srl_epi16(bits, _mm_cvtsi32_si128(j as i32));
-                _mm256_slli_epi16::<4>(_mm256_and_si256(bit, _mm256_set1_epi8(1)))
-            };
-            let mut acc = _mm256_setzero_si256();
-            for chunk in 0..4 {
-                let q = _mm256_loadu_si256(h.qs.as_ptr().add(32 * chunk) as *const __m256i);
-                let mut low = _mm256_and_si256(q, nibbles);
-                let mut top = _mm256_and_si256(_mm256_srli_epi16::<4>(q), nibbles);
-                if let Some(bits) = high {
-                    low = _mm256_or_si256(low, fifth(bits, 2 * chunk));
-                    top = _mm256_or_si256(top, fifth(bits, 2 * chunk + 1));
+    unsafe fn header(kind: KQuant, block: &[u8]) -> Header {
+        match kind {
+            KQuant::Q4K | KQuant::Q5K => {
+                let h = Q45::read(kind, block);
+                Header {
+                    d: h.d,
+                    dmin: h.dmin,
+                    mins: h.mins,
+                    scales: h.scales.map(|s| _mm256_set1_epi16(s as i16)),
+                    q6_scales: _mm256_setzero_si256(),
                 }
-                let scale = |j: usize| _mm256_set1_epi16(h.scales[j] as i16);
-                let xq = xq.add(64 * chunk);
-                acc = _mm256_add_epi32(acc, products(low, xq, scale(2 * chunk)));
-                acc = _mm256_add_epi32(acc, products(top, xq.add(32), scale(2 * chunk + 1)));
             }
-            hsum(acc)
-        }
-    }
-
-    /// Σ scale·(q − 32)·x over a Q6_K super-block: the quants multiplied as they are unpacked
-    /// (0..64, `maddubs`'s unsigned operand), and 32·Σ scale·Σx taken off once.
-    ///
-    /// # Safety
-    /// `block` must point at 210 readable bytes, `xq` at 256 quants and `sums` at 16 values.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn q6_sum(block: *const u8, xq: *const i8, sums: *const i16) -> i32 {
-        // SAFETY: as this function's contract says.
-        unsafe {
-            let load = |p: *const u8| _mm256_loadu_si256(p as *const __m256i);
-            let (low4, high2) = (_mm256_set1_epi8(0x0F), _mm256_set1_epi8(0x30));
-            let scales = block.add(192) as *const i8;
-            let mut acc = _mm256_setzero_si256();
-            for half in 0..2 {
-                let (l1, l2) = (load(block.add(64 * half)), load(block.add(64 * half + 32)));
-                let h = load(block.add(128 + 32 * half));
-                // Value l + 32t of the half: low four bits from `l1` (t = 0, 2) or `l2`, the
-                // low nibble for t < 2; high two bits 2t, 2t + 1 of `h`, moved to bits 4, 5.
-                let quarters = [
-                    _mm256_or_si256(
-                        _mm256_and_si256(l1, low4),
-                        _mm256_and_si256(_mm256_slli_epi16::<4>(h), high2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(l2, low4),
-                        _mm256_and_si256(_mm256_slli_epi16::<2>(h), high2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(l1), low4),
-                        _mm256_and_si256(h, high2),
-                    ),
-                    _mm256_or_si256(
-                        _mm256_and_si256(_mm256_srli_epi16::<4>(l2), low4),
-                        _mm256_and_si256(_mm256_srli_epi16::<2>(h), high2),
-                    ),
-                ];
-                for (t, q) in quarters.into_iter().enumerate() {
-                    let at = 128 * half + 32 * t;
+            KQuant::Q6K => {
+                // SAFETY: the 16 scales lie at bytes 192..208 of the super-block.
+                unsafe {
+                    let scales = block.as_ptr().add(192) as *const i8;
                     let scale = |k: usize| _mm_set1_epi16(*scales.add(k) as i16);
-                    let scales = _mm256_set_m128i(scale(at / 16 + 1), scale(at / 16));
-                    acc = _mm256_add_epi32(acc, products(q, xq.add(at), scales));
+                    Header {
+                        d: q6_d(block),
+                        dmin: 0.0,
+                        mins: [0; 8],
+                        scales: std::array::from_fn(|c| {
+                            _mm256_set_m128i(scale(2 * c + 1), scale(2 * c))
+                        }),
+                        q6_scales: _mm256_cvtepi8_epi16(_mm_loadu_si128(scales as *const __m128i)),
+                    }
                 }
             }
-            let scales = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales as *const __m128i));
-            hsum(acc) - 32 * weighted_sixteen(scales, sums)
+        }
+    }
+
+    /// Calls `f(c, q)` for each 32-value chunk `c` of a super-block of `kind`, `q` holding its
+    /// quants as unsigned bytes.
+    ///
+    /// Q4_K and Q5_K: each 32-byte run of quants holds chunk `2r` in its low nibbles and
+    /// `2r + 1` in its high ones, Q5_K's fifth bits `c` of the 32 bytes of `high`. Q6_K: value
+    /// `l + 32t` of a 128-value half takes its low four bits from byte `l` (t = 0, 2) or
+    /// `l + 32` of the half's `ql`, the low nibble for t < 2, and its high two bits from bits
+    /// 2t, 2t + 1 of byte `l` of the half's `qh`.
+    ///
+    /// # Safety
+    /// `block` must be one super-block of `kind`.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn each_chunk(kind: KQuant, block: &[u8], mut f: impl FnMut(usize, __m256i)) {
+        let p = block.as_ptr();
+        let low4 = _mm256_set1_epi8(0x0F);
+        // SAFETY: `block` holds the super-block; every load stays inside it (Q4_K: quants
+        // at 16..144; Q5_K: fifth bits at 16..48, quants at 48..176; Q6_K: `ql` at 0..128,
+        // `qh` at 128..192).
+        let load = |at: usize| unsafe { _mm256_loadu_si256(p.add(at) as *const __m256i) };
+        match kind {
+            KQuant::Q4K | KQuant::Q5K => {
+                let (high, qs) = match kind {
+                    KQuant::Q5K => (Some(load(16)), 48),
+                    _ => (None, 16),
+                };
+                let fifth = |bits: __m256i, c: usize| {
+                    let bit = _mm256_srl_epi16(bits, _mm_cvtsi32_si128(c as i32));
+                    _mm256_slli_epi16::<4>(_mm256_and_si256(bit, _mm256_set1_epi8(1)))
+                };
+                for r in 0..4 {
+                    let q = load(qs + 32 * r);
+                    let mut low = _mm256_and_si256(q, low4);
+                    let mut top = _mm256_and_si256(_mm256_srli_epi16::<4>(q), low4);
+                    if let Some(bits) = high {
+                        low = _mm256_or_si256(low, fifth(bits, 2 * r));
+                        top = _mm256_or_si256(top, fifth(bits, 2 * r + 1));
+                    }
+                    f(2 * r, low);
+                    f(2 * r + 1, top);
+                }
+            }
+            KQuant::Q6K => {
+                let high2 = _mm256_set1_epi8(0x30);
+                for half in 0..2 {
+                    let (l1, l2, h) =
+                        (load(64 * half), load(64 * half + 32), load(128 + 32 * half));
+                    let quarters = [
+                        _mm256_or_si256(
+                            _mm256_and_si256(l1, low4),
+                            _mm256_and_si256(_mm256_slli_epi16::<4>(h), high2),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(l2, low4),
+                            _mm256_and_si256(_mm256_slli_epi16::<2>(h), high2),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(l1), low4),
+                            _mm256_and_si256(h, high2),
+                        ),
+                        _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16::<4>(l2), low4),
+                            _mm256_and_si256(_mm256_srli_epi16::<2>(h), high2),
+                        ),
+                    ];
+                    for (t, q) in quarters.into_iter().enumerate() {
+                        f(4 * half + t, q);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A super-block's contribution to one activation row's dot product, from its integer
+    /// sum Σ scale·q·x over the chunks: Q4_K and Q5_K take off Σ min·Σx, Q6_K 32·Σ scale·Σx
+    /// (its quants were multiplied unsigned), and the floats are combined as the portable
+    /// loop combines them.
+    ///
+    /// # Safety
+    /// `sums` must point at the super-block's 16 activation sums.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    unsafe fn finish(kind: KQuant, u: &Header, x_scale: f32, sumi: i32, sums: *const i16) -> f32 {
+        // SAFETY: `sums` as this function's contract says; `u.mins` holds 8 bytes.
+        unsafe {
+            match kind {
+                KQuant::Q4K | KQuant::Q5K => {
+                    let mins = _mm_loadl_epi64(u.mins.as_ptr() as *const __m128i);
+                    let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
+                    let summ = weighted_sixteen(mins, sums);
+                    scaled(kind, x_scale, u.d, u.dmin, sumi, summ)
+                }
+                KQuant::Q6K => {
+                    let sumi = sumi - 32 * weighted_sixteen(u.q6_scales, sums);
+                    scaled(kind, x_scale, u.d, 0.0, sumi, 0)
+                }
+            }
+        }
+    }
+
+    /// The AVX2 twin of `portable_dot` for each activation row, equal to it bit for bit: the
+    /// integer sums are exact, and the floats are combined by the same code in the same
+    /// order. One row (decode) multiplies each chunk as it is unpacked; several (a prompt)
+    /// unpack each super-block once for all of them.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; `row` must be whole super-blocks of `kind`, each of `xs` hold
+    /// 256 quants and 16 sums per super-block, and `out` one value per row of `xs`.
+    #[target_feature(enable = "avx2")]
+    pub(super) unsafe fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
+        out.fill(0.0);
+        let mut quants = [_mm256_setzero_si256(); SUPER / 32];
+        for (s, block) in row.chunks_exact(kind.block_bytes()).enumerate() {
+            // SAFETY: by this function's contract every pointer below stays inside the
+            // super-block, its 256 activation quants and their 16 sums.
+            unsafe {
+                let h = header(kind, block);
+                if let [x] = xs {
+                    let xq = x.quants.as_ptr().add(s * SUPER);
+                    let mut acc = _mm256_setzero_si256();
+                    each_chunk(kind, block, |c, q| {
+                        acc = _mm256_add_epi32(acc, products(q, xq.add(32 * c), h.scales[c]));
+                    });
+                    let sums = x.sums.as_ptr().add(16 * s);
+                    out[0] += finish(kind, &h, x.scales[s], hsum(acc), sums);
+                    continue;
+                }
+                each_chunk(kind, block, |c, q| quants[c] = q);
+                for (x, out) in xs.iter().zip(out.iter_mut()) {
+                    let xq = x.quants.as_ptr().add(s * SUPER);
+                    let mut acc = _mm256_setzero_si256();
+                    for (c, &q) in quants.iter().enumerate() {
+                        acc = _mm256_add_epi32(acc, products(q, xq.add(32 * c), h.scales[c]));
+                    }
+                    let sums = x.sums.as_ptr().add(16 * s);
+                    *out += finish(kind, &h, x.scales[s], hsum(acc), sums);
+                }
+            }
         }
     }
 }
