@@ -418,20 +418,7 @@ mod tests {
         let packed = pack_q4_1(&bytes, 6, 96).unwrap();
         let x: Vec<f32> = (0..3 * 96).map(|i| (i as f32 * 0.7).sin()).collect();
         let got = matmul(&packed, 6, 96, &x).unwrap();
-        for r in 0..3 {
-            for c in 0..6 {
-                let exact: f32 = (0..96).map(|k| x[r * 96 + k] * dense[c * 96 + k]).sum();
-                let norm: f32 = (0..96)
-                    .map(|k| (x[r * 96 + k] * dense[c * 96 + k]).abs())
-                    .sum();
-                let diff = (got[r * 6 + c] - exact).abs();
-                assert!(
-                    diff <= 0.01 * norm,
-                    "[{r}, {c}]: {} against {exact}",
-                    got[r * 6 + c]
-                );
-            }
-        }
+        crate::assert_near_dense_product("Q4_1", &got, &x, &dense, 96);
     }
 
     /// Whatever SIMD path this target dispatches to (SIMD128 with or without relaxed SIMD,

@@ -1005,20 +1005,10 @@ mod tests {
             let w = matrix(kind, rows, cols, 7);
             let x = values(3 * cols, 1);
             let got = matmul(kind, &w, rows, cols, &x).unwrap();
-            for c in 0..rows {
-                let dense = dequantize_row(kind, &w, cols, c);
-                for r in 0..3 {
-                    let xr = &x[r * cols..(r + 1) * cols];
-                    let exact: f32 = xr.iter().zip(&dense).map(|(a, b)| a * b).sum();
-                    let norm: f32 = xr.iter().zip(&dense).map(|(a, b)| (a * b).abs()).sum();
-                    let diff = (got[r * rows + c] - exact).abs();
-                    assert!(
-                        diff <= 0.01 * norm,
-                        "{kind:?} [{r}, {c}]: {} against {exact}",
-                        got[r * rows + c]
-                    );
-                }
-            }
+            let dense: Vec<f32> = (0..rows)
+                .flat_map(|c| dequantize_row(kind, &w, cols, c))
+                .collect();
+            crate::assert_near_dense_product(&format!("{kind:?}"), &got, &x, &dense, cols);
         }
     }
 

@@ -33,3 +33,31 @@ pub fn instructions() -> &'static str {
 // The wasm32 tests run in the browser, where the SIMD128 paths run in the product.
 #[cfg(all(test, target_arch = "wasm32"))]
 wasm_bindgen_test::wasm_bindgen_test_configure!(run_in_browser);
+
+/// Checks a matmul's `[m, rows]` output against the product of `x` (`m` rows of `cols`) with
+/// the dequantized `[rows, cols]` weight `dense`: each value within 1 % of the sum of its
+/// products' magnitudes, which 8-bit activations stay well inside.
+#[cfg(test)]
+pub(crate) fn assert_near_dense_product(
+    what: &str,
+    got: &[f32],
+    x: &[f32],
+    dense: &[f32],
+    cols: usize,
+) {
+    let (m, rows) = (x.len() / cols, dense.len() / cols);
+    assert_eq!(got.len(), m * rows);
+    for r in 0..m {
+        let xr = &x[r * cols..(r + 1) * cols];
+        for (c, w) in dense.chunks_exact(cols).enumerate() {
+            let exact: f32 = xr.iter().zip(w).map(|(a, b)| a * b).sum();
+            let norm: f32 = xr.iter().zip(w).map(|(a, b)| (a * b).abs()).sum();
+            let diff = (got[r * rows + c] - exact).abs();
+            assert!(
+                diff <= 0.01 * norm,
+                "{what} [{r}, {c}]: {} against {exact}",
+                got[r * rows + c]
+            );
+        }
+    }
+}
