@@ -177,6 +177,25 @@ fn sub_block_sums(quants: &[i8]) -> Vec<i16> {
         .collect()
 }
 
+/// Checks that `row` is whole super-blocks of `kind`, that each of `xs` holds 256 quants and
+/// 16 sums per super-block, and that there are `outs` results for them: what the SIMD paths'
+/// unchecked loads rely on.
+#[cfg_attr(
+    not(any(target_arch = "wasm32", target_arch = "x86_64")),
+    allow(dead_code)
+)]
+fn assert_lengths(kind: KQuant, row: &[u8], xs: &[Activation], outs: usize) {
+    let supers = row.len() / kind.block_bytes();
+    assert!(
+        row.len().is_multiple_of(kind.block_bytes())
+            && outs == xs.len()
+            && xs
+                .iter()
+                .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 16),
+        "K-quant matmul: activation and weight row disagree in length"
+    );
+}
+
 /// The dot products of one weight row with each activation row, into `out`.
 fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
     #[cfg(target_arch = "wasm32")]
@@ -190,15 +209,7 @@ fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     {
         if avx2::available() {
-            let supers = row.len() / kind.block_bytes();
-            assert!(
-                row.len().is_multiple_of(kind.block_bytes())
-                    && out.len() == xs.len()
-                    && xs
-                        .iter()
-                        .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 16),
-                "K-quant matmul: activation and weight row disagree in length"
-            );
+            assert_lengths(kind, row, xs, out.len());
             // SAFETY: the CPU has AVX2, and the lengths are as `avx2::dot_rows` needs them.
             unsafe { avx2::dot_rows(kind, row, xs, out) };
             return;
@@ -517,12 +528,7 @@ mod simd128 {
     #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
     pub(super) fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
         let bytes = kind.block_bytes();
-        assert!(
-            row.len().is_multiple_of(bytes)
-                && x.quants.len() == row.len() / bytes * SUPER
-                && x.sums.len() == row.len() / bytes * 16,
-            "K-quant matmul: activation and weight row disagree in length"
-        );
+        super::assert_lengths(kind, row, std::slice::from_ref(x), 1);
         let mut acc = 0f32;
         for (s, block) in row.chunks_exact(bytes).enumerate() {
             let xq = x.quants[s * SUPER..].as_ptr();
@@ -553,15 +559,7 @@ mod simd128 {
     /// `i32x4.dot_i16x8_s` per eight products. Equal to `dot` per row, bit for bit.
     pub(super) fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
         let bytes = kind.block_bytes();
-        let supers = row.len() / bytes;
-        assert!(
-            row.len().is_multiple_of(bytes)
-                && out.len() == xs.len()
-                && xs
-                    .iter()
-                    .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 16),
-            "K-quant matmul: activation and weight row disagree in length"
-        );
+        super::assert_lengths(kind, row, xs, out.len());
         out.fill(0.0);
         let mut w = [0i16; SUPER];
         for (s, block) in row.chunks_exact(bytes).enumerate() {
