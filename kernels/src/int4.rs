@@ -14,6 +14,7 @@ use thiserror::Error;
 
 use crate::activations::{self, Quantized};
 use crate::int8::{by_groups, GROUP};
+use crate::pool::{self, Pool};
 
 /// Values per block.
 pub const BLOCK: usize = 32;
@@ -116,6 +117,17 @@ pub fn unpack_row(packed: &[u8], cols: usize, row: usize) -> Vec<f32> {
 /// `out = x Wᵀ` for `x` holding rows of `cols` values and `W` a packed `[rows, cols]`
 /// matrix; `out` gets `rows` values per row of `x`.
 pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, Int4Error> {
+    matmul_on(pool::global(), packed, rows, cols, x)
+}
+
+/// [`matmul`] with its weight rows split across `pool`, or on the caller alone.
+pub(crate) fn matmul_on(
+    pool: Option<&Pool>,
+    packed: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+) -> Result<Vec<f32>, Int4Error> {
     if cols == 0 || !cols.is_multiple_of(BLOCK) || !x.len().is_multiple_of(cols) {
         return Err(Int4Error::Width {
             rows,
@@ -136,7 +148,7 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
     let m = x.len() / cols;
     let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
     let sums = scaled_sums(&quants, &scales);
-    Ok(by_groups(packed, group_bytes, rows, m, |r, group| {
+    Ok(by_groups(pool, packed, group_bytes, rows, m, |r, group| {
         let blocks = r * blocks..(r + 1) * blocks;
         dot4(
             &quants[r * cols..(r + 1) * cols],
@@ -419,6 +431,21 @@ mod tests {
         let x: Vec<f32> = (0..3 * 96).map(|i| (i as f32 * 0.7).sin()).collect();
         let got = matmul(&packed, 6, 96, &x).unwrap();
         crate::assert_near_dense_product("Q4_1", &got, &x, &dense, 96);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_pool_splits_the_matmul_without_changing_a_bit() {
+        let (rows, cols) = (203, 1024);
+        let grain = crate::int8::grain(cols / BLOCK * GROUP_BLOCK_BYTES);
+        assert!(rows / GROUP >= 2 * grain);
+        let packed = pack_q4_1(&q4_1(rows, cols).0, rows, cols).unwrap();
+        for m in [1, 3] {
+            let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.3).cos()).collect();
+            crate::assert_pool_changes_nothing("Q4_1", |pool| {
+                matmul_on(pool, &packed, rows, cols, &x).unwrap()
+            });
+        }
     }
 
     /// Whatever SIMD path this target dispatches to (SIMD128 with or without relaxed SIMD,

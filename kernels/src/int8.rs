@@ -8,6 +8,7 @@
 use thiserror::Error;
 
 use crate::activations::{self, Quantized};
+use crate::pool::{self, Pool};
 
 /// Values per quantization block.
 pub const BLOCK: usize = 32;
@@ -103,6 +104,17 @@ pub fn unpack_row(packed: &[u8], cols: usize, row: usize) -> Vec<f32> {
 /// `out = x Wᵀ` for `x` holding rows of `cols` values and `W` a packed `[rows, cols]`
 /// matrix; `out` gets `rows` values per row of `x`.
 pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<f32>, Int8Error> {
+    matmul_on(pool::global(), packed, rows, cols, x)
+}
+
+/// [`matmul`] with its weight rows split across `pool`, or on the caller alone.
+pub(crate) fn matmul_on(
+    pool: Option<&Pool>,
+    packed: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+) -> Result<Vec<f32>, Int8Error> {
     if cols == 0 || !cols.is_multiple_of(BLOCK) || !x.len().is_multiple_of(cols) {
         return Err(Int8Error::Width {
             rows,
@@ -122,7 +134,7 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
     }
     let m = x.len() / cols;
     let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
-    Ok(by_groups(packed, group_bytes, rows, m, |r, group| {
+    Ok(by_groups(pool, packed, group_bytes, rows, m, |r, group| {
         dot4(
             &quants[r * cols..(r + 1) * cols],
             &scales[r * blocks..(r + 1) * blocks],
@@ -134,24 +146,38 @@ pub fn matmul(packed: &[u8], rows: usize, cols: usize, x: &[f32]) -> Result<Vec<
 /// The `[m, rows]` product of `m` activation rows with a matrix packed in groups of four
 /// rows of `group_bytes` each, from `dot4(r, group)`: activation row `r` against the four rows
 /// of `group`. One group at a time, every activation row against it while it is hot; the
-/// padding rows of the last group are dropped.
+/// padding rows of the last group are dropped. Runs of groups are split across `pool`.
 pub(crate) fn by_groups(
+    pool: Option<&Pool>,
     packed: &[u8],
     group_bytes: usize,
     rows: usize,
     m: usize,
-    dot4: impl Fn(usize, &[u8]) -> [f32; GROUP],
+    dot4: impl Fn(usize, &[u8]) -> [f32; GROUP] + Sync,
 ) -> Vec<f32> {
     let mut out = vec![0f32; m * rows];
-    for (g, group) in packed.chunks_exact(group_bytes).enumerate() {
-        let first = g * GROUP;
-        let valid = (rows - first).min(GROUP);
-        for r in 0..m {
-            let dots = dot4(r, group);
-            out[r * rows + first..r * rows + first + valid].copy_from_slice(&dots[..valid]);
+    let shared = pool::Disjoint::new(&mut out);
+    let groups = rows.div_ceil(GROUP);
+    pool::for_each_range(pool, groups, grain(group_bytes), |range| {
+        for g in range {
+            let group = &packed[g * group_bytes..(g + 1) * group_bytes];
+            let first = g * GROUP;
+            let valid = (rows - first).min(GROUP);
+            for r in 0..m {
+                let dots = dot4(r, group);
+                // SAFETY: each group's rows are written by the one task that has the group.
+                let out = unsafe { shared.slice(r * rows + first..r * rows + first + valid) };
+                out.copy_from_slice(&dots[..valid]);
+            }
         }
-    }
+    });
     out
+}
+
+/// Weight units (rows or groups of `bytes` each) worth handing to a thread of their own:
+/// enough that each task streams about 64 KiB of weights, many times what starting it costs.
+pub(crate) fn grain(bytes: usize) -> usize {
+    (64 * 1024 / bytes.max(1)).max(1)
 }
 
 /// Dot products of one quantized activation row with the four rows of a packed group.
@@ -423,6 +449,20 @@ mod tests {
         let x: Vec<f32> = (0..3 * 96).map(|i| (i as f32 * 0.7).sin()).collect();
         let got = matmul(&packed, 6, 96, &x).unwrap();
         crate::assert_near_dense_product("Q8_0", &got, &x, &dense, 96);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_pool_splits_the_matmul_without_changing_a_bit() {
+        let (rows, cols) = (203, 1024);
+        assert!(rows / GROUP >= 2 * grain(cols / BLOCK * GROUP_BLOCK_BYTES));
+        let packed = pack_q8_0(&q8_0(rows, cols).0, rows, cols).unwrap();
+        for m in [1, 3] {
+            let x: Vec<f32> = (0..m * cols).map(|i| (i as f32 * 0.3).cos()).collect();
+            crate::assert_pool_changes_nothing("Q8_0", |pool| {
+                matmul_on(pool, &packed, rows, cols, &x).unwrap()
+            });
+        }
     }
 
     /// Whatever SIMD path this target dispatches to (SIMD128, AVX2) against the portable

@@ -24,7 +24,8 @@
 
 use thiserror::Error;
 
-use crate::activations;
+use crate::pool::{self, Pool};
+use crate::{activations, int8};
 
 /// Values per super-block.
 pub const SUPER: usize = 256;
@@ -127,6 +128,18 @@ pub fn matmul(
     cols: usize,
     x: &[f32],
 ) -> Result<Vec<f32>, KQuantError> {
+    matmul_on(pool::global(), kind, data, rows, cols, x)
+}
+
+/// [`matmul`] with its weight rows split across `pool`, or on the caller alone.
+pub(crate) fn matmul_on(
+    pool: Option<&Pool>,
+    kind: KQuant,
+    data: &[u8],
+    rows: usize,
+    cols: usize,
+    x: &[f32],
+) -> Result<Vec<f32>, KQuantError> {
     check(kind, data.len(), rows, cols)?;
     if cols == 0 || !x.len().is_multiple_of(cols) {
         return Err(KQuantError::Width {
@@ -147,14 +160,25 @@ pub fn matmul(
         })
         .collect();
     let mut out = vec![0f32; m * rows];
-    let mut dots = vec![0f32; m];
-    // One weight row at a time, every activation row against it while it is hot.
-    for (r, row) in data.chunks_exact(supers * kind.block_bytes()).enumerate() {
-        dot_rows(kind, row, &xs, &mut dots);
-        for (i, &dot) in dots.iter().enumerate() {
-            out[i * rows + r] = dot;
+    let shared = pool::Disjoint::new(&mut out);
+    let row_bytes = supers * kind.block_bytes();
+    // One weight row at a time, every activation row against it while it is hot; runs of rows
+    // split across `pool`.
+    pool::for_each_range(pool, rows, int8::grain(row_bytes), |range| {
+        let mut dots = vec![0f32; m];
+        for r in range {
+            dot_rows(
+                kind,
+                &data[r * row_bytes..(r + 1) * row_bytes],
+                &xs,
+                &mut dots,
+            );
+            for (i, &dot) in dots.iter().enumerate() {
+                // SAFETY: each weight row's results are written by the one task that has it.
+                unsafe { shared.slice(i * rows + r..i * rows + r + 1)[0] = dot };
+            }
         }
-    }
+    });
     Ok(out)
 }
 
@@ -1007,6 +1031,22 @@ mod tests {
                 .flat_map(|c| dequantize_row(kind, &w, cols, c))
                 .collect();
             crate::assert_near_dense_product(&format!("{kind:?}"), &got, &x, &dense, cols);
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    #[test]
+    fn a_pool_splits_the_matmul_without_changing_a_bit() {
+        for kind in KINDS {
+            let (rows, cols) = (300, 1024);
+            assert!(rows >= 2 * int8::grain(cols / SUPER * kind.block_bytes()));
+            let w = matrix(kind, rows, cols, 11);
+            for m in [1, 3] {
+                let x = values(m * cols, 2);
+                crate::assert_pool_changes_nothing(&format!("{kind:?}"), |pool| {
+                    matmul_on(pool, kind, &w, rows, cols, &x).unwrap()
+                });
+            }
         }
     }
 

@@ -14,6 +14,7 @@ pub mod attention;
 pub mod int4;
 pub mod int8;
 pub mod kquant;
+pub mod pool;
 
 /// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
 /// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), natively "AVX2" where
@@ -59,5 +60,24 @@ pub(crate) fn assert_near_dense_product(
                 got[r * rows + c]
             );
         }
+    }
+}
+
+/// Checks that `product` gives the same bits computed on the caller alone and split across a
+/// pool of three native threads.
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) fn assert_pool_changes_nothing(
+    what: &str,
+    product: impl Fn(Option<&pool::Pool>) -> Vec<f32>,
+) {
+    let alone = product(None);
+    let split = product(Some(&pool::tests::native(3)));
+    assert_eq!(alone.len(), split.len());
+    for (i, (a, s)) in alone.iter().zip(&split).enumerate() {
+        assert_eq!(
+            a.to_bits(),
+            s.to_bits(),
+            "{what} [{i}]: {s} split, {a} alone"
+        );
     }
 }

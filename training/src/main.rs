@@ -272,7 +272,17 @@ enum TinyArch {
 }
 
 fn main() -> anyhow::Result<()> {
-    match Cli::parse().command {
+    let command = Cli::parse().command;
+    if matches!(
+        command,
+        Command::Eval(_)
+            | Command::EvalActions { .. }
+            | Command::Generate { .. }
+            | Command::Logits { .. }
+    ) {
+        mimir_train::start_kernel_threads()?;
+    }
+    match command {
         Command::Data(args) => cli::data::run(args),
         Command::Eval(args) => cli::eval::run(args),
         Command::Hub { root, port, faults } => {

@@ -30,7 +30,8 @@ struct Args {
     /// Tokens decoded one at a time after the prompt (greedy).
     #[arg(long, default_value_t = 128)]
     decode_tokens: usize,
-    /// CPU threads (sets `RAYON_NUM_THREADS`; default: all cores).
+    /// CPU threads, for candle and Mimir's matmuls alike (sets `RAYON_NUM_THREADS`; default:
+    /// all cores).
     #[arg(long)]
     threads: Option<usize>,
     /// Print one JSON object (for `make bench`) instead of a table.
@@ -108,6 +109,7 @@ fn main() -> anyhow::Result<()> {
         // Read by candle's and rayon's thread pools on first use, which is below.
         std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
     }
+    let threads = mimir_train::start_kernel_threads()?;
     let shown = args.model.display().to_string();
     let context = args.prompt_tokens + args.decode_tokens + 1;
 
@@ -151,7 +153,6 @@ fn main() -> anyhow::Result<()> {
     };
     let reference_load_s = start.elapsed().as_secs_f64();
 
-    let threads = candle_core::utils::get_num_threads();
     let mut ours = Ours(ours);
     let mut reference = reference;
     let runners: [(&str, f64, &mut dyn Runner); 2] = [

@@ -1,0 +1,444 @@
+//! A pool of threads that the matmuls split their weight rows across.
+//!
+//! The pool owns no threads: [`start`] hands each of its workers to a `spawn` function, which
+//! runs [`Worker::run`] on a thread of its own: a `std::thread` natively ([`start_native`]),
+//! or, in a wasm32 build with shared memory, a Web Worker running the same module. Nothing
+//! here needs more than std's `Mutex`, `Condvar` and atomics, which a wasm32 build with the
+//! `atomics` target feature implements with `memory.atomic.wait32` and `notify`.
+//!
+//! [`Pool::run`] offers `count` tasks; the caller and the workers claim them one at a time
+//! (an atomic counter tagged with the offer's epoch, so a worker late for one offer can never
+//! claim a task of the next), and `run` returns once all are done. Workers wait for an offer
+//! by spinning a while and then on a condition variable: a decode step offers a matmul every
+//! few tens of microseconds, far less than a sleeping thread takes to wake.
+//!
+//! One offer runs at a time: a `run` that finds the pool busy (another thread's matmul, as in
+//! tests run side by side) runs its tasks itself, in order.
+
+use std::ops::Range;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, OnceLock, PoisonError, TryLockError};
+
+use thiserror::Error;
+
+/// Times a waiting thread checks for work before it sleeps.
+const SPINS: u32 = 1 << 15;
+
+/// A pool that could not be started.
+#[derive(Debug, Error, PartialEq)]
+pub enum PoolError {
+    /// [`start`] was called before.
+    #[error("the thread pool is already running with {threads} threads")]
+    AlreadyStarted {
+        /// The running pool's threads, its caller included.
+        threads: usize,
+    },
+    /// A thread count below one.
+    #[error("a thread pool needs at least one thread, not {0}")]
+    NoThreads(usize),
+    /// The `spawn` function failed for a worker.
+    #[error("could not start thread {index} of the pool: {reason}")]
+    Spawn {
+        /// Which worker (1 is the first; the caller is 0).
+        index: usize,
+        /// What `spawn` reported.
+        reason: String,
+    },
+}
+
+/// A task function with its lifetime erased: [`Pool::run`] keeps the function alive until
+/// every claimed task has finished, and nothing calls it after that.
+#[derive(Clone, Copy)]
+struct TaskRef(*const (dyn Fn(usize) + Sync + 'static));
+
+// SAFETY: the function is `Sync`, and `Pool::run` outlives every use of the pointer.
+unsafe impl Send for TaskRef {}
+
+/// What the pool offers its workers.
+#[derive(Clone, Copy)]
+struct Offer {
+    /// Increases with each offer; 0 is "nothing offered yet".
+    epoch: u32,
+    task: Option<TaskRef>,
+    count: usize,
+    /// Set when the pool is dropped: its workers return.
+    stop: bool,
+}
+
+struct Shared {
+    offer: Mutex<Offer>,
+    wake: Condvar,
+    /// The current offer's epoch in the high 32 bits, its next unclaimed task in the low.
+    claim: AtomicU64,
+    /// Tasks of the current offer finished.
+    done: AtomicUsize,
+    /// Whether a task of the current offer panicked.
+    panicked: AtomicBool,
+}
+
+impl Shared {
+    /// Claims and runs tasks of `offer` until none is left.
+    fn work(&self, offer: Offer) {
+        let Some(TaskRef(task)) = offer.task else {
+            return;
+        };
+        loop {
+            let claim = self.claim.load(Ordering::Acquire);
+            let index = (claim & u64::from(u32::MAX)) as usize;
+            if (claim >> 32) as u32 != offer.epoch || index >= offer.count {
+                return;
+            }
+            if self
+                .claim
+                .compare_exchange_weak(claim, claim + 1, Ordering::AcqRel, Ordering::Acquire)
+                .is_err()
+            {
+                continue;
+            }
+            // SAFETY: a task of this epoch was claimed, so `run` is still waiting for it and
+            // the function is alive.
+            let task = unsafe { &*task };
+            if panic::catch_unwind(AssertUnwindSafe(|| task(index))).is_err() {
+                self.panicked.store(true, Ordering::Relaxed);
+            }
+            self.done.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+}
+
+/// One of a pool's threads, to be run by the `spawn` function given to [`start`].
+pub struct Worker(Arc<Shared>);
+
+impl Worker {
+    /// Runs tasks as the pool offers them, until the pool is dropped.
+    pub fn run(self) {
+        let mut seen = 0;
+        loop {
+            let offer = self.next_offer(seen);
+            if offer.stop {
+                return;
+            }
+            seen = offer.epoch;
+            self.0.work(offer);
+        }
+    }
+
+    /// The first offer after epoch `seen`: spinning a while, then asleep.
+    fn next_offer(&self, seen: u32) -> Offer {
+        for _ in 0..SPINS {
+            if (self.0.claim.load(Ordering::Acquire) >> 32) as u32 != seen {
+                break;
+            }
+            std::hint::spin_loop();
+        }
+        let offer = self.0.offer.lock().unwrap_or_else(PoisonError::into_inner);
+        *self
+            .0
+            .wake
+            .wait_while(offer, |o| o.epoch == seen && !o.stop)
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Threads that run a job's tasks together: the caller of [`Pool::run`] and its workers.
+pub struct Pool {
+    shared: Arc<Shared>,
+    threads: usize,
+    /// Held by the one `run` that has the workers.
+    busy: Mutex<()>,
+}
+
+impl Pool {
+    /// A pool of `threads` threads in all: the caller of `run` and `threads - 1` workers, each
+    /// given to `spawn` to run.
+    pub fn new<E: std::fmt::Display>(
+        threads: usize,
+        mut spawn: impl FnMut(Worker) -> Result<(), E>,
+    ) -> Result<Self, PoolError> {
+        if threads == 0 {
+            return Err(PoolError::NoThreads(threads));
+        }
+        let shared = Arc::new(Shared {
+            offer: Mutex::new(Offer {
+                epoch: 0,
+                task: None,
+                count: 0,
+                stop: false,
+            }),
+            wake: Condvar::new(),
+            claim: AtomicU64::new(0),
+            done: AtomicUsize::new(0),
+            panicked: AtomicBool::new(false),
+        });
+        let pool = Pool {
+            shared,
+            threads,
+            busy: Mutex::new(()),
+        };
+        for index in 1..threads {
+            spawn(Worker(pool.shared.clone())).map_err(|e| PoolError::Spawn {
+                index,
+                reason: e.to_string(),
+            })?;
+        }
+        Ok(pool)
+    }
+
+    /// Threads in all, the caller included.
+    pub fn threads(&self) -> usize {
+        self.threads
+    }
+
+    /// Runs `task(i)` for each `i` in `0..count`, on the caller and the workers, and returns
+    /// when all are done. A task's panic is raised again here.
+    pub fn run(&self, count: usize, task: &(dyn Fn(usize) + Sync)) {
+        if count <= 1 || self.threads <= 1 || count > u32::MAX as usize {
+            return (0..count).for_each(task);
+        }
+        let busy = match self.busy.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return (0..count).for_each(task),
+        };
+        // SAFETY: only the lifetime is erased; `TaskRef` says why that is sound.
+        let task = TaskRef(unsafe {
+            std::mem::transmute::<
+                *const (dyn Fn(usize) + Sync + '_),
+                *const (dyn Fn(usize) + Sync + 'static),
+            >(task)
+        });
+        let shared = &self.shared;
+        shared.done.store(0, Ordering::Release);
+        shared.panicked.store(false, Ordering::Relaxed);
+        let offer = {
+            let mut offer = shared.offer.lock().unwrap_or_else(PoisonError::into_inner);
+            // Epoch 0 means "nothing offered" to a worker that has seen nothing yet.
+            offer.epoch = offer.epoch.wrapping_add(1).max(1);
+            (offer.task, offer.count) = (Some(task), count);
+            shared
+                .claim
+                .store(u64::from(offer.epoch) << 32, Ordering::Release);
+            *offer
+        };
+        shared.wake.notify_all();
+        shared.work(offer);
+        let mut spins = 0u32;
+        while shared.done.load(Ordering::Acquire) < count {
+            spins = spins.saturating_add(1);
+            if spins < SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+        drop(busy);
+        if shared.panicked.load(Ordering::Relaxed) {
+            panic!("a task of the thread pool panicked");
+        }
+    }
+
+    /// Runs `task` over `0..len` split into ranges of at least `grain` items, about four per
+    /// thread so that a thread held up elsewhere delays the others little.
+    pub fn for_each_range(&self, len: usize, grain: usize, task: impl Fn(Range<usize>) + Sync) {
+        let parts = (len / grain.max(1)).clamp(1, 4 * self.threads);
+        let (size, extra) = (len / parts, len % parts);
+        // The first `extra` ranges take one item more.
+        let start = |i: usize| i * size + i.min(extra);
+        self.run(parts, &|i| task(start(i)..start(i + 1)));
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.shared
+            .offer
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stop = true;
+        self.shared.wake.notify_all();
+    }
+}
+
+static GLOBAL: OnceLock<Pool> = OnceLock::new();
+
+/// Starts the process's pool, which the matmuls use from then on: `threads` in all, the
+/// workers run by `spawn`.
+pub fn start<E: std::fmt::Display>(
+    threads: usize,
+    spawn: impl FnMut(Worker) -> Result<(), E>,
+) -> Result<&'static Pool, PoolError> {
+    if let Some(pool) = GLOBAL.get() {
+        return Err(PoolError::AlreadyStarted {
+            threads: pool.threads,
+        });
+    }
+    let pool = Pool::new(threads, spawn)?;
+    let threads = pool.threads;
+    // Two threads starting pools at once: the one that loses drops its own, which stops its
+    // workers.
+    GLOBAL
+        .set(pool)
+        .map_err(|_| PoolError::AlreadyStarted { threads })?;
+    Ok(GLOBAL.get().expect("set just above"))
+}
+
+/// [`start`] with `std::thread`s.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn start_native(threads: usize) -> Result<&'static Pool, PoolError> {
+    start(threads, |worker| {
+        std::thread::Builder::new()
+            .name("mimir-kernels".into())
+            .spawn(move || worker.run())
+            .map(drop)
+    })
+}
+
+/// Threads the matmuls run on: the started pool's, or 1.
+pub fn threads() -> usize {
+    global().map_or(1, Pool::threads)
+}
+
+/// The pool [`start`] started, if it did.
+pub(crate) fn global() -> Option<&'static Pool> {
+    GLOBAL.get()
+}
+
+/// [`Pool::for_each_range`] on `pool`, or `task(0..len)` without one.
+pub(crate) fn for_each_range(
+    pool: Option<&Pool>,
+    len: usize,
+    grain: usize,
+    task: impl Fn(Range<usize>) + Sync,
+) {
+    match pool {
+        Some(pool) => pool.for_each_range(len, grain, task),
+        None => task(0..len),
+    }
+}
+
+/// A slice that tasks of one [`Pool::run`] write to at disjoint places.
+pub(crate) struct Disjoint<'a, T> {
+    ptr: *mut T,
+    len: usize,
+    _slice: std::marker::PhantomData<&'a mut [T]>,
+}
+
+// SAFETY: `Disjoint` only hands out what its (unsafe) caller promises no other thread touches.
+unsafe impl<T: Send> Sync for Disjoint<'_, T> {}
+
+impl<'a, T> Disjoint<'a, T> {
+    pub(crate) fn new(slice: &'a mut [T]) -> Self {
+        Disjoint {
+            ptr: slice.as_mut_ptr(),
+            len: slice.len(),
+            _slice: std::marker::PhantomData,
+        }
+    }
+
+    /// The items `range`.
+    ///
+    /// # Safety
+    /// No other thread may use any of them while the returned slice lives.
+    #[allow(clippy::mut_from_ref)]
+    pub(crate) unsafe fn slice(&self, range: Range<usize>) -> &mut [T] {
+        assert!(
+            range.start <= range.end && range.end <= self.len,
+            "{range:?} out of {}",
+            self.len
+        );
+        std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len())
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+pub(crate) mod tests {
+    use super::*;
+
+    pub(crate) fn native(threads: usize) -> Pool {
+        Pool::new(threads, |worker| {
+            std::thread::Builder::new()
+                .spawn(move || worker.run())
+                .map(drop)
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn every_task_runs_once_in_every_offer() {
+        let pool = native(3);
+        for count in [0, 1, 2, 7, 64, 1000] {
+            for _ in 0..200 {
+                let hits: Vec<AtomicUsize> = (0..count).map(|_| AtomicUsize::new(0)).collect();
+                pool.run(count, &|i| {
+                    hits[i].fetch_add(1, Ordering::Relaxed);
+                });
+                assert!(hits.iter().all(|h| h.load(Ordering::Relaxed) == 1));
+            }
+        }
+    }
+
+    #[test]
+    fn workers_take_tasks() {
+        let pool = native(2);
+        let caller = std::thread::current().id();
+        let elsewhere = AtomicUsize::new(0);
+        // Tasks long enough that the caller cannot take them all before the worker wakes.
+        pool.run(64, &|_| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            if std::thread::current().id() != caller {
+                elsewhere.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        assert!(elsewhere.load(Ordering::Relaxed) > 0);
+    }
+
+    #[test]
+    fn ranges_cover_the_length_in_order() {
+        let pool = native(2);
+        for (len, grain) in [(0, 1), (1, 1), (10, 3), (144, 4), (1000, 1), (5, 100)] {
+            let mut seen = vec![0u8; len];
+            let out = Disjoint::new(&mut seen);
+            pool.for_each_range(len, grain, |range| {
+                assert!(range.len() >= grain.min(len) || len == 0);
+                // SAFETY: the ranges are disjoint.
+                for v in unsafe { out.slice(range) } {
+                    *v += 1;
+                }
+            });
+            assert!(seen.iter().all(|&v| v == 1), "{len} / {grain}: {seen:?}");
+        }
+    }
+
+    #[test]
+    fn a_panicking_task_panics_the_caller_and_the_pool_goes_on() {
+        let pool = native(2);
+        let result = panic::catch_unwind(AssertUnwindSafe(|| {
+            pool.run(8, &|i| assert_ne!(i, 5, "task five fails"));
+        }));
+        assert!(result.is_err());
+        let hits = AtomicUsize::new(0);
+        pool.run(8, &|_| {
+            hits.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(hits.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn a_busy_pool_runs_a_second_callers_tasks_inline() {
+        let pool = native(2);
+        let inner = AtomicUsize::new(0);
+        pool.run(2, &|_| {
+            pool.run(4, &|_| {
+                inner.fetch_add(1, Ordering::Relaxed);
+            });
+        });
+        assert_eq!(inner.load(Ordering::Relaxed), 8);
+    }
+
+    #[test]
+    fn zero_threads_is_an_error() {
+        let spawn = |_: Worker| Ok::<(), String>(());
+        assert_eq!(Pool::new(0, spawn).err(), Some(PoolError::NoThreads(0)));
+    }
+}
