@@ -273,13 +273,13 @@ pub fn start<E: std::fmt::Display>(
             threads: pool.threads,
         });
     }
-    let pool = Pool::new(threads, spawn)?;
-    let threads = pool.threads;
     // Two threads starting pools at once: the one that loses drops its own, which stops its
-    // workers.
+    // workers, and reports the winner's.
     GLOBAL
-        .set(pool)
-        .map_err(|_| PoolError::AlreadyStarted { threads })?;
+        .set(Pool::new(threads, spawn)?)
+        .map_err(|_| PoolError::AlreadyStarted {
+            threads: GLOBAL.get().map_or(threads, Pool::threads),
+        })?;
     Ok(GLOBAL.get().expect("set just above"))
 }
 
@@ -292,11 +292,6 @@ pub fn start_native(threads: usize) -> Result<&'static Pool, PoolError> {
             .spawn(move || worker.run())
             .map(drop)
     })
-}
-
-/// Threads the matmuls run on: the started pool's, or 1.
-pub fn threads() -> usize {
-    global().map_or(1, Pool::threads)
 }
 
 /// The pool [`start`] started, if it did.
