@@ -52,6 +52,7 @@ clippy:
 	cargo clippy -p mimir --lib --bins $(foreach t,$(WEB_TESTS),--test $(t)) $(WASM) -- -D warnings
 	cargo clippy -p mimir-kernels --lib $(WASM) -- -D warnings
 	cargo clippy -p mimir-kernels --lib $(WASM) --features relaxed-simd -- -D warnings
+	scripts/build-threads.sh clippy
 
 test-native:
 	cargo test --workspace

@@ -39,6 +39,14 @@ if [ "$(trunk --version 2>/dev/null)" != "trunk $TRUNK_VERSION" ]; then
   quick_install trunk --version "$TRUNK_VERSION" --locked --no-default-features --features rustls
 fi
 
+# The threaded engine worker (scripts/build-threads.sh) rebuilds std with atomics: a pinned
+# nightly with std's sources, and clippy to lint what only that build compiles.
+NIGHTLY=$(cat scripts/nightly-toolchain)
+if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+  say "installing the $NIGHTLY toolchain with rust-src (for the threaded worker, once)"
+  rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src,clippy
+fi
+
 # wasm-bindgen-cli must be exactly the wasm-bindgen version in Cargo.lock.
 [ -f Cargo.lock ] || cargo generate-lockfile
 WBG_VERSION=$(awk '/^name = "wasm-bindgen"$/ { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock)

@@ -6,6 +6,26 @@ use serde::{Deserialize, Serialize};
 use crate::engine::generate::GenerationStats;
 use crate::model_info::ModelType;
 
+/// How the engine's threads shared the matmuls ([`mimir_kernels::pool::PoolWork`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThreadWork {
+    /// Matmul tasks shared out.
+    pub tasks: u64,
+    /// Of those, the tasks the other threads ran, not the engine's own.
+    pub by_other_threads: u64,
+}
+
+impl std::fmt::Display for ThreadWork {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let share = 100.0 * self.by_other_threads as f64 / self.tasks.max(1) as f64;
+        write!(
+            f,
+            "the other threads ran {share:.0} % of {} matmul tasks",
+            self.tasks
+        )
+    }
+}
+
 /// One try at loading a tier.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TierAttempt {
@@ -83,10 +103,13 @@ pub struct PerfLog {
     /// Status button changes, oldest first (recorded by the page).
     #[serde(default)]
     pub status_changes: Vec<StatusChange>,
-    /// The vector instructions the engine's kernels use ([`mimir_kernels::instructions`]):
-    /// which of the two worker builds the page started.
+    /// The vector instructions the engine's kernels use ([`mimir_kernels::instructions`]) and
+    /// its threads: which of the worker builds the page started.
     #[serde(default)]
     pub kernels: String,
+    /// How the matmuls' work was shared among the threads, where there are several.
+    #[serde(default)]
+    pub thread_work: Option<ThreadWork>,
     /// Warnings that did not stop loading (a tokenizer taken from the GGUF instead of the
     /// base repo, a storage persistence request refused).
     #[serde(default)]

@@ -22,7 +22,12 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
         browser::start_server(&["hub", "--root", hub_data.to_str().unwrap(), "--port", "0"]);
     let (_driver, client) = browser::start_browser().await;
 
-    client.goto(&format!("{url}/?hub={hub_url}")).await.unwrap();
+    // One thread: the single-thread build the page starts where it is not cross-origin
+    // isolated (the bundled model's test below runs the threaded one).
+    client
+        .goto(&format!("{url}/?hub={hub_url}&threads=1"))
+        .await
+        .unwrap();
     assert_eq!(client.title().await.unwrap(), "Mimir");
     let heading = client
         .wait()
@@ -83,7 +88,7 @@ async fn app_loads_a_model_through_the_worker_and_streams_an_answer() {
     // one that answered.
     assert_eq!(
         browser::engine_kernels(&client).await,
-        "Engine kernels: SIMD128 + relaxed SIMD"
+        "Engine kernels: SIMD128 + relaxed SIMD, 1 thread"
     );
 
     // Stop, sent while tokens stream in, ends the reply early: the worker reads messages
@@ -147,8 +152,9 @@ async fn without_the_hub_the_bundled_model_answers() {
     let (_server, url) =
         browser::start_server(&["static", "--root", dist.to_str().unwrap(), "--port", "0"]);
     let (_driver, client) = browser::start_browser().await;
+    // Two threads, whatever the machine's cores: the threaded worker build.
     client
-        .goto(&format!("{url}/?hub=http://127.0.0.1:9"))
+        .goto(&format!("{url}/?hub=http://127.0.0.1:9&threads=2"))
         .await
         .unwrap();
     let button = client
@@ -211,5 +217,15 @@ async fn without_the_hub_the_bundled_model_answers() {
         .unwrap();
     let chip = chips.last().expect("the subject chip is shown");
     assert!(chip.text().await.unwrap().contains("math"));
+
+    // The threaded build answered, and its other thread took a share of the matmuls (the
+    // answers are the single-thread build's, bit for bit: kernels/src/pool.rs).
+    let kernels = browser::engine_kernels(&client).await;
+    let share = kernels
+        .strip_prefix("Engine kernels: SIMD128 + relaxed SIMD, 2 threads (the other threads ran ")
+        .and_then(|rest| rest.split_once(" % of "))
+        .and_then(|(share, _)| share.parse::<u32>().ok())
+        .unwrap_or_else(|| panic!("the threaded worker's kernels and work: {kernels:?}"));
+    assert!(share > 0, "{kernels:?}");
     client.close().await.unwrap();
 }

@@ -313,7 +313,54 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
     // (the other e2e test checks the relaxed one).
     assert_eq!(
         browser::engine_kernels(&client).await,
-        "Engine kernels: SIMD128"
+        "Engine kernels: SIMD128, 1 thread"
+    );
+
+    // The threaded build, which an isolated Chromium page starts by default, answers under
+    // the same policy: its threads are Web Workers the engine worker starts from
+    // `pool_worker.js`, each importing the glue and instantiating the module it is sent. The
+    // same question in a new conversation: the same prompt, which the compact model answers.
+    client
+        .execute(
+            "localStorage.removeItem('mimir.conversation'); return true;",
+            vec![],
+        )
+        .await
+        .unwrap();
+    client
+        .goto(&format!("{url}/?hub={CLOSED_HUB}&threads=2"))
+        .await
+        .unwrap();
+    let button = client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("button.status-button"))
+        .await
+        .expect("the app mounts again");
+    browser::wait_for_status(&client, &button, 180, "status-button-warning").await;
+    let conversation = client
+        .find(Locator::Css("main.conversation"))
+        .await
+        .unwrap();
+    browser::ask(&client, "What is the capital of France?").await;
+    let stop = browser::wait_for_stop(&conversation).await;
+    let replies = client
+        .find_all(Locator::Css(
+            ".message-assistant:not(.message-greeting) .markdown",
+        ))
+        .await
+        .unwrap();
+    let reply = replies
+        .last()
+        .expect("the threaded build replied")
+        .text()
+        .await
+        .unwrap();
+    assert!(reply.contains("Paris"), "{stop}: {reply:?}");
+    let kernels = browser::engine_kernels(&client).await;
+    assert!(
+        kernels.starts_with("Engine kernels: SIMD128 + relaxed SIMD, 2 threads ("),
+        "{kernels:?}"
     );
 
     assert_eq!(reports(&url), 0, "the app ran without a CSP violation");

@@ -11,7 +11,7 @@ use mimir::conversation::Conversation;
 use mimir::engine::generate::{GenerationStats, StopReason};
 use mimir::engine::generation_config::GenerationConfig;
 use mimir::model_info::{LoadStatus, ModelInfo, ModelType};
-use mimir::perf_log::{PerfLog, StageTime, TierAttempt};
+use mimir::perf_log::{PerfLog, StageTime, ThreadWork, TierAttempt};
 use mimir::protocol::FileProgress;
 use mimir::server_config::ServerConfig;
 use mimir::ui::button_group::ButtonGroup;
@@ -562,6 +562,11 @@ async fn info_panel_shows_attempts_progress_and_offers_the_log() {
             attempt(ModelType::Compact, true, None),
         ],
         fallback_activations: 3,
+        kernels: "SIMD128 + relaxed SIMD, 2 threads".into(),
+        thread_work: Some(ThreadWork {
+            tasks: 400,
+            by_other_threads: 191,
+        }),
         ..PerfLog::default()
     });
     let progress = RwSignal::new(vec![
@@ -612,6 +617,14 @@ async fn info_panel_shows_attempts_progress_and_offers_the_log() {
         "{details}"
     );
     assert!(details.contains("Fallbacks used (all visits): 3"));
+    assert_eq!(
+        find(&root, ".info-kernels")
+            .unwrap()
+            .text_content()
+            .unwrap(),
+        "Engine kernels: SIMD128 + relaxed SIMD, 2 threads \
+         (the other threads ran 48 % of 400 matmul tasks)"
+    );
     assert!(details.contains("No model is live yet."));
 
     progress.set(Vec::new());

@@ -103,6 +103,7 @@ pub fn InfoPanel(
             <Show when=move || perf.with(|p| !p.kernels.is_empty())>
                 <p class="info-kernels">
                     "Engine kernels: " {move || perf.with(|p| p.kernels.clone())}
+                    {move || perf.with(|p| p.thread_work.map(|w| format!(" ({w})")))}
                 </p>
             </Show>
             <button type="button" class="button button-quiet" on:click=download>

@@ -40,15 +40,49 @@ pub fn has_relaxed_simd() -> bool {
     validates(&RELAXED_SIMD_PROBE)
 }
 
-/// The worker build for this browser: the relaxed SIMD one where it validates, unless the
-/// page was opened with `?kernels=simd128` (what a browser without relaxed SIMD runs, to
-/// compare or to rule the relaxed build out when something looks wrong).
-pub fn worker_url() -> &'static str {
-    let plain = super::page_parameter("kernels").as_deref() == Some("simd128");
-    if !plain && has_relaxed_simd() {
-        RELAXED_WORKER_URL
+/// The same worker built with shared memory and threads (`scripts/build-threads.sh`, with
+/// relaxed SIMD), which only a cross-origin isolated page can start.
+pub const THREADS_WORKER_URL: &str = "./worker-threads_loader.js";
+
+/// Whether this page is cross-origin isolated, which shared memory needs (the page's host
+/// sends COOP and COEP: trunk's `[serve.headers]`, the Space's README).
+pub fn cross_origin_isolated() -> bool {
+    js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crossOriginIsolated"))
+        .is_ok_and(|v| v.is_truthy())
+}
+
+/// The worker build for this browser: the threaded one where the page is cross-origin
+/// isolated and relaxed SIMD validates, else the relaxed SIMD one where it validates, else the
+/// SIMD128 one. Page parameters choose otherwise, to compare builds or to rule one out when
+/// something looks wrong: `?kernels=simd128` runs the SIMD128 build (what a browser without
+/// relaxed SIMD runs), `?threads=1` a single-thread build, and `?threads=N` the threaded one
+/// with `N` threads (it takes the browser's cores by default).
+pub fn worker_url() -> String {
+    choose_worker(
+        super::page_parameter("kernels").as_deref(),
+        super::page_parameter("threads").as_deref(),
+        has_relaxed_simd(),
+        cross_origin_isolated(),
+    )
+}
+
+/// [`worker_url`] for the page parameters `kernels` and `threads`, in a browser with or without
+/// relaxed SIMD and cross-origin isolation.
+fn choose_worker(
+    kernels: Option<&str>,
+    threads: Option<&str>,
+    relaxed: bool,
+    isolated: bool,
+) -> String {
+    let threads = threads.and_then(|t| t.parse::<usize>().ok());
+    if kernels == Some("simd128") || !relaxed {
+        WORKER_URL.to_string()
+    } else if threads == Some(1) || !isolated {
+        RELAXED_WORKER_URL.to_string()
+    } else if let Some(threads) = threads.filter(|&t| t > 1) {
+        format!("{THREADS_WORKER_URL}?threads={threads}")
     } else {
-        WORKER_URL
+        THREADS_WORKER_URL.to_string()
     }
 }
 
@@ -74,7 +108,7 @@ impl WorkerClient {
         let options = WorkerOptions::new();
         options.set_type(WorkerType::Classic);
         let url = worker_url();
-        let worker = Worker::new_with_options(url, &options)
+        let worker = Worker::new_with_options(&url, &options)
             .map_err(|e| format!("starting the engine worker {url}: {e:?}"))?;
         let on_error = Closure::<dyn FnMut(ErrorEvent)>::new({
             let on_event = Rc::clone(&on_event);
@@ -140,9 +174,30 @@ mod tests {
     }
 
     #[test]
-    fn chromium_takes_the_relaxed_simd_worker() {
-        // Chromium has had relaxed SIMD since version 114; the browser tests run in it.
+    fn chromium_takes_the_threaded_worker_on_an_isolated_page() {
+        // Chromium has had relaxed SIMD since version 114, and the test runner sends COOP and
+        // COEP as the app's hosts do.
         assert!(has_relaxed_simd());
-        assert_eq!(worker_url(), RELAXED_WORKER_URL);
+        assert!(cross_origin_isolated());
+        assert_eq!(worker_url(), THREADS_WORKER_URL);
+    }
+
+    #[test]
+    fn page_parameters_and_the_browser_choose_the_worker_build() {
+        let choose = choose_worker;
+        assert_eq!(choose(None, None, true, true), THREADS_WORKER_URL);
+        assert_eq!(
+            choose(None, Some("3"), true, true),
+            "./worker-threads_loader.js?threads=3"
+        );
+        // Shared memory needs isolation; the threaded build needs relaxed SIMD.
+        assert_eq!(choose(None, Some("3"), true, false), RELAXED_WORKER_URL);
+        assert_eq!(choose(None, None, false, true), WORKER_URL);
+        // One thread runs a single-thread build; `kernels=simd128` the SIMD128 one.
+        assert_eq!(choose(None, Some("1"), true, true), RELAXED_WORKER_URL);
+        assert_eq!(choose(Some("simd128"), None, true, true), WORKER_URL);
+        // A parameter that is not a count is the default.
+        assert_eq!(choose(None, Some("many"), true, true), THREADS_WORKER_URL);
+        assert_eq!(choose(None, Some("0"), true, true), THREADS_WORKER_URL);
     }
 }

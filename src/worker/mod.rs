@@ -9,6 +9,8 @@ pub mod fetch;
 pub mod opfs;
 pub mod stats;
 pub mod store;
+#[cfg(target_feature = "atomics")]
+pub mod threads;
 pub mod tiers;
 
 use std::cell::{Cell, RefCell};
@@ -27,7 +29,7 @@ use crate::engine::generate::Session;
 use crate::engine::generation_config::GenerationConfig;
 use crate::engine::number_guard::NumberGuard;
 use crate::model_info::ModelInfo;
-use crate::perf_log::PerfLog;
+use crate::perf_log::{PerfLog, ThreadWork};
 use crate::protocol::{Event, Request};
 use crate::tools::LocalDateTime;
 use crate::tutor::{TurnInput, TurnPlan, Tutor};
@@ -196,7 +198,7 @@ struct State {
 pub fn run() {
     let scope: DedicatedWorkerGlobalScope = js_sys::global().unchecked_into();
     let state = Rc::new(State::default());
-    state.perf.borrow_mut().kernels = mimir_kernels::instructions().to_string();
+    start_threads(&mut state.perf.borrow_mut());
     let on_message = Closure::<dyn FnMut(MessageEvent)>::new({
         let state = Rc::clone(&state);
         move |message: MessageEvent| {
@@ -217,6 +219,28 @@ pub fn run() {
         }
         post(&Event::Started);
     });
+}
+
+/// Starts the matmul threads where this build has shared memory, and records the kernels
+/// and threads the engine runs on.
+fn start_threads(perf: &mut PerfLog) {
+    let instructions = mimir_kernels::instructions();
+    #[cfg(target_feature = "atomics")]
+    let threads = match threads::wanted(&global()) {
+        1 => 1,
+        wanted => match threads::start(wanted) {
+            Ok(()) => wanted,
+            Err(e) => {
+                perf.warnings
+                    .push(format!("the engine runs on one thread: {e}"));
+                1
+            }
+        },
+    };
+    #[cfg(not(target_feature = "atomics"))]
+    let threads = 1;
+    let plural = if threads == 1 { "" } else { "s" };
+    perf.kernels = format!("{instructions}, {threads} thread{plural}");
 }
 
 /// Sends an event to the page.
@@ -260,10 +284,17 @@ fn handle(state: &Rc<State>, request: Request) {
                 abort.abort();
             }
         }
-        Request::Info => post(&Event::Info {
-            model_info: state.live.borrow().as_ref().map(|l| l.0.clone()),
-            perf: state.perf.borrow().clone(),
-        }),
+        Request::Info => {
+            state.perf.borrow_mut().thread_work =
+                mimir_kernels::pool::global_work().map(|work| ThreadWork {
+                    tasks: work.tasks,
+                    by_other_threads: work.by_workers,
+                });
+            post(&Event::Info {
+                model_info: state.live.borrow().as_ref().map(|l| l.0.clone()),
+                perf: state.perf.borrow().clone(),
+            })
+        }
         Request::ClearCache => {
             if state.loading.borrow().is_some() {
                 return busy("a load");
