@@ -245,7 +245,8 @@ def browser_run(models, args):
         "prompt_tokens": args.prompt_tokens,
         "decode_tokens": args.decode_tokens,
         "mimir_worker": args.mimir_worker,
-        "engines": ([{"engine": "mimir", "threads": 1}] if "mimir" in args.engines else [])
+        "engines": ([{"engine": "mimir", "threads": t} for t in args.mimir_threads]
+                    if "mimir" in args.engines else [])
         + ([{"engine": "wllama", "threads": t} for t in args.wllama_threads]
            if "wllama" in args.engines else []),
         "models": [
@@ -339,7 +340,8 @@ def write_report(results):
         native = {e["engine"]: e for e in model.get("native", [])}
         browser = model.get("browser", [])
         ours_native = native.get("mimir", {})
-        ours_web = next((e for e in browser if e.get("engine") == "mimir"), {})
+        ours_web = next((e for e in browser
+                         if e.get("engine") == "mimir" and e.get("threads", 1) == 1), {})
         for e in model.get("native", []):
             lines.append(
                 f"| native | {e['engine']} | {e.get('threads', 1)} | {fmt(e.get('load_ms'), 0)} "
@@ -365,6 +367,18 @@ def write_report(results):
             lines += ["", f"Mimir in the browser / native llama.cpp, 1 thread: prefill "
                       f"{fmt(ratio(ours_web.get('prefill_tok_s'), ref['prefill_tok_s']), 2)}, "
                       f"decode {fmt(ratio(ours_web.get('decode_tok_s'), ref['decode_tok_s']), 2)}."]
+        threaded = [e for e in browser if e.get("engine") == "mimir" and "error" not in e
+                    and e.get("threads", 1) > 1]
+        for e in threaded:
+            lines += ["", f"Mimir in the browser, {e['threads']} threads / 1 thread: prefill "
+                      f"{fmt(ratio(e.get('prefill_tok_s'), ours_web.get('prefill_tok_s')), 2)}, "
+                      f"decode {fmt(ratio(e.get('decode_tok_s'), ours_web.get('decode_tok_s')), 2)}."]
+            peer = next((w for w in browser if w.get("engine") == "wllama" and "error" not in w
+                         and w.get("threads") == e["threads"]), None)
+            if peer:
+                lines[-1] += (f" Against wllama on {e['threads']} threads: prefill "
+                              f"{fmt(ratio(e.get('prefill_tok_s'), peer.get('prefill_tok_s')), 2)}, "
+                              f"decode {fmt(ratio(e.get('decode_tok_s'), peer.get('decode_tok_s')), 2)}.")
         if ours_web.get("opfs_read_ms"):
             lines += ["", f"Mimir's load from the OPFS cache {fmt(ours_web['load_ms'], 0)} ms, the raw "
                       f"read of the same file {fmt(ours_web['opfs_read_ms'], 0)} ms: "
@@ -422,6 +436,9 @@ def main():
     parser.add_argument("--large-decode-tokens", type=int, default=16,
                         help="decoded tokens for the Phi-3-shaped model")
     parser.add_argument("--wllama-threads", type=int, action="append", default=None)
+    parser.add_argument("--mimir-threads", type=int, action="append", default=None,
+                        help="Mimir's threads in the browser (default 1 and 2; more than one "
+                             "runs the threaded worker build)")
     parser.add_argument("--engines", default="mimir,wllama",
                         help="browser engines, comma-separated (mimir, wllama)")
     parser.add_argument("--port", type=int, default=int(os.environ.get("BENCH_PORT", 8095)))
@@ -445,6 +462,7 @@ def main():
         write_report(json.loads((BENCH / "results.json").read_text()))
         return
     args.wllama_threads = args.wllama_threads or [1, 2]
+    args.mimir_threads = args.mimir_threads or [1, 2]
     model_paths = args.model or [str(ROOT / "models/SmolLM2-135M-Instruct.Q4_1.gguf"),
                                  str(ROOT / "models/SmolLM2-135M-Instruct.Q8_0.gguf"),
                                  str(PHI3_SHAPED)]

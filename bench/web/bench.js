@@ -52,8 +52,13 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
   0xfd, 0x0f, 0x41, 0x00, 0xfd, 0x0f, 0xfd, 0x93, 0x02, 0x0b,
 ]);
 
-// The worker build the app would start here, unless the run names one (`--mimir-worker`).
-function workerUrl(choice = 'auto') {
+// The worker build the app would start here for `threads` threads, unless the run names a
+// single-thread build (`--mimir-worker`). More than one thread takes the threaded build (with
+// relaxed SIMD), which the page starts where it is cross-origin isolated, as this one is.
+function workerUrl(choice, threads) {
+  if (threads > 1) {
+    return `/app/worker-threads_loader.js?threads=${threads}`;
+  }
   const relaxed = choice === 'relaxed'
     || (choice === 'auto' && WebAssembly.validate(RELAXED_SIMD_PROBE));
   return relaxed ? '/app/worker-relaxed_loader.js' : '/app/worker_loader.js';
@@ -74,7 +79,7 @@ async function loadOurs(model, url) {
 
 async function benchOurs(model, config) {
   // First load downloads into OPFS and verifies; the timed one reads the cache in a new worker.
-  const url = workerUrl(config.mimir_worker);
+  const url = workerUrl(config.mimir_worker, config.threads);
   (await loadOurs(model, url)).terminate();
   const start = performance.now();
   const worker = await loadOurs(model, url);
@@ -115,7 +120,7 @@ async function benchOurs(model, config) {
   return {
     engine: 'mimir',
     kernels: info.perf.kernels,
-    threads: 1,
+    threads: config.threads,
     load_ms: loadMs,
     load_stages: loadStages,
     opfs_read_ms: raw.ms ?? null,
