@@ -169,25 +169,15 @@ async fn without_the_hub_the_bundled_model_answers() {
         "the tooltip gives the hub failure as the reason: {tooltip}"
     );
 
-    let conversation = client
-        .find(Locator::Css("main.conversation"))
-        .await
-        .unwrap();
-    browser::ask(&client, "What is the capital of France?").await;
-    let stop = browser::wait_for_stop(&conversation).await;
-    let reply = client
-        .find(Locator::Css(
-            ".message-assistant:not(.message-greeting) .markdown",
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (stop, reply) = browser::reply_to(&client, "What is the capital of France?").await;
     assert!(reply.contains("Paris"), "{stop}: {reply:?}");
 
     // Arithmetic goes through the calculator: the note shows the call and its exact result,
     // and the reply (written with that result as context) states it.
+    let conversation = client
+        .find(Locator::Css("main.conversation"))
+        .await
+        .unwrap();
     browser::ask(&client, "What is 7 times 8?").await;
     let stop = browser::wait_for_stop(&conversation).await;
     let replies = client

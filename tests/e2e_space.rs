@@ -293,21 +293,7 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
 
     browser::wait_for_status(&client, &button, 180, "status-button-warning").await;
 
-    let conversation = client
-        .find(Locator::Css("main.conversation"))
-        .await
-        .unwrap();
-    browser::ask(&client, "What is the capital of France?").await;
-    let stop = browser::wait_for_stop(&conversation).await;
-    let reply = client
-        .find(Locator::Css(
-            ".message-assistant:not(.message-greeting) .markdown",
-        ))
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let (stop, reply) = browser::reply_to(&client, "What is the capital of France?").await;
     assert!(reply.contains("Paris"), "{stop}: {reply:?}");
     // `?kernels=simd128`: the worker build that browsers without relaxed SIMD run answered
     // (the other e2e test checks the relaxed one).
@@ -338,24 +324,7 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         .await
         .expect("the app mounts again");
     browser::wait_for_status(&client, &button, 180, "status-button-warning").await;
-    let conversation = client
-        .find(Locator::Css("main.conversation"))
-        .await
-        .unwrap();
-    browser::ask(&client, "What is the capital of France?").await;
-    let stop = browser::wait_for_stop(&conversation).await;
-    let replies = client
-        .find_all(Locator::Css(
-            ".message-assistant:not(.message-greeting) .markdown",
-        ))
-        .await
-        .unwrap();
-    let reply = replies
-        .last()
-        .expect("the threaded build replied")
-        .text()
-        .await
-        .unwrap();
+    let (stop, reply) = browser::reply_to(&client, "What is the capital of France?").await;
     assert!(reply.contains("Paris"), "{stop}: {reply:?}");
     let kernels = browser::engine_kernels(&client).await;
     assert!(

@@ -160,6 +160,30 @@ pub async fn wait_for_stop(conversation: &fantoccini::elements::Element) -> Stri
     panic!("the reply did not end within three minutes");
 }
 
+/// Asks `question`, waits for the reply to end and returns why it ended (`data-stop`) and the
+/// reply's text, the conversation's last.
+pub async fn reply_to(client: &Client, question: &str) -> (String, String) {
+    let conversation = client
+        .find(Locator::Css("main.conversation"))
+        .await
+        .unwrap();
+    ask(client, question).await;
+    let stop = wait_for_stop(&conversation).await;
+    let replies = client
+        .find_all(Locator::Css(
+            ".message-assistant:not(.message-greeting) .markdown",
+        ))
+        .await
+        .unwrap();
+    let reply = replies
+        .last()
+        .expect("the page shows a reply")
+        .text()
+        .await
+        .unwrap();
+    (stop, reply)
+}
+
 /// Waits (up to `seconds`) for the status button to leave the loading state and returns its
 /// tooltip. Panics when its class is not `expected` (say `status-button-warning`), with every
 /// loading attempt and its full error from the info panel.
