@@ -153,16 +153,8 @@ async fn without_the_hub_the_bundled_model_answers() {
         browser::start_server(&["static", "--root", dist.to_str().unwrap(), "--port", "0"]);
     let (_driver, client) = browser::start_browser().await;
     // Two threads, whatever the machine's cores: the threaded worker build.
-    client
-        .goto(&format!("{url}/?hub=http://127.0.0.1:9&threads=2"))
-        .await
-        .unwrap();
-    let button = client
-        .wait()
-        .at_most(Duration::from_secs(20))
-        .for_element(Locator::Css("button.status-button"))
-        .await
-        .expect("the app mounts");
+    let button =
+        browser::open_app(&client, &format!("{url}/?hub=http://127.0.0.1:9&threads=2")).await;
     let tooltip = browser::wait_for_status(&client, &button, 180, "status-button-warning").await;
     assert!(
         tooltip.contains("127.0.0.1:9") || tooltip.contains("fetch"),

@@ -11,8 +11,6 @@ use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use fantoccini::Locator;
-
 /// Files a Space repository takes without Git LFS (larger ones are refused on push).
 const LFS_THRESHOLD_BYTES: u64 = 10 * 1024 * 1024;
 
@@ -271,16 +269,8 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         "0",
     ]);
     let (_driver, client) = browser::start_browser().await;
-    client
-        .goto(&format!("{url}/?hub={CLOSED_HUB}&kernels=simd128"))
-        .await
-        .unwrap();
-    let button = client
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("button.status-button"))
-        .await
-        .expect("the app mounts under the CSP");
+    let button =
+        browser::open_app(&client, &format!("{url}/?hub={CLOSED_HUB}&kernels=simd128")).await;
     let isolated = client
         .execute("return self.crossOriginIsolated;", vec![])
         .await
@@ -313,16 +303,7 @@ async fn compact_model_answers_under_the_space_headers_and_csp() {
         )
         .await
         .unwrap();
-    client
-        .goto(&format!("{url}/?hub={CLOSED_HUB}&threads=2"))
-        .await
-        .unwrap();
-    let button = client
-        .wait()
-        .at_most(Duration::from_secs(30))
-        .for_element(Locator::Css("button.status-button"))
-        .await
-        .expect("the app mounts again");
+    let button = browser::open_app(&client, &format!("{url}/?hub={CLOSED_HUB}&threads=2")).await;
     browser::wait_for_status(&client, &button, 180, "status-button-warning").await;
     let (stop, reply) = browser::reply_to(&client, "What is the capital of France?").await;
     assert!(reply.contains("Paris"), "{stop}: {reply:?}");

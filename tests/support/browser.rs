@@ -130,6 +130,18 @@ pub async fn start_browser() -> (Guard, Client) {
     (guard, client)
 }
 
+/// Opens the app at `address` and returns its status button once the app has mounted (up to
+/// 30 seconds).
+pub async fn open_app(client: &Client, address: &str) -> fantoccini::elements::Element {
+    client.goto(address).await.unwrap();
+    client
+        .wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("button.status-button"))
+        .await
+        .unwrap_or_else(|e| panic!("the app did not mount at {address}: {e}"))
+}
+
 /// Types `question` into the chat and presses Send.
 pub async fn ask(client: &fantoccini::Client, question: &str) {
     client
