@@ -42,8 +42,9 @@ fi
 # The threaded engine worker (scripts/build-threads.sh) rebuilds std with atomics: a pinned
 # nightly with std's sources, and clippy to lint what only that build compiles.
 NIGHTLY=$(cat scripts/nightly-toolchain)
-if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
-  say "installing the $NIGHTLY toolchain with rust-src (for the threaded worker, once)"
+NIGHTLY_COMPONENTS=$(rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null || true)
+if ! grep -q '^rust-src' <<<"$NIGHTLY_COMPONENTS" || ! grep -q '^clippy' <<<"$NIGHTLY_COMPONENTS"; then
+  say "installing the $NIGHTLY toolchain with rust-src and clippy (for the threaded worker, once)"
   rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src,clippy
 fi
 

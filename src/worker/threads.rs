@@ -8,7 +8,6 @@
 //! itself.
 
 use wasm_bindgen::prelude::*;
-use wasm_bindgen::JsCast;
 use web_sys::{WorkerGlobalScope, WorkerOptions, WorkerType};
 
 use mimir_kernels::pool::{self, Worker};
@@ -63,9 +62,8 @@ fn spawn(worker: Worker) -> Result<(), String> {
             super::js_error(&e)
         ));
     }
-    // The thread lives as long as the engine worker; its handle is never needed again, and
-    // kept from the garbage collector.
-    std::mem::forget(thread.unchecked_into::<JsValue>());
+    // The thread lives as long as the engine worker; its handle is never needed again.
+    std::mem::forget(thread);
     Ok(())
 }
 
