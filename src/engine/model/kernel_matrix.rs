@@ -117,6 +117,35 @@ impl KernelMatrix {
         })
     }
 
+    /// The matrices' rows one after the other, as one matrix: projections of the same input
+    /// (q, k and v; gate and up) then take one matmul, whose activations are rounded once and
+    /// whose rows split across the pool together. Each row's products are those of its own
+    /// matrix, so the results are the same. `None` when the parts differ in type or width, or
+    /// a part before the last ends in a group of four rows padded out.
+    pub fn stack(parts: &[&KernelMatrix]) -> Option<Self> {
+        let first = parts.first()?;
+        let grouped = matches!(first.layout, Layout::Int8 | Layout::Int4);
+        let fits = parts
+            .iter()
+            .all(|m| m.layout == first.layout && m.cols == first.cols)
+            && parts[..parts.len() - 1]
+                .iter()
+                .all(|m| !grouped || m.rows.is_multiple_of(int8::GROUP));
+        if !fits {
+            return None;
+        }
+        let mut bytes = Vec::with_capacity(parts.iter().map(|m| m.bytes.len()).sum());
+        for part in parts {
+            bytes.extend_from_slice(&part.bytes);
+        }
+        Some(Self {
+            rows: parts.iter().map(|m| m.rows).sum(),
+            cols: first.cols,
+            layout: first.layout,
+            bytes,
+        })
+    }
+
     /// `[rows, cols]`.
     pub fn dims(&self) -> (usize, usize) {
         (self.rows, self.cols)
@@ -244,6 +273,47 @@ mod tests {
                 assert_eq!(ours.row(row), expected, "{dtype:?} row {row}");
             }
         }
+    }
+
+    #[test]
+    fn stacked_matrices_give_each_part_s_products() {
+        for (dtype, cols) in TYPES {
+            let parts: Vec<KernelMatrix> = [(8, 1), (4, 2), (3, 3)]
+                .iter()
+                .map(|&(rows, seed)| {
+                    let w = QTensor::quantize(&values(rows, cols, seed), dtype).unwrap();
+                    KernelMatrix::from_qtensor(&w).unwrap()
+                })
+                .collect();
+            let stacked = KernelMatrix::stack(&parts.iter().collect::<Vec<_>>()).unwrap();
+            assert_eq!(stacked.dims(), (15, cols));
+            for m in [1, 3] {
+                let xs = values(m, cols, 4);
+                let separate: Vec<Tensor> = parts.iter().map(|p| p.forward(&xs).unwrap()).collect();
+                let expected = Tensor::cat(&separate, 1).unwrap();
+                let got = stacked.forward(&xs).unwrap();
+                assert_eq!(
+                    got.to_vec2::<f32>().unwrap(),
+                    expected.to_vec2::<f32>().unwrap(),
+                    "{dtype:?}, m {m}"
+                );
+            }
+            // A part of three rows before another: for the grouped layouts its last group is
+            // padded, and the rows after it would be misread.
+            let padded_first = KernelMatrix::stack(&[&parts[2], &parts[0]]);
+            let grouped = matches!(dtype, GgmlDType::Q8_0 | GgmlDType::Q4_1);
+            assert_eq!(padded_first.is_none(), grouped, "{dtype:?}");
+        }
+        let narrow = KernelMatrix::from_qtensor(
+            &QTensor::quantize(&values(4, 64, 1), GgmlDType::Q8_0).unwrap(),
+        )
+        .unwrap();
+        let wide = KernelMatrix::from_qtensor(
+            &QTensor::quantize(&values(4, 96, 1), GgmlDType::Q8_0).unwrap(),
+        )
+        .unwrap();
+        assert!(KernelMatrix::stack(&[&narrow, &wide]).is_none());
+        assert!(KernelMatrix::stack(&[]).is_none());
     }
 
     #[test]

@@ -57,6 +57,19 @@ impl Linear {
         }
     }
 
+    /// The projections as one, their outputs side by side ([`KernelMatrix::stack`]): `None`
+    /// unless every part runs in the kernels without a LoRA update.
+    pub fn stack(parts: &[&Linear]) -> Option<Self> {
+        let matrices = parts
+            .iter()
+            .map(|p| match (&p.weight, &p.lora) {
+                (Weight::Kernel(w), None) => Some(w.as_ref()),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?;
+        KernelMatrix::stack(&matrices).map(Self::kernel)
+    }
+
     /// Applies the projection to `[.., in]`.
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let ys = match &self.weight {

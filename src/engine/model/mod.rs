@@ -154,12 +154,15 @@ impl Default for LoadOptions {
     }
 }
 
+/// The q, k and v projections: one matrix where the file stores them so (Phi-3) or the
+/// kernels stacked them at load ([`Linear::stack`]), else three.
 #[derive(Debug)]
 enum Qkv {
     Fused(Linear),
     Split { q: Linear, k: Linear, v: Linear },
 }
 
+/// The gate and up projections, one matrix or two, as [`Qkv`].
 #[derive(Debug)]
 enum GateUp {
     Fused(Linear),
@@ -352,20 +355,28 @@ impl Model {
                 Architecture::Phi3 => {
                     Qkv::Fused(load.block_linear(i, QkvProj, q_rows + 2 * kv_rows, hd)?)
                 }
-                Architecture::Llama => Qkv::Split {
-                    q: load.block_linear(i, QProj, q_rows, hd)?,
-                    k: load.block_linear(i, KProj, kv_rows, hd)?,
-                    v: load.block_linear(i, VProj, kv_rows, hd)?,
-                },
+                Architecture::Llama => {
+                    let q = load.block_linear(i, QProj, q_rows, hd)?;
+                    let k = load.block_linear(i, KProj, kv_rows, hd)?;
+                    let v = load.block_linear(i, VProj, kv_rows, hd)?;
+                    match Linear::stack(&[&q, &k, &v]) {
+                        Some(qkv) => Qkv::Fused(qkv),
+                        None => Qkv::Split { q, k, v },
+                    }
+                }
             };
             let gate_up = match c.arch {
                 Architecture::Phi3 => {
                     GateUp::Fused(load.block_linear(i, GateUpProj, 2 * c.ffn, hd)?)
                 }
-                Architecture::Llama => GateUp::Split {
-                    gate: load.block_linear(i, GateProj, c.ffn, hd)?,
-                    up: load.block_linear(i, UpProj, c.ffn, hd)?,
-                },
+                Architecture::Llama => {
+                    let gate = load.block_linear(i, GateProj, c.ffn, hd)?;
+                    let up = load.block_linear(i, UpProj, c.ffn, hd)?;
+                    match Linear::stack(&[&gate, &up]) {
+                        Some(gate_up) => GateUp::Fused(gate_up),
+                        None => GateUp::Split { gate, up },
+                    }
+                }
             };
             blocks.push(Block {
                 attn_norm: load.norm(&format!("{p}.attn_norm.weight"), hd, c.rms_eps)?,
