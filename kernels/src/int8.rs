@@ -175,9 +175,10 @@ pub(crate) fn by_groups(
 }
 
 /// Weight units (rows or groups of `bytes` each) worth handing to a thread of their own:
-/// enough that each task streams about 64 KiB of weights, many times what starting it costs.
+/// enough that each task streams about 32 KiB of weights, many times what starting it costs
+/// (and little enough that SmolLM2's 115 KiB k and v projections split).
 pub(crate) fn grain(bytes: usize) -> usize {
-    (64 * 1024 / bytes.max(1)).max(1)
+    (32 * 1024 / bytes.max(1)).max(1)
 }
 
 /// Dot products of one quantized activation row with the four rows of a packed group.
