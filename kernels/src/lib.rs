@@ -1,9 +1,9 @@
 //! Mimir's numeric inner loops, over plain slices: the matmuls of Q8_0 and Q4_1 weights
-//! (packed four rows at a time), the matmul of K-quant weights (Q4_K, Q5_K, Q6_K) and the
-//! attention of one query over the KV cache, with SIMD128 code on wasm32, AVX2 code for the
-//! matmuls on x86-64 (chosen at run time), and portable loops elsewhere. The engine uses each
-//! matmul wherever it has SIMD code, and the attention in wasm32 only (natively gemm's kernels
-//! win there).
+//! (packed four rows at a time), the matmul of K-quant weights (Q4_K, Q5_K, Q6_K), the
+//! attention of one query over the KV cache and the gated MLP's activation, with SIMD128 code
+//! on wasm32, AVX2 code for the matmuls on x86-64 (chosen at run time), and portable loops
+//! elsewhere. The engine uses each matmul wherever it has SIMD code, the attention in wasm32
+//! only (natively gemm's kernels win there), and the activation everywhere.
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
 //! workspace's own crates are compiled at opt-level 0, where these loops are 10 to 50 times
@@ -11,10 +11,13 @@
 
 mod activations;
 pub mod attention;
+#[cfg(target_arch = "wasm32")]
+mod exp;
 pub mod int4;
 pub mod int8;
 pub mod kquant;
 pub mod pool;
+pub mod swiglu;
 
 /// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
 /// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), natively "AVX2" where

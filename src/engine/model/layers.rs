@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
+use mimir_kernels::swiglu::swiglu;
 
 use super::attention_loops;
 use super::kernel_matrix::KernelMatrix;
@@ -417,9 +418,22 @@ pub(super) fn general_attention(
     probs.matmul(v)?.reshape((b, heads, seq, d))
 }
 
-/// SiLU-gated feed-forward: `down(silu(gate) * up)`.
+/// SiLU-gated feed-forward: `down(silu(gate) * up)`, the activation in `mimir-kernels`
+/// ([`swiglu`]; candle's where the values are not f32).
 pub fn gated_mlp(gate: &Tensor, up: &Tensor, down: &Linear) -> Result<Tensor> {
-    down.forward(&(candle_nn::ops::silu(gate)? * up)?)
+    if gate.dtype() != DType::F32 || up.dtype() != DType::F32 {
+        return down.forward(&(candle_nn::ops::silu(gate)? * up)?);
+    }
+    if gate.dims() != up.dims() {
+        candle_core::bail!(
+            "gated mlp: gate {:?} against up {:?}",
+            gate.dims(),
+            up.dims()
+        );
+    }
+    let values = |t: &Tensor| t.flatten_all()?.to_vec1::<f32>();
+    let gated = swiglu(&values(gate)?, &values(up)?);
+    down.forward(&Tensor::from_vec(gated, gate.shape(), gate.device())?)
 }
 
 /// The last position of `[b, seq, hidden]`, as `[b, hidden]`.

@@ -1,0 +1,90 @@
+//! The gated MLP's activation, `silu(gate) · up` with `silu(g) = g / (1 + e⁻ᵍ)`, value by
+//! value. In wasm32 candle's SiLU calls the library's scalar `expf` for every value, 3.6 % of a
+//! SmolLM2 decode step in Chromium; here the exponentials are SIMD128.
+
+/// `silu(gateᵢ) · upᵢ` for each `i`.
+///
+/// # Panics
+/// When the two differ in length.
+pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    assert_eq!(
+        gate.len(),
+        up.len(),
+        "swiglu: {} gate values against {} up values",
+        gate.len(),
+        up.len()
+    );
+    #[cfg(target_arch = "wasm32")]
+    {
+        simd128::swiglu(gate, up)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect()
+    }
+}
+
+/// `g / (1 + e⁻ᵍ)`, as candle computes it.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+fn silu(g: f32) -> f32 {
+    g / (1.0 + (-g).exp())
+}
+
+#[cfg(target_arch = "wasm32")]
+mod simd128 {
+    use std::arch::wasm32::*;
+
+    use crate::exp::exp4;
+
+    pub(super) fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
+        let n = gate.len();
+        let mut out = vec![0f32; n];
+        let one = f32x4_splat(1.0);
+        let silu_times =
+            |g: v128, u: v128| f32x4_mul(f32x4_div(g, f32x4_add(one, exp4(f32x4_neg(g)))), u);
+        let mut i = 0;
+        while i + 4 <= n {
+            // SAFETY: `i + 4 <= n`, the length of all three.
+            unsafe {
+                let g = v128_load(gate.as_ptr().add(i) as *const v128);
+                let u = v128_load(up.as_ptr().add(i) as *const v128);
+                v128_store(out.as_mut_ptr().add(i) as *mut v128, silu_times(g, u));
+            }
+            i += 4;
+        }
+        for j in i..n {
+            let lanes = silu_times(f32x4_splat(gate[j]), f32x4_splat(up[j]));
+            out[j] = f32x4_extract_lane::<0>(lanes);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn is_silu_of_the_gate_times_up() {
+        // 4001 values: whole lanes and a tail, from large negative to large positive gates.
+        let gate: Vec<f32> = (0..4001).map(|i| (i as f32 - 2000.0) * 0.01).collect();
+        let up: Vec<f32> = (0..4001).map(|i| (i as f32 * 0.37).sin()).collect();
+        let got = swiglu(&gate, &up);
+        for ((&g, &u), &out) in gate.iter().zip(&up).zip(&got) {
+            let exact = (g as f64) / (1.0 + (-(g as f64)).exp()) * u as f64;
+            assert!(
+                (out as f64 - exact).abs() <= 1e-6 * exact.abs().max(1e-3),
+                "silu({g}) · {u} = {out}, not {exact}"
+            );
+        }
+    }
+
+    #[test]
+    #[should_panic(expected = "swiglu: 3 gate values against 2 up values")]
+    fn refuses_unequal_lengths() {
+        swiglu(&[0.0; 3], &[0.0; 2]);
+    }
+}
