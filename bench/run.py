@@ -31,6 +31,8 @@ LLAMA_CPP_PYTHON = "0.3.16"
 # Random weights with Phi-3-mini-4k's exact shapes in llama.cpp's Q4_K_M layout (~2.4 GB).
 # Kept out of models/, which trunk copies into every app build.
 PHI3_SHAPED = WORK / "phi3-mini-shaped.Q4_K_M.gguf"
+# Chromium's DevTools port when a watcher drives the page (bench/profile.py).
+DEBUG_PORT = 9229
 
 
 def say(message):
@@ -237,7 +239,10 @@ class Site(http.server.SimpleHTTPRequestHandler):
                 left -= len(chunk)
 
 
-def browser_run(models, args):
+def browser_run(models, args, watch=None):
+    """Runs the bench page in headless Chromium and returns what it posted. `watch(url,
+    finished)`, when given, opens the page itself through Chromium's DevTools port
+    (`DEBUG_PORT`) and returns once `finished` is set or it gives up (bench/profile.py)."""
     site = WORK / "site"
     shutil.rmtree(site, ignore_errors=True)
     site.mkdir(parents=True)
@@ -265,13 +270,17 @@ def browser_run(models, args):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", args.port), Site)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     profile = tempfile.mkdtemp(prefix="mimir-bench-chromium-")
+    url = f"http://127.0.0.1:{args.port}/"
+    opened = [f"--remote-debugging-port={DEBUG_PORT}", "about:blank"] if watch else [url]
     chromium = subprocess.Popen(
         [args.chromium, "--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run",
-         f"--user-data-dir={profile}", *args.chromium_flag, f"http://127.0.0.1:{args.port}/"],
+         f"--user-data-dir={profile}", *args.chromium_flag, *opened],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        if not Site.finished.wait(args.browser_timeout):
+        if watch:
+            watch(url, Site.finished)
+        if not Site.finished.wait(0 if watch else args.browser_timeout):
             say(f"the page did not finish within {args.browser_timeout} s; keeping what it sent")
             Site.results = dict(Site.results or {"models": []})
             Site.results["error"] = f"timed out after {args.browser_timeout} s"
