@@ -39,7 +39,8 @@ def websockets_module():
         raise SystemExit("bench/.venv has no websockets after installing it")
     if not python.exists():
         run.run([sys.executable, "-m", "venv", run.VENV])
-    run.run([python, "-m", "pip", "install", "--quiet", "websockets"])
+    if subprocess.run([str(python), "-c", "import websockets"], capture_output=True).returncode:
+        run.run([python, "-m", "pip", "install", "--quiet", "websockets"])
     sys.exit(subprocess.run([str(python), *sys.argv]).returncode)
 
 
