@@ -69,7 +69,7 @@ pub(crate) fn one_query_on(
     let mut out = vec![0f32; heads * d];
     let shared = pool::Disjoint::new(&mut out);
     // Keys and values: two multiply-adds per cached value.
-    let grain = TASK_WORK.div_ceil(2 * n * d).max(1);
+    let grain = TASK_WORK.div_ceil((2 * n * d).max(1)).max(1);
     pool::for_each_range(pool, heads, grain, |range| {
         let mut scores = vec![0f32; n];
         for h in range {
@@ -220,14 +220,20 @@ mod tests {
 
     use super::*;
 
+    /// A query of `heads × d` values, and a cache of two kv heads of `n` rows, `stride` apart.
+    fn query_and_cache(heads: usize, d: usize, n: usize, stride: usize) -> (Vec<f32>, Vec<f32>) {
+        let q = (0..heads * d).map(|i| (i as f32 * 0.3).cos()).collect();
+        let data = (0..stride + n * d)
+            .map(|i| (i as f32 * 0.17).sin())
+            .collect();
+        (q, data)
+    }
+
     #[test]
     fn equals_the_softmax_of_the_scores_written_out() {
         // Four query heads over two kv heads, three positions of 8 values, heads 40 apart.
         let (d, n, stride) = (8, 3, 40);
-        let q: Vec<f32> = (0..4 * d).map(|i| (i as f32 * 0.3).cos()).collect();
-        let data: Vec<f32> = (0..stride + n * d)
-            .map(|i| (i as f32 * 0.17).sin())
-            .collect();
+        let (q, data) = query_and_cache(4, d, n, stride);
         let view = CacheView {
             data: &data,
             head_stride: stride,
@@ -261,10 +267,7 @@ mod tests {
     fn a_pool_gives_what_one_thread_gives() {
         // Eight query heads over two kv heads, long enough a cache that the heads split.
         let (d, n, stride) = (64, 300, 300 * 64 + 5);
-        let q: Vec<f32> = (0..8 * d).map(|i| (i as f32 * 0.3).cos()).collect();
-        let data: Vec<f32> = (0..stride + n * d)
-            .map(|i| (i as f32 * 0.17).sin())
-            .collect();
+        let (q, data) = query_and_cache(8, d, n, stride);
         let view = CacheView {
             data: &data,
             head_stride: stride,
