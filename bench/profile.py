@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Where a decode step goes in Chromium: runs the bench page for Mimir under a trace with V8's
 CPU profiler (the DevTools protocol's `Tracing` domain, which records every thread, the nested
-pool workers included) and prints each busy thread's functions by self time over the last
-seconds of the run, when it decodes.
+pool workers included) and prints each busy thread's functions by their own and their total
+time over the last seconds of the run, when it decodes.
 
     python3 bench/profile.py --threads 1 --threads 2      # after `make bench` built bench/work/dist
     python3 bench/profile.py --model models/X.gguf --decode-tokens 400 --window 5 --top 30
@@ -24,6 +24,7 @@ import urllib.request
 from pathlib import Path
 
 import run
+
 
 def websockets_module():
     """The `websockets` package; when missing, it is installed into bench/.venv (the venv
@@ -158,6 +159,8 @@ def main():
     if not (run.WORK / "dist" / "index.html").exists():
         raise SystemExit("no bench/work/dist: run `make bench` (or bench/run.py) first")
     path = Path(args.model)
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such model file")
     # run.py's pseudo-random ids, below 32 000 so that they are valid in every model here.
     prompt = [100 + (i * 7919 + 13) % (32000 - 200) for i in range(args.prompt_tokens)]
     model = {"name": path.name, "path": str(path), "size": path.stat().st_size,
@@ -170,7 +173,7 @@ def main():
     events = []
     results = run.browser_run([model], page, watch=lambda url, finished: asyncio.run(
         trace(websockets, url, finished, args.timeout, events)))
-    for measured in results.get("models", [{}])[0].get("engines", []):
+    for measured in (results.get("models") or [{}])[0].get("engines", []):
         print(f"{measured.get('kernels')}: prefill {measured.get('prefill_tok_s', 0):.1f} tok/s, "
               f"decode {measured.get('decode_tok_s', 0):.1f} tok/s (under the profiler)")
     if "error" in results:
