@@ -6,10 +6,10 @@ use serde::{Deserialize, Serialize};
 use crate::engine::generate::GenerationStats;
 use crate::model_info::ModelType;
 
-/// How the engine's threads shared the matmuls ([`mimir_kernels::pool::PoolWork`]).
+/// How the engine's threads shared the matmuls and attention ([`mimir_kernels::pool::PoolWork`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThreadWork {
-    /// Matmul tasks shared out.
+    /// Matmul and attention tasks shared out.
     pub tasks: u64,
     /// Of those, the tasks the other threads ran, not the engine's own.
     pub by_other_threads: u64,
@@ -20,7 +20,7 @@ impl std::fmt::Display for ThreadWork {
         let share = 100.0 * self.by_other_threads as f64 / self.tasks.max(1) as f64;
         write!(
             f,
-            "the other threads ran {share:.0} % of {} matmul tasks",
+            "the other threads ran {share:.0} % of {} matmul and attention tasks",
             self.tasks
         )
     }

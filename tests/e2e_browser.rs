@@ -200,7 +200,7 @@ async fn without_the_hub_the_bundled_model_answers() {
     let chip = chips.last().expect("the subject chip is shown");
     assert!(chip.text().await.unwrap().contains("math"));
 
-    // The threaded build answered, and its other thread took a share of the matmuls (the
+    // The threaded build answered, and its other thread took a share of the pool's tasks (the
     // answers are the single-thread build's, bit for bit: kernels/src/pool.rs).
     let kernels = browser::engine_kernels(&client).await;
     let share = kernels

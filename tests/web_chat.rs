@@ -623,7 +623,7 @@ async fn info_panel_shows_attempts_progress_and_offers_the_log() {
             .text_content()
             .unwrap(),
         "Engine kernels: SIMD128 + relaxed SIMD, 2 threads \
-         (the other threads ran 48 % of 400 matmul tasks)"
+         (the other threads ran 48 % of 400 matmul and attention tasks)"
     );
     assert!(details.contains("No model is live yet."));
 

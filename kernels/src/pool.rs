@@ -1,4 +1,4 @@
-//! A pool of threads that the matmuls split their weight rows across.
+//! A pool of threads that the matmuls split their weight rows across, and attention its heads.
 //!
 //! The pool owns no threads: [`start`] hands each of its workers to a `spawn` function, which
 //! runs [`Worker::run`] on a thread of its own: a `std::thread` natively ([`start_native`]),
