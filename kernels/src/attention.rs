@@ -41,6 +41,12 @@ pub fn one_query(
 /// sooner on one thread than the pool takes to hand out the tasks.
 const TASK_WORK: usize = 16 * 1024;
 
+/// The fewest heads a task gets over `n` cached positions of `d` values: keys and values make
+/// two multiply-adds per cached value.
+fn heads_per_task(n: usize, d: usize) -> usize {
+    TASK_WORK.div_ceil((2 * n * d).max(1)).max(1)
+}
+
 /// [`one_query`] with its heads split across `pool`, or on the caller alone.
 pub(crate) fn one_query_on(
     pool: Option<&Pool>,
@@ -68,9 +74,7 @@ pub(crate) fn one_query_on(
     let scale = 1.0 / (d as f32).sqrt();
     let mut out = vec![0f32; heads * d];
     let shared = pool::Disjoint::new(&mut out);
-    // Keys and values: two multiply-adds per cached value.
-    let grain = TASK_WORK.div_ceil((2 * n * d).max(1)).max(1);
-    pool::for_each_range(pool, heads, grain, |range| {
+    pool::for_each_range(pool, heads, heads_per_task(n, d), |range| {
         let mut scores = vec![0f32; n];
         for h in range {
             let kv = h / group;
@@ -272,10 +276,7 @@ mod tests {
             data: &data,
             head_stride: stride,
         };
-        assert!(
-            TASK_WORK.div_ceil(2 * n * d) < 8,
-            "the heads would not split"
-        );
+        assert!(heads_per_task(n, d) < 8, "the heads would not split");
         let alone = one_query_on(None, &q, view, view, 2, n, d);
         let pool = crate::pool::tests::native(2);
         for _ in 0..20 {

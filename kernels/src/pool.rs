@@ -288,9 +288,9 @@ impl Pool {
     }
 
     /// Runs `task` over `0..len` split into ranges of at least `grain` items, up to
-    /// [`RANGES_PER_THREAD`] per thread so that the threads finish close together. Beyond one range per
-    /// thread, the count is a multiple of the threads: five ranges on two threads would run
-    /// three on one of them while the other waits.
+    /// [`RANGES_PER_THREAD`] per thread so that the threads finish close together. Beyond one
+    /// range per thread, the count is a multiple of the threads: five ranges on two threads
+    /// would run three on one of them while the other waits.
     pub fn for_each_range(&self, len: usize, grain: usize, task: impl Fn(Range<usize>) + Sync) {
         let parts = (len / grain.max(1)).clamp(1, RANGES_PER_THREAD * self.threads);
         let parts = if parts > self.threads {

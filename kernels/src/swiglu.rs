@@ -20,14 +20,12 @@ pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        gate.iter().zip(up).map(|(&g, &u)| silu(g) * u).collect()
+        // SiLU as candle computes it.
+        gate.iter()
+            .zip(up)
+            .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
+            .collect()
     }
-}
-
-/// `g / (1 + e⁻ᵍ)`, as candle computes it.
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-fn silu(g: f32) -> f32 {
-    g / (1.0 + (-g).exp())
 }
 
 #[cfg(target_arch = "wasm32")]
