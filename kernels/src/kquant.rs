@@ -15,7 +15,8 @@
 //! 7-bit operand.
 //! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
 //! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
-//! products; bench/NOTES.md has what each gains.
+//! products; four weight rows and two activation rows go together, so that each load serves
+//! several products. bench/NOTES.md has what each gains.
 //!
 //! On x86-64 with AVX2, `maddubs` multiplies 32 unsigned quants by 32 activation quants and
 //! sums them in pairs, and `madd` weighs the pairs by their scales, as llama.cpp's AVX2 code
@@ -162,17 +163,34 @@ pub(crate) fn matmul_on(
     let mut out = vec![0f32; m * rows];
     let shared = pool::Disjoint::new(&mut out);
     let row_bytes = supers * kind.block_bytes();
-    // One weight row at a time, every activation row against it while it is hot; runs of rows
-    // split across `pool`.
+    let row = |r: usize| &data[r * row_bytes..(r + 1) * row_bytes];
+    // One weight row at a time (a prompt in wasm32: four), every activation row against it
+    // while it is hot; runs of rows split across `pool`.
     pool::for_each_range(pool, rows, int8::grain(row_bytes), |range| {
+        #[cfg(not(target_arch = "wasm32"))]
+        let rest = range.start;
+        #[cfg(target_arch = "wasm32")]
+        let rest = {
+            let mut r = range.start;
+            if m > 1 {
+                let mut dots = vec![[0f32; ROWS]; m];
+                while r + ROWS <= range.end {
+                    let group = std::array::from_fn(|k| row(r + k));
+                    simd128::dot_row_group(kind, group, &xs, &mut dots);
+                    for (i, dots) in dots.iter().enumerate() {
+                        // SAFETY: each weight row's results are written by the one task that
+                        // has it.
+                        unsafe { shared.slice(i * rows + r..i * rows + r + ROWS) }
+                            .copy_from_slice(dots);
+                    }
+                    r += ROWS;
+                }
+            }
+            r
+        };
         let mut dots = vec![0f32; m];
-        for r in range {
-            dot_rows(
-                kind,
-                &data[r * row_bytes..(r + 1) * row_bytes],
-                &xs,
-                &mut dots,
-            );
+        for r in rest..range.end {
+            dot_rows(kind, row(r), &xs, &mut dots);
             for (i, &dot) in dots.iter().enumerate() {
                 // SAFETY: each weight row's results are written by the one task that has it.
                 unsafe { shared.slice(i * rows + r..i * rows + r + 1)[0] = dot };
@@ -181,6 +199,12 @@ pub(crate) fn matmul_on(
     });
     Ok(out)
 }
+
+/// Weight rows a wasm32 prompt multiplies together: each widened activation load serves four
+/// rows, where one row at a time loaded every activation byte once per product (each weight
+/// load then serves two activation rows).
+#[cfg(target_arch = "wasm32")]
+const ROWS: usize = 4;
 
 /// One quantized activation row.
 #[derive(Clone)]
@@ -588,19 +612,7 @@ mod simd128 {
         let mut w = [0i16; SUPER];
         for (s, block) in row.chunks_exact(bytes).enumerate() {
             // SAFETY: `block` holds one super-block of `kind`; `w` 256 values.
-            let (d, dmin, mins) = unsafe {
-                match kind {
-                    KQuant::Q4K | KQuant::Q5K => {
-                        let h = Q45::read(kind, block);
-                        unpack_q45(&h, w.as_mut_ptr());
-                        (h.d, h.dmin, Some(h.mins))
-                    }
-                    KQuant::Q6K => {
-                        unpack_q6(block.as_ptr(), w.as_mut_ptr());
-                        (q6_d(block), 0.0, None)
-                    }
-                }
-            };
+            let (d, dmin, mins) = unsafe { unpack(kind, block, w.as_mut_ptr()) };
             for (x, out) in xs.iter().zip(out.iter_mut()) {
                 // SAFETY: each row holds `supers` super-blocks of quants and 16 sums per
                 // super-block (asserted above).
@@ -612,6 +624,102 @@ mod simd128 {
                 *out += scaled(kind, x.scales[s], d, dmin, sumi, summ);
             }
         }
+    }
+
+    /// [`dot_rows`] for [`super::ROWS`] weight rows at once: `out[i][k]` is activation row
+    /// `i` against weight row `k`. Each super-block of the rows is unpacked once; activation
+    /// rows go two at a time, so each widened activation load is multiplied with all the
+    /// weight rows and each weight load with both activation rows. Equal to `dot` per pair,
+    /// bit for bit.
+    pub(super) fn dot_row_group(
+        kind: KQuant,
+        rows: [&[u8]; super::ROWS],
+        xs: &[Activation],
+        out: &mut [[f32; super::ROWS]],
+    ) {
+        let bytes = kind.block_bytes();
+        for row in rows {
+            super::assert_lengths(kind, row, xs, out.len());
+        }
+        out.fill([0.0; super::ROWS]);
+        let mut w = [[0i16; SUPER]; super::ROWS];
+        for s in 0..rows[0].len() / bytes {
+            // SAFETY: each block is one super-block of `kind`; each `w[k]` holds 256 values.
+            let unpacked: [_; super::ROWS] = std::array::from_fn(|k| unsafe {
+                unpack(
+                    kind,
+                    &rows[k][s * bytes..(s + 1) * bytes],
+                    w[k].as_mut_ptr(),
+                )
+            });
+            let quants = |x: &Activation| x.quants[s * SUPER..].as_ptr();
+            let finish =
+                |x: &Activation, out: &mut [f32; super::ROWS], sumi: [i32; super::ROWS]| {
+                    for (k, &(d, dmin, mins)) in unpacked.iter().enumerate() {
+                        // SAFETY: each row holds 16 sums per super-block (asserted above).
+                        let summ =
+                            mins.map_or(0, |m| unsafe { min_sum(&m, x.sums[16 * s..].as_ptr()) });
+                        out[k] += scaled(kind, x.scales[s], d, dmin, sumi[k], summ);
+                    }
+                };
+            // Activation rows two at a time, so that each weight load serves two as well.
+            let mut outs = out.chunks_exact_mut(2);
+            for (x, out) in xs.chunks_exact(2).zip(&mut outs) {
+                // SAFETY: each row holds `supers` super-blocks of quants (asserted above).
+                let [a, b] = unsafe { weighted_sums(&w, [quants(&x[0]), quants(&x[1])]) };
+                finish(&x[0], &mut out[0], a);
+                finish(&x[1], &mut out[1], b);
+            }
+            if let ([x], [out]) = (xs.chunks_exact(2).remainder(), outs.into_remainder()) {
+                // SAFETY: as above.
+                let [sumi] = unsafe { weighted_sums(&w, [quants(x)]) };
+                finish(x, out, sumi);
+            }
+        }
+    }
+
+    /// A super-block unpacked into `w` as `dot_rows` does; returns its `d`, `dmin` and
+    /// minimums (none for Q6_K).
+    ///
+    /// # Safety
+    /// `block` must be one super-block of `kind`, and `w` point at 256 writable values.
+    #[inline(always)]
+    unsafe fn unpack(kind: KQuant, block: &[u8], w: *mut i16) -> (f32, f32, Option<[u8; 8]>) {
+        match kind {
+            KQuant::Q4K | KQuant::Q5K => {
+                let h = Q45::read(kind, block);
+                unpack_q45(&h, w);
+                (h.d, h.dmin, Some(h.mins))
+            }
+            KQuant::Q6K => {
+                unpack_q6(block.as_ptr(), w);
+                (q6_d(block), 0.0, None)
+            }
+        }
+    }
+
+    /// [`weighted_sum`] for each of `w` and each activation row at `xq`: every activation load
+    /// is widened once for all the weight rows, and every weight load serves all the
+    /// activation rows.
+    ///
+    /// # Safety
+    /// Each of `xq` must point at 256 readable quants.
+    #[inline(always)]
+    unsafe fn weighted_sums<const A: usize>(
+        w: &[[i16; SUPER]; super::ROWS],
+        xq: [*const i8; A],
+    ) -> [[i32; super::ROWS]; A] {
+        let mut acc = [[i32x4_splat(0); super::ROWS]; A];
+        for i in 0..SUPER / 8 {
+            let x = xq.map(|x| i16x8_load_extend_i8x8(x.add(8 * i)));
+            for (k, w) in w.iter().enumerate() {
+                let w = v128_load(w.as_ptr().add(8 * i) as *const v128);
+                for (acc, &x) in acc.iter_mut().zip(&x) {
+                    acc[k] = i32x4_add(acc[k], i32x4_dot_i16x8(w, x));
+                }
+            }
+        }
+        acc.map(|acc| acc.map(hsum))
     }
 
     /// Σ w·x over 256 values (|w| ≤ 4096, so each i32 lane stays far from overflow).
@@ -1075,6 +1183,36 @@ mod tests {
                     assert!(
                         out.iter().all(|v| v.to_bits() == expected),
                         "{kind:?}, {m} rows"
+                    );
+                }
+            }
+        }
+    }
+
+    /// A prompt through the matmul (in wasm32, weight rows four at a time and the rest one by
+    /// one) against the portable loop for every pair of rows.
+    #[test]
+    fn a_prompt_equals_the_portable_loop_bit_for_bit() {
+        for kind in KINDS {
+            let (rows, cols, m) = (7, 2 * SUPER, 3);
+            let w = matrix(kind, rows, cols, 13);
+            let mut x = values(m * cols, 9);
+            (x[0], x[cols + 1]) = (-300.0, 300.0);
+            let got = matmul_on(None, kind, &w, rows, cols, &x).unwrap();
+            let row_bytes = cols / SUPER * kind.block_bytes();
+            for (i, x) in x.chunks_exact(cols).enumerate() {
+                let q = activations::quantize::<SUPER>(x);
+                let sums = sub_block_sums(&q.quants);
+                let xs = Activation {
+                    quants: &q.quants,
+                    scales: &q.scales,
+                    sums: &sums,
+                };
+                for (r, row) in w.chunks_exact(row_bytes).enumerate() {
+                    assert_eq!(
+                        got[i * rows + r].to_bits(),
+                        portable_dot(kind, row, &xs).to_bits(),
+                        "{kind:?}, activation row {i}, weight row {r}"
                     );
                 }
             }
