@@ -251,7 +251,7 @@ fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
         if let [x] = xs {
             out[0] = simd128::dot(kind, row, x);
         } else {
-            simd128::dot_rows(kind, row, xs, out);
+            simd128::dot_row_group(kind, [row], xs, out.as_chunks_mut().0);
         }
     }
     #[cfg(target_arch = "x86_64")]
@@ -601,51 +601,28 @@ mod simd128 {
         acc
     }
 
-    /// The dot products of one weight row with several activation rows (a prompt): each
-    /// super-block is unpacked once into i16 weights with their scales multiplied in
-    /// (|scale·q| ≤ 63·31 for Q4_K and Q5_K, 128·32 for Q6_K), and each row then takes one
-    /// `i32x4.dot_i16x8_s` per eight products. Equal to `dot` per row, bit for bit.
-    pub(super) fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
-        let bytes = kind.block_bytes();
-        super::assert_lengths(kind, row, xs, out.len());
-        out.fill(0.0);
-        let mut w = [0i16; SUPER];
-        for (s, block) in row.chunks_exact(bytes).enumerate() {
-            // SAFETY: `block` holds one super-block of `kind`; `w` 256 values.
-            let (d, dmin, mins) = unsafe { unpack(kind, block, w.as_mut_ptr()) };
-            for (x, out) in xs.iter().zip(out.iter_mut()) {
-                // SAFETY: each row holds `supers` super-blocks of quants and 16 sums per
-                // super-block (asserted above).
-                let (sumi, summ) = unsafe {
-                    let sumi = weighted_sum(&w, x.quants[s * SUPER..].as_ptr());
-                    let summ = mins.map_or(0, |m| min_sum(&m, x.sums[16 * s..].as_ptr()));
-                    (sumi, summ)
-                };
-                *out += scaled(kind, x.scales[s], d, dmin, sumi, summ);
-            }
-        }
-    }
-
-    /// [`dot_rows`] for [`super::ROWS`] weight rows at once: `out[i][k]` is activation row
-    /// `i` against weight row `k`. Each super-block of the rows is unpacked once; activation
-    /// rows go two at a time, so each widened activation load is multiplied with all the
-    /// weight rows and each weight load with both activation rows. Equal to `dot` per pair,
-    /// bit for bit.
-    pub(super) fn dot_row_group(
+    /// The dot products of `R` weight rows with several activation rows (a prompt): `out[i][k]`
+    /// is activation row `i` against weight row `k`. Each super-block of the rows is unpacked
+    /// once into i16 weights with their scales multiplied in (|scale·q| ≤ 63·31 for Q4_K and
+    /// Q5_K, 128·32 for Q6_K), and each pair then takes one `i32x4.dot_i16x8_s` per eight
+    /// products. Activation rows go two at a time, so each widened activation load is
+    /// multiplied with all the weight rows and each weight load with both activation rows.
+    /// Equal to `dot` per pair, bit for bit.
+    pub(super) fn dot_row_group<const R: usize>(
         kind: KQuant,
-        rows: [&[u8]; super::ROWS],
+        rows: [&[u8]; R],
         xs: &[Activation],
-        out: &mut [[f32; super::ROWS]],
+        out: &mut [[f32; R]],
     ) {
         let bytes = kind.block_bytes();
         for row in rows {
             super::assert_lengths(kind, row, xs, out.len());
         }
-        out.fill([0.0; super::ROWS]);
-        let mut w = [[0i16; SUPER]; super::ROWS];
+        out.fill([0.0; R]);
+        let mut w = [[0i16; SUPER]; R];
         for s in 0..rows[0].len() / bytes {
             // SAFETY: each block is one super-block of `kind`; each `w[k]` holds 256 values.
-            let unpacked: [_; super::ROWS] = std::array::from_fn(|k| unsafe {
+            let unpacked: [_; R] = std::array::from_fn(|k| unsafe {
                 unpack(
                     kind,
                     &rows[k][s * bytes..(s + 1) * bytes],
@@ -653,15 +630,14 @@ mod simd128 {
                 )
             });
             let quants = |x: &Activation| x.quants[s * SUPER..].as_ptr();
-            let finish =
-                |x: &Activation, out: &mut [f32; super::ROWS], sumi: [i32; super::ROWS]| {
-                    for (k, &(d, dmin, mins)) in unpacked.iter().enumerate() {
-                        // SAFETY: each row holds 16 sums per super-block (asserted above).
-                        let summ =
-                            mins.map_or(0, |m| unsafe { min_sum(&m, x.sums[16 * s..].as_ptr()) });
-                        out[k] += scaled(kind, x.scales[s], d, dmin, sumi[k], summ);
-                    }
-                };
+            let finish = |x: &Activation, out: &mut [f32; R], sumi: [i32; R]| {
+                for (k, &(d, dmin, mins)) in unpacked.iter().enumerate() {
+                    // SAFETY: each row holds 16 sums per super-block (asserted above).
+                    let summ =
+                        mins.map_or(0, |m| unsafe { min_sum(&m, x.sums[16 * s..].as_ptr()) });
+                    out[k] += scaled(kind, x.scales[s], d, dmin, sumi[k], summ);
+                }
+            };
             // Activation rows two at a time, so that each weight load serves two as well.
             let mut outs = out.chunks_exact_mut(2);
             for (x, out) in xs.chunks_exact(2).zip(&mut outs) {
@@ -678,7 +654,7 @@ mod simd128 {
         }
     }
 
-    /// A super-block unpacked into `w` as `dot_rows` does; returns its `d`, `dmin` and
+    /// A super-block unpacked into `w` as [`dot_row_group`] does; returns its `d`, `dmin` and
     /// minimums (none for Q6_K).
     ///
     /// # Safety
@@ -698,18 +674,18 @@ mod simd128 {
         }
     }
 
-    /// [`weighted_sum`] for each of `w` and each activation row at `xq`: every activation load
-    /// is widened once for all the weight rows, and every weight load serves all the
-    /// activation rows.
+    /// Σ w·x over 256 values for each of `w` and each activation row at `xq` (|w| ≤ 4096, so
+    /// each i32 lane stays far from overflow): every activation load is widened once for all
+    /// the weight rows, and every weight load serves all the activation rows.
     ///
     /// # Safety
     /// Each of `xq` must point at 256 readable quants.
     #[inline(always)]
-    unsafe fn weighted_sums<const A: usize>(
-        w: &[[i16; SUPER]; super::ROWS],
+    unsafe fn weighted_sums<const R: usize, const A: usize>(
+        w: &[[i16; SUPER]; R],
         xq: [*const i8; A],
-    ) -> [[i32; super::ROWS]; A] {
-        let mut acc = [[i32x4_splat(0); super::ROWS]; A];
+    ) -> [[i32; R]; A] {
+        let mut acc = [[i32x4_splat(0); R]; A];
         for i in 0..SUPER / 8 {
             let x = xq.map(|x| i16x8_load_extend_i8x8(x.add(8 * i)));
             for (k, w) in w.iter().enumerate() {
@@ -720,31 +696,6 @@ mod simd128 {
             }
         }
         acc.map(|acc| acc.map(hsum))
-    }
-
-    /// Σ w·x over 256 values (|w| ≤ 4096, so each i32 lane stays far from overflow).
-    ///
-    /// # Safety
-    /// `xq` must point at 256 readable quants.
-    #[inline(always)]
-    unsafe fn weighted_sum(w: &[i16; SUPER], xq: *const i8) -> i32 {
-        let (mut a, mut b) = (i32x4_splat(0), i32x4_splat(0));
-        for i in 0..SUPER / 16 {
-            let wi = w.as_ptr().add(16 * i);
-            let xi = xq.add(16 * i);
-            a = i32x4_add(
-                a,
-                i32x4_dot_i16x8(v128_load(wi as *const v128), i16x8_load_extend_i8x8(xi)),
-            );
-            b = i32x4_add(
-                b,
-                i32x4_dot_i16x8(
-                    v128_load(wi.add(8) as *const v128),
-                    i16x8_load_extend_i8x8(xi.add(8)),
-                ),
-            );
-        }
-        hsum(i32x4_add(a, b))
     }
 
     /// Stores 16 unsigned byte values of `q` times `scale` as i16 at `w`.
