@@ -12,7 +12,8 @@
 //! Here eight products are summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's
 //! sums are scaled once; with the `relaxed-simd` feature, sixteen by one
 //! `i32x4.relaxed_dot_i8x16_i7x16_add_s`, exact because the quants (unsigned, below 64) are its
-//! 7-bit operand.
+//! 7-bit operand. In a decode step a Q4_K or Q5_K super-block's 6-bit scales and minimums are
+//! unpacked by a few shuffles in registers, and its eight sub-blocks' sums weighed together.
 //! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
 //! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
 //! products; four weight rows and two activation rows go together, so that each load serves
@@ -448,7 +449,8 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{q6_d, scaled, Activation, KQuant, Q45, SUPER};
+    use super::{f16_to_f32, q6_d, scaled, Activation, KQuant, Q45, SUPER};
+    use crate::int8::simd128::transpose_sum;
 
     /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
     /// as it is loaded.
@@ -531,12 +533,16 @@ mod simd128 {
     /// matching byte of `high` at bit 4.
     ///
     /// # Safety
-    /// `h.qs` and `h.high` hold 128 and 32 bytes (as [`Q45::read`] makes them).
+    /// `qs` and `high` must point at 128 and 32 readable bytes.
     #[inline(always)]
-    unsafe fn each_q45_sub_block(h: &Q45, mut f: impl FnMut(usize, v128, v128)) {
+    unsafe fn each_q45_sub_block(
+        qs: *const u8,
+        high: Option<*const u8>,
+        mut f: impl FnMut(usize, v128, v128),
+    ) {
         let load = |p: *const u8| v128_load(p as *const v128);
-        let (qs, nibbles) = (h.qs.as_ptr(), u8x16_splat(0x0F));
-        let high = h.high.map(|h| (load(h.as_ptr()), load(h.as_ptr().add(16))));
+        let nibbles = u8x16_splat(0x0F);
+        let high = high.map(|h| (load(h), load(h.add(16))));
         for chunk in 0..4 {
             let q1 = load(qs.add(32 * chunk));
             let q2 = load(qs.add(32 * chunk + 16));
@@ -585,10 +591,10 @@ mod simd128 {
             let (d, dmin, sumi, summ) = unsafe {
                 match kind {
                     KQuant::Q4K | KQuant::Q5K => {
-                        let h = Q45::read(kind, block);
-                        let sumi = q45_sum(&h, xq);
-                        let summ = min_sum(&h.mins, x.sums[16 * s..16 * s + 16].as_ptr());
-                        (h.d, h.dmin, sumi, summ)
+                        let sums = x.sums[16 * s..16 * s + 16].as_ptr();
+                        let (sumi, summ) = q45_sums(kind, block.as_ptr(), xq, sums);
+                        let d = f16_to_f32([block[0], block[1]]);
+                        (d, f16_to_f32([block[2], block[3]]), sumi, summ)
                     }
                     KQuant::Q6K => {
                         let sums = x.sums[16 * s..16 * s + 16].as_ptr();
@@ -714,10 +720,12 @@ mod simd128 {
     /// A Q4_K or Q5_K super-block as 256 values scale·q.
     ///
     /// # Safety
-    /// As [`each_q45_sub_block`], and `w` must point at 256 writable values.
+    /// `h.qs` and `h.high` hold 128 and 32 bytes (as [`Q45::read`] makes them), and `w`
+    /// must point at 256 writable values.
     #[inline(always)]
     unsafe fn unpack_q45(h: &Q45, w: *mut i16) {
-        each_q45_sub_block(h, |j, a, b| {
+        let high = h.high.map(<[u8]>::as_ptr);
+        each_q45_sub_block(h.qs.as_ptr(), high, |j, a, b| {
             let scale = i16x8_splat(h.scales[j] as i16);
             store_scaled(a, scale, w.add(32 * j));
             store_scaled(b, scale, w.add(32 * j + 16));
@@ -763,19 +771,82 @@ mod simd128 {
         }
     }
 
-    /// Σ scale·q·x over a Q4_K or Q5_K super-block.
+    /// Σ scale·q·x − Σ min·Σx over a Q4_K or Q5_K super-block, its scales and minimums
+    /// unpacked in registers ([`scales_and_mins`]): each sub-block's products stay four i32
+    /// lanes until the eight are summed across and weighed together.
     ///
     /// # Safety
-    /// As [`each_q45_sub_block`], and `xq` must point at 256 quants.
+    /// `block` must point at one super-block of `kind`, `xq` at 256 quants and `sums` at 16
+    /// values.
     #[inline(always)]
-    unsafe fn q45_sum(h: &Q45, xq: *const i8) -> i32 {
-        let mut acc = i32x4_splat(0);
-        each_q45_sub_block(h, |j, a, b| {
-            let sums = products(i32x4_splat(0), a, xq.add(32 * j));
-            let sums = products(sums, b, xq.add(32 * j + 16));
-            acc = weigh(acc, sums, h.scales[j] as i32);
+    unsafe fn q45_sums(
+        kind: KQuant,
+        block: *const u8,
+        xq: *const i8,
+        sums: *const i16,
+    ) -> (i32, i32) {
+        let packed = scales_and_mins(v128_load(block as *const v128));
+        let (high, qs) = match kind {
+            KQuant::Q5K => (Some(block.add(16)), block.add(48)),
+            _ => (None, block.add(16)),
+        };
+        let mut sub = [i32x4_splat(0); 8];
+        each_q45_sub_block(qs, high, |j, a, b| {
+            sub[j] = products(
+                products(i32x4_splat(0), a, xq.add(32 * j)),
+                b,
+                xq.add(32 * j + 16),
+            );
         });
-        hsum(acc)
+        let scales = u16x8_extend_low_u8x16(packed);
+        let sumi = i32x4_add(
+            i32x4_mul(
+                transpose_sum(sub[0], sub[1], sub[2], sub[3]),
+                u32x4_extend_low_u16x8(scales),
+            ),
+            i32x4_mul(
+                transpose_sum(sub[4], sub[5], sub[6], sub[7]),
+                u32x4_extend_high_u16x8(scales),
+            ),
+        );
+        // Each minimum twice, as i16 lanes, for the activations' sums per 16.
+        let zero = i32x4_splat(0);
+        let low = i8x16_shuffle::<8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16>(
+            packed, zero,
+        );
+        let high = i8x16_shuffle::<12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16>(
+            packed, zero,
+        );
+        (hsum(sumi), weighted_sixteen(low, high, sums))
+    }
+
+    /// A Q4_K or Q5_K super-block's eight 6-bit scales (lanes 0..8) and minimums (lanes
+    /// 8..16), as `super::scales_and_mins` unpacks them, from the super-block's first 16
+    /// bytes (`d`, `dmin`, then the 12 packed bytes q0..q12). Scale j < 4 is q[j] & 63 and
+    /// minimum j is q[j + 4] & 63; scale j ≥ 4 takes its low four bits from q[j + 4] and its
+    /// high two from the top of q[j − 4], minimum j ≥ 4 from the high nibble of q[j + 4] and
+    /// the top of q[j].
+    #[inline(always)]
+    pub(super) fn scales_and_mins(header: v128) -> v128 {
+        // q0..3, q8..11, q4..7, q8..11: the bytes holding each value's low bits.
+        let low = i8x16_shuffle::<4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15>(
+            header, header,
+        );
+        let masked = v128_and(
+            low,
+            u8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0),
+        );
+        let nibbles = v128_and(
+            u8x16_shr(low, 4),
+            u8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15),
+        );
+        // q0..3 under scales 4..7 and q4..7 under minimums 4..7: their top two bits.
+        let top = i8x16_shuffle::<16, 16, 16, 16, 4, 5, 6, 7, 16, 16, 16, 16, 8, 9, 10, 11>(
+            header,
+            i32x4_splat(0),
+        );
+        let top = v128_and(u8x16_shr(top, 2), u8x16_splat(0x30));
+        v128_or(v128_or(masked, nibbles), top)
     }
 
     /// Σ scale·(q − 32)·x over a Q6_K super-block, `sums` being the activations' sums per
@@ -1167,6 +1238,26 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// The decode's in-register unpacking of the 6-bit scales and minimums against the
+    /// scalar one, over headers whose 12 bytes take every bit pattern many times.
+    #[cfg(target_arch = "wasm32")]
+    #[test]
+    fn scales_and_minimums_unpack_in_registers_as_in_scalars() {
+        use std::arch::wasm32::{v128_load, v128_store};
+        let blocks = matrix(KQuant::Q4K, 64, 16 * SUPER, 17);
+        for block in blocks.chunks_exact(KQuant::Q4K.block_bytes()) {
+            let (scales, mins) = scales_and_mins(&block[4..16]);
+            let mut lanes = [0u8; 16];
+            // SAFETY: a super-block is 144 bytes, and `lanes` 16; each access is 16 bytes.
+            unsafe {
+                let packed = simd128::scales_and_mins(v128_load(block.as_ptr().cast()));
+                v128_store(lanes.as_mut_ptr().cast(), packed);
+            }
+            assert_eq!(lanes[..8], scales, "scales of {:?}", &block[4..16]);
+            assert_eq!(lanes[8..], mins, "minimums of {:?}", &block[4..16]);
         }
     }
 
