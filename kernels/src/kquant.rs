@@ -21,8 +21,9 @@
 //!
 //! On x86-64 with AVX2, `maddubs` multiplies 32 unsigned quants by 32 activation quants and
 //! sums them in pairs, and `madd` weighs the pairs by their scales, as llama.cpp's AVX2 code
-//! does; each super-block is unpacked once for all of a prompt's rows, and its floats are
-//! combined as the portable loop combines them.
+//! does; the scales come out of the header by byte shuffles, as in wasm32, and each chunk's
+//! scale is spread over its lanes by one more; each super-block is unpacked once for all of a
+//! prompt's rows, and its floats are combined as the portable loop combines them.
 
 use thiserror::Error;
 
@@ -878,7 +879,7 @@ mod simd128 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{q6_d, scaled, Activation, KQuant, Q45, SUPER};
+    use super::{q6_d, scaled, Activation, KQuant, SUPER};
 
     pub(super) use crate::int8::avx2::available;
 
@@ -922,49 +923,99 @@ mod avx2 {
     struct Header {
         d: f32,
         dmin: f32,
-        /// Q4_K and Q5_K's minimums per 32-value chunk (zero for Q6_K).
-        mins: [u8; 8],
+        /// Q4_K and Q5_K's minimums, each twice as i16 lanes, one per activation sum of 16
+        /// (zero for Q6_K).
+        mins: __m256i,
         /// Each chunk's scales as i16 lanes, one per pair of products.
         scales: [__m256i; 8],
         /// Q6_K's 16 scales widened to i16, for its offset of 32.
         q6_scales: __m256i,
     }
 
-    /// The header of a super-block of `kind`.
+    /// The header of a super-block of `kind`: the 6-bit scales and minimums of Q4_K and Q5_K
+    /// unpacked by shuffles ([`scales_and_mins`]), and each chunk's scales spread over its
+    /// lanes by one byte shuffle.
     ///
     /// # Safety
     /// `block` must be one super-block of `kind`.
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn header(kind: KQuant, block: &[u8]) -> Header {
-        match kind {
-            KQuant::Q4K | KQuant::Q5K => {
-                let h = Q45::read(kind, block);
-                Header {
-                    d: h.d,
-                    dmin: h.dmin,
-                    mins: h.mins,
-                    scales: h.scales.map(|s| _mm256_set1_epi16(s as i16)),
-                    q6_scales: _mm256_setzero_si256(),
+        // The i16 lane `k` of each 128-bit half in all eight of its lanes, `k` given per half.
+        let spread = |v: __m256i, low: usize, high: usize| {
+            let (low, high) = ((2 * low) as i16, (2 * high) as i16);
+            let (low, high) = (low | (low + 1) << 8, high | (high + 1) << 8);
+            _mm256_shuffle_epi8(
+                v,
+                _mm256_setr_m128i(_mm_set1_epi16(low), _mm_set1_epi16(high)),
+            )
+        };
+        // SAFETY: a super-block is at least 144 bytes; the loads read bytes 0..16 (Q4_K, Q5_K)
+        // and its 16 scales at 192..208 (Q6_K).
+        unsafe {
+            match kind {
+                KQuant::Q4K | KQuant::Q5K => {
+                    let packed = scales_and_mins(_mm_loadu_si128(block.as_ptr() as *const __m128i));
+                    let wide = _mm256_cvtepu8_epi16(packed);
+                    let scales = _mm256_permute2x128_si256::<0x00>(wide, wide);
+                    let mins = _mm256_extracti128_si256::<1>(wide);
+                    Header {
+                        d: super::f16_to_f32([block[0], block[1]]),
+                        dmin: super::f16_to_f32([block[2], block[3]]),
+                        mins: _mm256_setr_m128i(
+                            _mm_unpacklo_epi16(mins, mins),
+                            _mm_unpackhi_epi16(mins, mins),
+                        ),
+                        scales: std::array::from_fn(|c| spread(scales, c, c)),
+                        q6_scales: _mm256_setzero_si256(),
+                    }
                 }
-            }
-            KQuant::Q6K => {
-                // SAFETY: the 16 scales lie at bytes 192..208 of the super-block.
-                unsafe {
-                    let scales = block.as_ptr().add(192) as *const i8;
-                    let scale = |k: usize| _mm_set1_epi16(*scales.add(k) as i16);
+                KQuant::Q6K => {
+                    let scales = block.as_ptr().add(192) as *const __m128i;
+                    let wide = _mm256_cvtepi8_epi16(_mm_loadu_si128(scales));
+                    let halves = [
+                        _mm256_permute2x128_si256::<0x00>(wide, wide),
+                        _mm256_permute2x128_si256::<0x11>(wide, wide),
+                    ];
+                    // Chunk `c` holds values 16·(2c) .. 16·(2c + 2): scales 2c and 2c + 1.
                     Header {
                         d: q6_d(block),
                         dmin: 0.0,
-                        mins: [0; 8],
+                        mins: _mm256_setzero_si256(),
                         scales: std::array::from_fn(|c| {
-                            _mm256_set_m128i(scale(2 * c + 1), scale(2 * c))
+                            spread(halves[c / 4], 2 * c % 8, (2 * c + 1) % 8)
                         }),
-                        q6_scales: _mm256_cvtepi8_epi16(_mm_loadu_si128(scales as *const __m128i)),
+                        q6_scales: wide,
                     }
                 }
             }
         }
+    }
+
+    /// A Q4_K or Q5_K super-block's eight 6-bit scales (bytes 0..8) and minimums (bytes
+    /// 8..16) from its first 16 bytes, as the SIMD128 `scales_and_mins` unpacks them.
+    #[inline]
+    #[target_feature(enable = "avx2")]
+    pub(super) fn scales_and_mins(header: __m128i) -> __m128i {
+        let low = _mm_shuffle_epi8(
+            header,
+            _mm_setr_epi8(4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15),
+        );
+        let masked = _mm_and_si128(
+            low,
+            _mm_setr_epi8(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0),
+        );
+        let nibbles = _mm_and_si128(
+            _mm_srli_epi16::<4>(low),
+            _mm_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15),
+        );
+        // A negative index makes a zero byte.
+        let top = _mm_shuffle_epi8(
+            header,
+            _mm_setr_epi8(-1, -1, -1, -1, 4, 5, 6, 7, -1, -1, -1, -1, 8, 9, 10, 11),
+        );
+        let top = _mm_and_si128(_mm_srli_epi16::<2>(top), _mm_set1_epi8(0x30));
+        _mm_or_si128(_mm_or_si128(masked, nibbles), top)
     }
 
     /// Calls `f(c, q)` for each 32-value chunk `c` of a super-block of `kind`, `q` holding its
@@ -1050,13 +1101,11 @@ mod avx2 {
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn finish(kind: KQuant, u: &Header, x_scale: f32, sumi: i32, sums: *const i16) -> f32 {
-        // SAFETY: `sums` as this function's contract says; `u.mins` holds 8 bytes.
+        // SAFETY: `sums` as this function's contract says.
         unsafe {
             match kind {
                 KQuant::Q4K | KQuant::Q5K => {
-                    let mins = _mm_loadl_epi64(u.mins.as_ptr() as *const __m128i);
-                    let mins = _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(mins, mins));
-                    let summ = weighted_sixteen(mins, sums);
+                    let summ = weighted_sixteen(u.mins, sums);
                     scaled(kind, x_scale, u.d, u.dmin, sumi, summ)
                 }
                 KQuant::Q6K => {
@@ -1241,20 +1290,33 @@ mod tests {
         }
     }
 
-    /// The decode's in-register unpacking of the 6-bit scales and minimums against the
-    /// scalar one, over headers whose 12 bytes take every bit pattern many times.
-    #[cfg(target_arch = "wasm32")]
+    /// The in-register unpacking of the 6-bit scales and minimums (SIMD128, AVX2) against
+    /// the scalar one, over headers whose 12 bytes take every bit pattern many times.
+    #[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
     #[test]
     fn scales_and_minimums_unpack_in_registers_as_in_scalars() {
-        use std::arch::wasm32::{v128_load, v128_store};
         let blocks = matrix(KQuant::Q4K, 64, 16 * SUPER, 17);
         for block in blocks.chunks_exact(KQuant::Q4K.block_bytes()) {
             let (scales, mins) = scales_and_mins(&block[4..16]);
             let mut lanes = [0u8; 16];
+            #[cfg(target_arch = "wasm32")]
             // SAFETY: a super-block is 144 bytes, and `lanes` 16; each access is 16 bytes.
             unsafe {
+                use std::arch::wasm32::{v128_load, v128_store};
                 let packed = simd128::scales_and_mins(v128_load(block.as_ptr().cast()));
                 v128_store(lanes.as_mut_ptr().cast(), packed);
+            }
+            #[cfg(target_arch = "x86_64")]
+            {
+                if !avx2::available() {
+                    return;
+                }
+                // SAFETY: the CPU has AVX2; a super-block is 144 bytes, and `lanes` 16.
+                unsafe {
+                    use std::arch::x86_64::{_mm_loadu_si128, _mm_storeu_si128};
+                    let packed = avx2::scales_and_mins(_mm_loadu_si128(block.as_ptr().cast()));
+                    _mm_storeu_si128(lanes.as_mut_ptr().cast(), packed);
+                }
             }
             assert_eq!(lanes[..8], scales, "scales of {:?}", &block[4..16]);
             assert_eq!(lanes[8..], mins, "minimums of {:?}", &block[4..16]);
