@@ -823,7 +823,7 @@ mod simd128 {
 
     /// A Q4_K or Q5_K super-block's eight 6-bit scales (lanes 0..8) and minimums (lanes
     /// 8..16), as `super::scales_and_mins` unpacks them, from the super-block's first 16
-    /// bytes (`d`, `dmin`, then the 12 packed bytes q0..q12). Scale j < 4 is q[j] & 63 and
+    /// bytes (`d`, `dmin`, then the 12 packed bytes q0 to q11). Scale j < 4 is q[j] & 63 and
     /// minimum j is q[j + 4] & 63; scale j ≥ 4 takes its low four bits from q[j + 4] and its
     /// high two from the top of q[j − 4], minimum j ≥ 4 from the high nibble of q[j + 4] and
     /// the top of q[j].
