@@ -450,7 +450,7 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{f16_to_f32, q6_d, scaled, Activation, KQuant, Q45, SUPER};
+    use super::{f16_to_f32, q6_d, scaled, Activation, KQuant, SUPER};
     use crate::int8::simd128::transpose_sum;
 
     /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
@@ -492,16 +492,19 @@ mod simd128 {
         i32x4_extract_lane::<0>(v)
     }
 
-    /// Σ min·Σx over a super-block's eight sub-blocks, as `super::min_sum`.
-    ///
-    /// # Safety
-    /// `sums` must point at 16 readable values.
+    /// A super-block's eight minimums, lanes 8..16 of `packed` ([`scales_and_mins`]), each
+    /// twice as i16 lanes: the weights of the activations' 16 sums per 16 values in
+    /// `super::min_sum`'s Σ min·Σx, by [`weighted_sixteen`].
     #[inline(always)]
-    unsafe fn min_sum(mins: &[u8; 8], sums: *const i16) -> i32 {
-        let mins = u16x8_load_extend_u8x8(mins.as_ptr());
-        let low = i16x8_shuffle::<0, 0, 1, 1, 2, 2, 3, 3>(mins, mins);
-        let high = i16x8_shuffle::<4, 4, 5, 5, 6, 6, 7, 7>(mins, mins);
-        weighted_sixteen(low, high, sums)
+    fn min_weights(packed: v128) -> (v128, v128) {
+        let zero = i32x4_splat(0);
+        let low = i8x16_shuffle::<8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16>(
+            packed, zero,
+        );
+        let high = i8x16_shuffle::<12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16>(
+            packed, zero,
+        );
+        (low, high)
     }
 
     /// Σ w·s over 16 values, the weights `low` and `high` as i16 lanes and `s` as loaded
@@ -594,8 +597,8 @@ mod simd128 {
                     KQuant::Q4K | KQuant::Q5K => {
                         let sums = x.sums[16 * s..16 * s + 16].as_ptr();
                         let (sumi, summ) = q45_sums(kind, block.as_ptr(), xq, sums);
-                        let d = f16_to_f32([block[0], block[1]]);
-                        (d, f16_to_f32([block[2], block[3]]), sumi, summ)
+                        let (d, dmin) = q45_d_dmin(block);
+                        (d, dmin, sumi, summ)
                     }
                     KQuant::Q6K => {
                         let sums = x.sums[16 * s..16 * s + 16].as_ptr();
@@ -640,8 +643,9 @@ mod simd128 {
             let finish = |x: &Activation, out: &mut [f32; R], sumi: [i32; R]| {
                 for (k, &(d, dmin, mins)) in unpacked.iter().enumerate() {
                     // SAFETY: each row holds 16 sums per super-block (asserted above).
-                    let summ =
-                        mins.map_or(0, |m| unsafe { min_sum(&m, x.sums[16 * s..].as_ptr()) });
+                    let summ = mins.map_or(0, |(low, high)| unsafe {
+                        weighted_sixteen(low, high, x.sums[16 * s..].as_ptr())
+                    });
                     out[k] += scaled(kind, x.scales[s], d, dmin, sumi[k], summ);
                 }
             };
@@ -662,17 +666,17 @@ mod simd128 {
     }
 
     /// A super-block unpacked into `w` as [`dot_row_group`] does; returns its `d`, `dmin` and
-    /// minimums (none for Q6_K).
+    /// its minimums' weights ([`min_weights`]; none for Q6_K).
     ///
     /// # Safety
     /// `block` must be one super-block of `kind`, and `w` point at 256 writable values.
     #[inline(always)]
-    unsafe fn unpack(kind: KQuant, block: &[u8], w: *mut i16) -> (f32, f32, Option<[u8; 8]>) {
+    unsafe fn unpack(kind: KQuant, block: &[u8], w: *mut i16) -> (f32, f32, Option<(v128, v128)>) {
         match kind {
             KQuant::Q4K | KQuant::Q5K => {
-                let h = Q45::read(kind, block);
-                unpack_q45(&h, w);
-                (h.d, h.dmin, Some(h.mins))
+                let packed = unpack_q45(kind, block.as_ptr(), w);
+                let (d, dmin) = q45_d_dmin(block);
+                (d, dmin, Some(min_weights(packed)))
             }
             KQuant::Q6K => {
                 unpack_q6(block.as_ptr(), w);
@@ -718,19 +722,45 @@ mod simd128 {
         );
     }
 
-    /// A Q4_K or Q5_K super-block as 256 values scale·q.
+    /// A Q4_K or Q5_K super-block as 256 values scale·q; returns its scales and minimums as
+    /// [`scales_and_mins`] packs them.
     ///
     /// # Safety
-    /// `h.qs` and `h.high` hold 128 and 32 bytes (as [`Q45::read`] makes them), and `w`
-    /// must point at 256 writable values.
+    /// `block` must point at one super-block of `kind`, and `w` at 256 writable values.
     #[inline(always)]
-    unsafe fn unpack_q45(h: &Q45, w: *mut i16) {
-        let high = h.high.map(<[u8]>::as_ptr);
-        each_q45_sub_block(h.qs.as_ptr(), high, |j, a, b| {
-            let scale = i16x8_splat(h.scales[j] as i16);
+    unsafe fn unpack_q45(kind: KQuant, block: *const u8, w: *mut i16) -> v128 {
+        let packed = scales_and_mins(v128_load(block as *const v128));
+        let mut scales = [0u8; 16];
+        v128_store(scales.as_mut_ptr() as *mut v128, packed);
+        let (high, qs) = q45_quants(kind, block);
+        each_q45_sub_block(qs, high, |j, a, b| {
+            let scale = i16x8_splat(scales[j] as i16);
             store_scaled(a, scale, w.add(32 * j));
             store_scaled(b, scale, w.add(32 * j + 16));
         });
+        packed
+    }
+
+    /// Where a Q4_K or Q5_K super-block at `block` keeps Q5_K's 32 bytes of fifth bits (none
+    /// for Q4_K) and its 128 bytes of quants.
+    ///
+    /// # Safety
+    /// `block` must point at one super-block of `kind`.
+    #[inline(always)]
+    unsafe fn q45_quants(kind: KQuant, block: *const u8) -> (Option<*const u8>, *const u8) {
+        match kind {
+            KQuant::Q5K => (Some(block.add(16)), block.add(48)),
+            _ => (None, block.add(16)),
+        }
+    }
+
+    /// A Q4_K or Q5_K super-block's `d` and `dmin`.
+    #[inline(always)]
+    fn q45_d_dmin(block: &[u8]) -> (f32, f32) {
+        (
+            f16_to_f32([block[0], block[1]]),
+            f16_to_f32([block[2], block[3]]),
+        )
     }
 
     /// A Q6_K super-block as 256 values scale·(q − 32).
@@ -787,10 +817,7 @@ mod simd128 {
         sums: *const i16,
     ) -> (i32, i32) {
         let packed = scales_and_mins(v128_load(block as *const v128));
-        let (high, qs) = match kind {
-            KQuant::Q5K => (Some(block.add(16)), block.add(48)),
-            _ => (None, block.add(16)),
-        };
+        let (high, qs) = q45_quants(kind, block);
         let mut sub = [i32x4_splat(0); 8];
         each_q45_sub_block(qs, high, |j, a, b| {
             sub[j] = products(
@@ -810,14 +837,7 @@ mod simd128 {
                 u32x4_extend_high_u16x8(scales),
             ),
         );
-        // Each minimum twice, as i16 lanes, for the activations' sums per 16.
-        let zero = i32x4_splat(0);
-        let low = i8x16_shuffle::<8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16>(
-            packed, zero,
-        );
-        let high = i8x16_shuffle::<12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16>(
-            packed, zero,
-        );
+        let (low, high) = min_weights(packed);
         (hsum(sumi), weighted_sixteen(low, high, sums))
     }
 
