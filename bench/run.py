@@ -486,7 +486,8 @@ def main():
             run(["trunk", "build", "--release", "--dist", WORK / "dist"], cwd=ROOT)
             trunk_build_s = time.time() - build
             say(f"trunk build --release: {trunk_build_s:.0f} s")
-    if str(PHI3_SHAPED) in model_paths and not PHI3_SHAPED.exists():
+    wants_phi3 = any(Path(p).resolve() == PHI3_SHAPED.resolve() for p in model_paths)
+    if wants_phi3 and not PHI3_SHAPED.exists():
         # Deterministic: the same bytes on every machine (about 5 minutes, once).
         run([NATIVE_TARGET / "release" / "mimir-train", "tiny", "--shape", "phi3-mini",
              "--quant", "q4_k_m", "--out", PHI3_SHAPED])
