@@ -396,6 +396,9 @@ def write_report(results):
                 lines[-1] += (f" Read into one buffer of the file's size (the bytes then in memory): "
                               f"{fmt(ours_web['opfs_read_whole_ms'], 0)} ms, "
                               f"{fmt(ratio(ours_web['load_ms'], ours_web['opfs_read_whole_ms']), 2)}×.")
+            elif ours_web.get("opfs_read_whole_error"):
+                lines[-1] += (" The read into one buffer of the file's size failed: "
+                              f"{ours_web['opfs_read_whole_error']}.")
         if ours_web.get("load_stages"):
             stages = " · ".join(f"{s['stage']} {fmt(s['ms'], 0)} ms"
                                 for s in ours_web["load_stages"])

@@ -125,6 +125,7 @@ async function benchOurs(model, config) {
     load_stages: loadStages,
     opfs_read_ms: raw.ms ?? null,
     opfs_read_whole_ms: raw.wholeMs ?? null,
+    opfs_read_whole_error: raw.wholeError ?? null,
     ttft_ms: s.time_to_first_token_ms,
     page_ttft_ms: firstTokenMs,
     prefill_tok_s: s.prefill_tokens_per_s,
@@ -164,23 +165,34 @@ async function rawOpfsRead(size) {
       }
       const ms = performance.now() - start;
       // The same read into one buffer of the file's size: the bytes then exist in memory,
-      // as a model's weights must (fresh pages cost their first touch).
-      start = performance.now();
-      const whole = new Uint8Array(${size});
-      for (let done = 0; done < whole.length; ) {
-        const n = access.read(whole.subarray(done, done + (4 << 20)), { at: done });
-        if (n === 0) break;
-        done += n;
+      // as a model's weights must (fresh pages cost their first touch). Some Chromium
+      // versions refuse an ArrayBuffer this large (148 does for the 2.4 GB Phi-3 file).
+      let wholeMs = null;
+      let wholeError = null;
+      try {
+        start = performance.now();
+        const whole = new Uint8Array(${size});
+        for (let done = 0; done < whole.length; ) {
+          const n = access.read(whole.subarray(done, done + (4 << 20)), { at: done });
+          if (n === 0) break;
+          done += n;
+        }
+        wholeMs = performance.now() - start;
+      } catch (error) {
+        wholeError = String(error);
       }
-      const wholeMs = performance.now() - start;
       access.close();
-      postMessage({ ms, wholeMs, bytes: at });
-    })();
+      postMessage({ ms, wholeMs, wholeError, bytes: at });
+    })().catch((error) => postMessage({ error: String(error) }));
   `;
   const worker = new Worker(URL.createObjectURL(new Blob([code], { type: 'text/javascript' })));
-  const result = await new Promise((resolve) => { worker.onmessage = (e) => resolve(e.data); });
+  const result = await new Promise((resolve) => {
+    worker.onmessage = (e) => resolve(e.data);
+    worker.onerror = (e) => resolve({ error: e.message || 'the read worker failed' });
+  });
   worker.terminate();
   if (result.error) throw new Error(result.error);
+  if (result.wholeError) log(`raw OPFS read into one buffer failed: ${result.wholeError}`);
   return result;
 }
 

@@ -5,17 +5,93 @@
 //! matmul, whose packing costs more than the arithmetic. The heads are split across the
 //! matmuls' thread pool once the cache is long enough to be worth it: in a threaded SmolLM2
 //! decode step attention was a fifth of the engine thread's time, with the other thread idle.
+//!
+//! The cache may hold f16 (Phi-3-mini's, whose f32 cache would not fit beside its weights in
+//! wasm32's 4 GiB): its values are widened in registers as they are read, four at a time,
+//! rather than the whole cache copied to f32 every step.
+
+use half::f16;
 
 use crate::pool::{self, Pool};
 
 /// One layer's cached keys or values: for each kv head, `n` rows of `d` values, the heads
 /// `head_stride` values apart.
-#[derive(Debug, Clone, Copy)]
-pub struct CacheView<'a> {
+#[derive(Debug)]
+pub struct CacheView<'a, T> {
     /// The values, from the first head's first row to the last head's last.
-    pub data: &'a [f32],
+    pub data: &'a [T],
     /// Values between the starts of consecutive heads.
     pub head_stride: usize,
+}
+
+// Not derived: a derive would ask `T: Copy` of the values, where only the slice is copied.
+impl<T> Clone for CacheView<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for CacheView<'_, T> {}
+
+/// A type the cache is stored in, and how attention reads a row of it. For f16 the results
+/// equal, bit for bit, those over the same values stored as f32.
+pub trait CacheValue: Copy + Sync {
+    /// `Σ qᵢ rowᵢ`.
+    fn dot(q: &[f32], row: &[Self]) -> f32;
+    /// `out += weight · row`.
+    fn add_scaled(out: &mut [f32], row: &[Self], weight: f32);
+}
+
+impl CacheValue for f32 {
+    fn dot(q: &[f32], row: &[f32]) -> f32 {
+        #[cfg(target_arch = "wasm32")]
+        {
+            simd128::dot(q, row)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            q.iter().zip(row).map(|(x, y)| x * y).sum()
+        }
+    }
+
+    fn add_scaled(out: &mut [f32], row: &[f32], weight: f32) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            simd128::add_scaled(out, row, weight)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            for (o, x) in out.iter_mut().zip(row) {
+                *o += weight * x;
+            }
+        }
+    }
+}
+
+impl CacheValue for f16 {
+    fn dot(q: &[f32], row: &[f16]) -> f32 {
+        #[cfg(target_arch = "wasm32")]
+        {
+            simd128::dot(q, row)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            q.iter().zip(row).map(|(x, y)| x * y.to_f32()).sum()
+        }
+    }
+
+    fn add_scaled(out: &mut [f32], row: &[f16], weight: f32) {
+        #[cfg(target_arch = "wasm32")]
+        {
+            simd128::add_scaled(out, row, weight)
+        }
+        #[cfg(not(target_arch = "wasm32"))]
+        {
+            for (o, x) in out.iter_mut().zip(row) {
+                *o += weight * x.to_f32();
+            }
+        }
+    }
 }
 
 /// `softmax(q kᵀ / √d) v` for one query row per head (`q` holds `heads × d` values), over `n`
@@ -26,10 +102,10 @@ pub struct CacheView<'a> {
 /// # Panics
 /// When the sizes disagree: `heads` not a multiple of `kv_heads`, `q` not `heads × d`, or a
 /// view shorter than its heads and rows.
-pub fn one_query(
+pub fn one_query<T: CacheValue>(
     q: &[f32],
-    keys: CacheView,
-    values: CacheView,
+    keys: CacheView<T>,
+    values: CacheView<T>,
     kv_heads: usize,
     n: usize,
     d: usize,
@@ -48,11 +124,11 @@ fn heads_per_task(n: usize, d: usize) -> usize {
 }
 
 /// [`one_query`] with its heads split across `pool`, or on the caller alone.
-pub(crate) fn one_query_on(
+pub(crate) fn one_query_on<T: CacheValue>(
     pool: Option<&Pool>,
     q: &[f32],
-    keys: CacheView,
-    values: CacheView,
+    keys: CacheView<T>,
+    values: CacheView<T>,
     kv_heads: usize,
     n: usize,
     d: usize,
@@ -81,7 +157,7 @@ pub(crate) fn one_query_on(
             let query = &q[h * d..(h + 1) * d];
             let head_keys = &keys.data[kv * keys.head_stride..kv * keys.head_stride + n * d];
             for (score, key) in scores.iter_mut().zip(head_keys.chunks_exact(d)) {
-                *score = dot(query, key) * scale;
+                *score = T::dot(query, key) * scale;
             }
             let total = softmax_numerators(&mut scores);
             // SAFETY: each head's values are written by the one task that has the head.
@@ -89,7 +165,7 @@ pub(crate) fn one_query_on(
             let head_values =
                 &values.data[kv * values.head_stride..kv * values.head_stride + n * d];
             for (&weight, value) in scores.iter().zip(head_values.chunks_exact(d)) {
-                add_scaled(out, value, weight / total);
+                T::add_scaled(out, value, weight / total);
             }
         }
     });
@@ -114,39 +190,65 @@ fn softmax_numerators(scores: &mut [f32]) -> f32 {
     }
 }
 
-/// `Σ aᵢ bᵢ`.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    #[cfg(target_arch = "wasm32")]
-    {
-        simd128::dot(a, b)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        a.iter().zip(b).map(|(x, y)| x * y).sum()
-    }
-}
-
-/// `out += weight · x`.
-fn add_scaled(out: &mut [f32], x: &[f32], weight: f32) {
-    #[cfg(target_arch = "wasm32")]
-    {
-        simd128::add_scaled(out, x, weight)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        for (o, x) in out.iter_mut().zip(x) {
-            *o += weight * x;
-        }
-    }
-}
-
 #[cfg(target_arch = "wasm32")]
 mod simd128 {
     use std::arch::wasm32::*;
 
+    use half::f16;
+
     use crate::exp::exp4;
 
-    pub(super) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    /// A cached value type as f32 lanes.
+    pub(super) trait Widen: Copy {
+        /// Four values from `p` as f32x4.
+        ///
+        /// # Safety
+        /// `p` must point at four readable values.
+        unsafe fn load4(p: *const Self) -> v128;
+        fn to_f32(self) -> f32;
+    }
+
+    impl Widen for f32 {
+        #[inline(always)]
+        unsafe fn load4(p: *const f32) -> v128 {
+            v128_load(p as *const v128)
+        }
+
+        #[inline(always)]
+        fn to_f32(self) -> f32 {
+            self
+        }
+    }
+
+    impl Widen for f16 {
+        #[inline(always)]
+        unsafe fn load4(p: *const f16) -> v128 {
+            widen(u32x4_load_extend_u16x4(p as *const u16))
+        }
+
+        #[inline(always)]
+        fn to_f32(self) -> f32 {
+            f16::to_f32(self)
+        }
+    }
+
+    /// Four f16, the low halves of u32 lanes, as f32, exactly as `half` converts them: the
+    /// exponent and mantissa moved into place read as an f32 2¹¹² times too small (a
+    /// subnormal f16 lands on a subnormal f32, so the multiply makes it exact), infinities
+    /// and NaNs (at least 2¹⁶ once scaled) given the all-ones exponent, then the sign.
+    #[inline(always)]
+    pub(super) fn widen(h: v128) -> v128 {
+        let moved = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
+        let value = f32x4_mul(moved, f32x4_splat(f32::from_bits((127 + 112) << 23)));
+        let special = v128_and(
+            f32x4_ge(value, f32x4_splat(65536.0)),
+            u32x4_splat(0x7f80_0000),
+        );
+        let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
+        v128_or(v128_or(value, special), sign)
+    }
+
+    pub(super) fn dot<T: Widen>(a: &[f32], b: &[T]) -> f32 {
         let n = a.len().min(b.len());
         let mut acc = f32x4_splat(0.0);
         let mut i = 0;
@@ -154,7 +256,7 @@ mod simd128 {
             // SAFETY: `i + 4 <= n` and both slices hold at least `n` values.
             unsafe {
                 let x = v128_load(a.as_ptr().add(i) as *const v128);
-                let y = v128_load(b.as_ptr().add(i) as *const v128);
+                let y = T::load4(b.as_ptr().add(i));
                 acc = f32x4_add(acc, f32x4_mul(x, y));
             }
             i += 4;
@@ -164,7 +266,7 @@ mod simd128 {
             + f32x4_extract_lane::<2>(acc)
             + f32x4_extract_lane::<3>(acc);
         for j in i..n {
-            sum += a[j] * b[j];
+            sum += a[j] * b[j].to_f32();
         }
         sum
     }
@@ -198,7 +300,7 @@ mod simd128 {
         total
     }
 
-    pub(super) fn add_scaled(out: &mut [f32], x: &[f32], weight: f32) {
+    pub(super) fn add_scaled<T: Widen>(out: &mut [f32], x: &[T], weight: f32) {
         let n = out.len().min(x.len());
         let w = f32x4_splat(weight);
         let mut i = 0;
@@ -206,13 +308,13 @@ mod simd128 {
             // SAFETY: `i + 4 <= n` and both slices hold at least `n` values.
             unsafe {
                 let o = out.as_mut_ptr().add(i) as *mut v128;
-                let y = v128_load(x.as_ptr().add(i) as *const v128);
+                let y = T::load4(x.as_ptr().add(i));
                 v128_store(o, f32x4_add(v128_load(o), f32x4_mul(w, y)));
             }
             i += 4;
         }
         for j in i..n {
-            out[j] += weight * x[j];
+            out[j] += weight * x[j].to_f32();
         }
     }
 }
@@ -261,6 +363,53 @@ mod tests {
                 assert!(
                     (got[h * d + i] - expected).abs() < 1e-5,
                     "head {h}, value {i}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn an_f16_cache_gives_what_the_f32_cache_of_its_values_gives_bit_for_bit() {
+        // Rows of 10 values, so that both the four-lane loops and their tails run.
+        let (d, n, stride) = (10, 5, 60);
+        let (q, data) = query_and_cache(4, d, n, stride);
+        let halves: Vec<f16> = data.iter().map(|&x| f16::from_f32(x * 3.0)).collect();
+        let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+        let narrow = CacheView {
+            data: &halves[..],
+            head_stride: stride,
+        };
+        let wide = CacheView {
+            data: &widened[..],
+            head_stride: stride,
+        };
+        let narrow = one_query(&q, narrow, narrow, 2, n, d);
+        let wide = one_query(&q, wide, wide, 2, n, d);
+        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+        assert_eq!(bits(narrow), bits(wide));
+    }
+
+    /// Every f16, widened four at a time in registers, against the `half` crate.
+    #[cfg(target_arch = "wasm32")]
+    #[test]
+    fn f16_widens_in_registers_as_the_half_crate_does() {
+        use std::arch::wasm32::{u32x4, v128_store};
+        for first in (0..=u16::MAX).step_by(4) {
+            let bits = [first, first + 1, first + 2, first + 3];
+            let mut got = [0f32; 4];
+            let lanes = u32x4(
+                bits[0].into(),
+                bits[1].into(),
+                bits[2].into(),
+                bits[3].into(),
+            );
+            // SAFETY: `got` holds four f32.
+            unsafe { v128_store(got.as_mut_ptr().cast(), simd128::widen(lanes)) };
+            for (&h, got) in bits.iter().zip(got) {
+                let want = f16::from_bits(h).to_f32();
+                assert!(
+                    got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                    "{h:#06x}: {got:e} against {want:e}"
                 );
             }
         }

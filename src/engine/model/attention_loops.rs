@@ -6,8 +6,9 @@
 //! about 1.4 ms here. (A prefill is left to the matmuls: looping over its queries the same way
 //! was slower, 96 against 107 tok/s.)
 
-use candle_core::{CpuStorage, Device, Layout, Result, Storage, Tensor};
-use mimir_kernels::attention::{one_query, CacheView};
+use candle_core::{CpuStorage, Device, Layout, Result, Storage, Tensor, WithDType};
+use half::f16;
+use mimir_kernels::attention::{one_query, CacheValue, CacheView};
 
 /// Whether decode steps take this path: in wasm32 only (natively gemm's AVX kernels win).
 pub fn serves() -> bool {
@@ -15,7 +16,8 @@ pub fn serves() -> bool {
 }
 
 /// `softmax(q kᵀ / √d) v` for `q` `[1, heads, 1, d]` against `k`/`v` `[1, kv_heads, n, d]`
-/// (views of the cache whose rows are contiguous); returns `[1, heads, 1, d]`.
+/// (views of the cache whose rows are contiguous, both f32 or both f16); returns
+/// `[1, heads, 1, d]`.
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (b, heads, seq, d) = q.dims4()?;
     let (kb, kv_heads, n, kd) = k.dims4()?;
@@ -40,25 +42,46 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_storage, &*v_storage) else {
         candle_core::bail!("attention loops run on the CPU");
     };
-    let keys = cache_view(k_cpu, k_layout, kv_heads, n, d)?;
-    let values = cache_view(v_cpu, v_layout, kv_heads, n, d)?;
-    let out = one_query(&q, keys, values, kv_heads, n, d);
+    let out = match (k_cpu, v_cpu) {
+        (CpuStorage::F16(_), CpuStorage::F16(_)) => {
+            let keys = cache_view::<f16>(k_cpu, k_layout, kv_heads, n, d)?;
+            one_query(
+                &q,
+                keys,
+                cache_view(v_cpu, v_layout, kv_heads, n, d)?,
+                kv_heads,
+                n,
+                d,
+            )
+        }
+        _ => {
+            let keys = cache_view::<f32>(k_cpu, k_layout, kv_heads, n, d)?;
+            one_query(
+                &q,
+                keys,
+                cache_view(v_cpu, v_layout, kv_heads, n, d)?,
+                kv_heads,
+                n,
+                d,
+            )
+        }
+    };
     Tensor::from_vec(out, (1, heads, 1, d), &Device::Cpu)
 }
 
 /// The storage under a `[1, kv_heads, n, d]` cache view, from its first value to its last.
-fn cache_view<'a>(
+fn cache_view<'a, T: WithDType + CacheValue>(
     storage: &'a CpuStorage,
     layout: &Layout,
     kv_heads: usize,
     n: usize,
     d: usize,
-) -> Result<CacheView<'a>> {
+) -> Result<CacheView<'a, T>> {
     let stride = layout.stride();
     if stride[3] != 1 || stride[2] != d {
         candle_core::bail!("attention loops: cache rows are not contiguous ({stride:?})");
     }
-    let data = storage.as_slice::<f32>()?;
+    let data = storage.as_slice::<T>()?;
     let (start, head_stride) = (layout.start_offset(), stride[1]);
     let end = start + (kv_heads - 1) * head_stride + n * d;
     if data.len() < end {
@@ -106,6 +129,23 @@ mod tests {
             let diff = max_abs_diff(&got, &expected);
             assert!(diff < 1e-5, "{new_positions} new: max abs diff {diff}");
         }
+    }
+
+    #[test]
+    fn reads_an_f16_cache_as_the_general_attention_reads_it_widened() {
+        let mut cache = KvCache::new(16, DType::F16);
+        let past = values(&[1, 2, 5, 16], 4);
+        cache.append(&past, &(&past * 0.5).unwrap()).unwrap();
+        let new = values(&[1, 2, 1, 16], 5);
+        let (k, v) = cache.append(&new, &new).unwrap();
+        assert_eq!((k.dtype(), v.dtype()), (DType::F16, DType::F16));
+        let q = values(&[1, 6, 1, 16], 6);
+        let got = attention(&q, &k, &v).unwrap();
+        let wide = |t: &Tensor| t.to_dtype(DType::F32).unwrap();
+        let expected =
+            super::super::layers::general_attention(&q, &wide(&k), &wide(&v), 16).unwrap();
+        let diff = max_abs_diff(&got, &expected);
+        assert!(diff < 1e-5, "max abs diff {diff}");
     }
 
     #[test]

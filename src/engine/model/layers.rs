@@ -208,7 +208,9 @@ impl Rope {
 /// written in place after that: a decode step copies only its own position, where
 /// concatenating would copy the whole cache every token, and the memory a conversation needs
 /// is known before it starts (for Phi-3-mini at 2048 positions in f16, 805 MB in all).
-/// Stored as f16 the values are widened to f32 for attention.
+/// Stored as f16 the values are widened where attention reads them: a decode step's loops
+/// read the f16 buffers themselves, where widening the views would copy the whole cache to
+/// f32 every token.
 #[derive(Debug)]
 pub struct KvCache {
     /// `[batch, kv_heads, capacity, head_dim]` keys and values; `None` until the first append.
@@ -244,7 +246,8 @@ impl KvCache {
         self.len == 0
     }
 
-    /// Appends `[batch, kv_heads, seq, head_dim]` keys and values; returns all of them, in f32.
+    /// Appends `[batch, kv_heads, seq, head_dim]` keys and values; returns views of all of
+    /// them, in the cache's type.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let (batch, heads, seq, dim) = k.dims4()?;
         let total = self.len + seq;
@@ -266,12 +269,7 @@ impl KvCache {
         cv.slice_set(&v.to_dtype(self.dtype)?.contiguous()?, 2, self.len)?;
         self.len = total;
         // Narrowed views, not copies: attention reads them with the buffers' strides.
-        let (k, v) = (ck.narrow(2, 0, total)?, cv.narrow(2, 0, total)?);
-        if self.dtype == DType::F32 {
-            Ok((k, v))
-        } else {
-            Ok((k.to_dtype(DType::F32)?, v.to_dtype(DType::F32)?))
-        }
+        Ok((ck.narrow(2, 0, total)?, cv.narrow(2, 0, total)?))
     }
 
     /// Keeps only the first `len` positions (to reuse a shared prompt prefix); the buffers stay
@@ -377,12 +375,17 @@ impl Embedding {
 }
 
 /// Scaled dot-product attention with grouped-query heads and a causal mask over a cache:
-/// `q` is `[b, heads, seq, d]`, `k`/`v` are `[b, kv_heads, past + seq, d]`.
+/// `q` is `[b, heads, seq, d]` in f32, `k`/`v` are `[b, kv_heads, past + seq, d]` in f32 or
+/// f16 (widened for the matmuls, read as they are by a decode step's loops).
 pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, head_dim: usize) -> Result<Tensor> {
     if attention_loops::serves() && q.dim(2)? == 1 && k.dim(0)? == 1 {
         return attention_loops::attention(q, k, v);
     }
-    general_attention(q, k, v, head_dim)
+    let widen = |t: &Tensor| match t.dtype() {
+        DType::F32 => Ok(t.clone()),
+        _ => t.to_dtype(DType::F32),
+    };
+    general_attention(q, &widen(k)?, &widen(v)?, head_dim)
 }
 
 /// [`attention`] through matmuls, for any number of query positions.
@@ -496,13 +499,15 @@ mod tests {
                 values(&[1, 2, 2, 4], 3),
             ];
             let mut seen: Vec<Tensor> = Vec::new();
+            let wide = |t: Tensor| t.to_dtype(DType::F32).unwrap();
             for step in &steps {
                 let v = (step * 2.0).unwrap();
                 let (k_all, v_all) = cache.append(step, &v).unwrap();
                 seen.push(step.clone());
                 let expected = Tensor::cat(&seen, 2).unwrap();
                 assert_eq!(k_all.dims(), expected.dims());
-                assert_eq!(k_all.dtype(), DType::F32);
+                assert_eq!((k_all.dtype(), v_all.dtype()), (dtype, dtype));
+                let (k_all, v_all) = (wide(k_all), wide(v_all));
                 assert!(max_abs_diff(&k_all, &expected) <= tolerance, "{dtype:?}");
                 assert!(max_abs_diff(&v_all, &(expected * 2.0).unwrap()) <= 2.0 * tolerance);
             }
@@ -512,6 +517,7 @@ mod tests {
             cache.truncate(2);
             let fresh = values(&[1, 2, 1, 4], 9);
             let (k_all, _) = cache.append(&fresh, &fresh).unwrap();
+            let k_all = wide(k_all);
             let expected = Tensor::cat(&[&steps[0].narrow(2, 0, 2).unwrap(), &fresh], 2).unwrap();
             assert!(max_abs_diff(&k_all, &expected) <= tolerance, "{dtype:?}");
             assert_eq!(cache.len(), 3);
