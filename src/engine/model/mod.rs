@@ -466,6 +466,35 @@ impl Model {
         result
     }
 
+    /// [`Model::forward`] over `ids` in runs of at most `chunk` positions, returning the last
+    /// position's logits. A pass's transient tensors grow with the positions it runs (its
+    /// attention scores alone are heads × positions × cached positions in f32), and wasm
+    /// memory never shrinks: one long pass would raise the peak for good. On failure the
+    /// cache is back where it was.
+    pub fn forward_chunked(&mut self, ids: &[u32], chunk: usize) -> Result<Tensor, ModelError> {
+        let start = self.cached_len();
+        let needed = start + ids.len();
+        if needed > self.context_length() {
+            return Err(ModelError::ContextFull {
+                needed,
+                capacity: self.context_length(),
+            });
+        }
+        let mut runs = ids.chunks(chunk.max(1)).peekable();
+        while let Some(run) = runs.next() {
+            match self.forward(run, false) {
+                Ok(logits) if runs.peek().is_none() => return Ok(logits),
+                Ok(_) => {}
+                Err(e) => {
+                    self.truncate_cache(start);
+                    return Err(e);
+                }
+            }
+        }
+        // No runs: `forward` names the empty input.
+        self.forward(ids, false)
+    }
+
     fn forward_inner(
         &mut self,
         ids: &[u32],
@@ -661,6 +690,46 @@ mod tests {
             .unwrap();
         assert_eq!(after, expected);
         assert_ne!(after, before);
+    }
+
+    #[test]
+    fn a_prompt_in_chunks_gives_the_logits_of_one_pass() {
+        let ids = [1u32, 2, 3, 4, 5, 6, 7, 8, 9, 1, 2];
+        let (mut whole, mut chunked) = (tiny_llama(), tiny_llama());
+        let expected = whole.forward(&ids, false).unwrap();
+        for chunk in [4, 11, 20] {
+            chunked.truncate_cache(0);
+            let got = chunked.forward_chunked(&ids, chunk).unwrap();
+            let diff = max_abs_diff(&got, &expected);
+            assert!(diff < 1e-5, "chunks of {chunk}: max abs diff {diff}");
+            assert_eq!(chunked.cached_len(), ids.len());
+        }
+        // The next position sees the same cache either way.
+        let diff = max_abs_diff(
+            &whole.forward(&[3], false).unwrap(),
+            &chunked.forward(&[3], false).unwrap(),
+        );
+        assert!(diff < 1e-5, "after the prompt: max abs diff {diff}");
+    }
+
+    #[test]
+    fn a_prompt_past_the_context_runs_no_chunk_and_keeps_the_cache() {
+        let mut model = tiny_llama();
+        model.forward(&[1, 2, 3], false).unwrap();
+        let err = model.forward_chunked(&[4; 14], 4).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                ModelError::ContextFull {
+                    needed: 17,
+                    capacity: 16
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(model.cached_len(), 3);
+        assert!(model.forward_chunked(&[], 4).is_err());
+        assert_eq!(model.cached_len(), 3);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use candle_core::quantized::gguf_file;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::{quantized_llama, quantized_phi3};
 use clap::Parser;
+use mimir::engine::generate::PROMPT_CHUNK;
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::model::{LoadOptions, Model};
 
@@ -55,7 +56,8 @@ struct Ours(Model);
 
 impl Runner for Ours {
     fn step(&mut self, ids: &[u32], _position: usize) -> anyhow::Result<Tensor> {
-        Ok(self.0.forward(ids, false)?)
+        // A prompt in the runs a chat session takes.
+        Ok(self.0.forward_chunked(ids, PROMPT_CHUNK)?)
     }
 }
 
