@@ -15,6 +15,7 @@ use std::io::BufReader;
 mod models;
 
 use candle_core::{Device, Tensor};
+use mimir::engine::generate::PROMPT_CHUNK;
 use mimir::engine::gguf::GgufFile;
 use mimir::engine::model::{LoadOptions, Model, ModelError};
 use mimir::engine::tokenizer::{GgufVocab, Tokenizer};
@@ -143,6 +144,29 @@ fn cached_decoding_equals_one_pass() {
         "prefix reuse: max abs diff {diff}"
     );
     assert_eq!(argmax(&resumed), argmax(expected));
+}
+
+#[test]
+fn a_long_prompt_in_chunks_equals_one_pass() {
+    // About 300 positions: two whole runs of a session's 128 and a shorter last one.
+    let prompt: Vec<u32> = prompt().repeat(300 / prompt().len() + 1);
+    let mut whole = load_ours(512);
+    let expected: Vec<f32> = whole.forward(&prompt, false).unwrap().to_vec1().unwrap();
+    let mut chunked = load_ours(512);
+    let logits: Vec<f32> = chunked
+        .forward_chunked(&prompt, PROMPT_CHUNK)
+        .unwrap()
+        .to_vec1()
+        .unwrap();
+    assert!(
+        prompt.len() > 2 * PROMPT_CHUNK,
+        "{} positions",
+        prompt.len()
+    );
+    let diff = max_abs_diff(&logits, &expected);
+    assert!(diff <= QUANTIZED_TOLERANCE, "max abs diff {diff}");
+    assert_eq!(argmax(&logits), argmax(&expected));
+    assert_eq!(chunked.cached_len(), prompt.len());
 }
 
 #[test]
