@@ -42,31 +42,28 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor) -> Result<Tensor> {
     let (Storage::Cpu(k_cpu), Storage::Cpu(v_cpu)) = (&*k_storage, &*v_storage) else {
         candle_core::bail!("attention loops run on the CPU");
     };
+    let (keys, values) = ((k_cpu, k_layout), (v_cpu, v_layout));
     let out = match (k_cpu, v_cpu) {
         (CpuStorage::F16(_), CpuStorage::F16(_)) => {
-            let keys = cache_view::<f16>(k_cpu, k_layout, kv_heads, n, d)?;
-            one_query(
-                &q,
-                keys,
-                cache_view(v_cpu, v_layout, kv_heads, n, d)?,
-                kv_heads,
-                n,
-                d,
-            )
+            attend::<f16>(&q, keys, values, kv_heads, n, d)?
         }
-        _ => {
-            let keys = cache_view::<f32>(k_cpu, k_layout, kv_heads, n, d)?;
-            one_query(
-                &q,
-                keys,
-                cache_view(v_cpu, v_layout, kv_heads, n, d)?,
-                kv_heads,
-                n,
-                d,
-            )
-        }
+        _ => attend::<f32>(&q, keys, values, kv_heads, n, d)?,
     };
     Tensor::from_vec(out, (1, heads, 1, d), &Device::Cpu)
+}
+
+/// [`one_query`] over the keys' and values' storage, both of type `T`.
+fn attend<T: WithDType + CacheValue>(
+    q: &[f32],
+    (k_storage, k_layout): (&CpuStorage, &Layout),
+    (v_storage, v_layout): (&CpuStorage, &Layout),
+    kv_heads: usize,
+    n: usize,
+    d: usize,
+) -> Result<Vec<f32>> {
+    let keys = cache_view::<T>(k_storage, k_layout, kv_heads, n, d)?;
+    let values = cache_view::<T>(v_storage, v_layout, kv_heads, n, d)?;
+    Ok(one_query(q, keys, values, kv_heads, n, d))
 }
 
 /// The storage under a `[1, kv_heads, n, d]` cache view, from its first value to its last.

@@ -442,13 +442,7 @@ impl Model {
     /// (`[vocab]`), or of every position (`[ids.len(), vocab]`) when `all_positions`.
     pub fn forward(&mut self, ids: &[u32], all_positions: bool) -> Result<Tensor, ModelError> {
         let start = self.cached_len();
-        let needed = start + ids.len();
-        if needed > self.context_length() {
-            return Err(ModelError::ContextFull {
-                needed,
-                capacity: self.context_length(),
-            });
-        }
+        self.check_room(ids.len())?;
         if ids.is_empty() {
             return Err(ModelError::InvalidConfig {
                 source_name: "forward".into(),
@@ -473,13 +467,7 @@ impl Model {
     /// cache is back where it was.
     pub fn forward_chunked(&mut self, ids: &[u32], chunk: usize) -> Result<Tensor, ModelError> {
         let start = self.cached_len();
-        let needed = start + ids.len();
-        if needed > self.context_length() {
-            return Err(ModelError::ContextFull {
-                needed,
-                capacity: self.context_length(),
-            });
-        }
+        self.check_room(ids.len())?;
         let mut runs = ids.chunks(chunk.max(1)).peekable();
         while let Some(run) = runs.next() {
             match self.forward(run, false) {
@@ -493,6 +481,18 @@ impl Model {
         }
         // No runs: `forward` names the empty input.
         self.forward(ids, false)
+    }
+
+    /// An error unless `positions` more fit after the cached ones.
+    fn check_room(&self, positions: usize) -> Result<(), ModelError> {
+        let needed = self.cached_len() + positions;
+        if needed > self.context_length() {
+            return Err(ModelError::ContextFull {
+                needed,
+                capacity: self.context_length(),
+            });
+        }
+        Ok(())
     }
 
     fn forward_inner(
