@@ -16,22 +16,13 @@ use crate::pool::{self, Pool};
 
 /// One layer's cached keys or values: for each kv head, `n` rows of `d` values, the heads
 /// `head_stride` values apart.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 pub struct CacheView<'a, T> {
     /// The values, from the first head's first row to the last head's last.
     pub data: &'a [T],
     /// Values between the starts of consecutive heads.
     pub head_stride: usize,
 }
-
-// Not derived: a derive would ask `T: Copy` of the values, where only the slice is copied.
-impl<T> Clone for CacheView<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-
-impl<T> Copy for CacheView<'_, T> {}
 
 /// A type the cache is stored in, and how attention reads a row of it. For f16 the results
 /// equal, bit for bit, those over the same values stored as f32.
