@@ -305,9 +305,10 @@ impl<'a> Q45<'a> {
             KQuant::Q5K => (Some(&block[16..48]), &block[48..176]),
             _ => (None, &block[16..144]),
         };
+        let (d, dmin) = q45_d_dmin(block);
         Q45 {
-            d: f16_to_f32([block[0], block[1]]),
-            dmin: f16_to_f32([block[2], block[3]]),
+            d,
+            dmin,
             scales,
             mins,
             high,
@@ -319,6 +320,15 @@ impl<'a> Q45<'a> {
 /// A Q6_K super-block's scale `d`, stored after its quants and scales.
 fn q6_d(block: &[u8]) -> f32 {
     f16_to_f32([block[208], block[209]])
+}
+
+/// A Q4_K or Q5_K super-block's scale `d` and minimum scale `dmin`, its first four bytes.
+#[inline(always)]
+fn q45_d_dmin(block: &[u8]) -> (f32, f32) {
+    (
+        f16_to_f32([block[0], block[1]]),
+        f16_to_f32([block[2], block[3]]),
+    )
 }
 
 /// A super-block's fields, unpacked.
@@ -450,7 +460,7 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{f16_to_f32, q6_d, scaled, Activation, KQuant, SUPER};
+    use super::{q45_d_dmin, q6_d, scaled, Activation, KQuant, SUPER};
     use crate::int8::simd128::transpose_sum;
 
     /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
@@ -754,15 +764,6 @@ mod simd128 {
         }
     }
 
-    /// A Q4_K or Q5_K super-block's `d` and `dmin`.
-    #[inline(always)]
-    fn q45_d_dmin(block: &[u8]) -> (f32, f32) {
-        (
-            f16_to_f32([block[0], block[1]]),
-            f16_to_f32([block[2], block[3]]),
-        )
-    }
-
     /// A Q6_K super-block as 256 values scale·(q − 32).
     ///
     /// # Safety
@@ -979,9 +980,10 @@ mod avx2 {
                     let wide = _mm256_cvtepu8_epi16(packed);
                     let scales = _mm256_permute2x128_si256::<0x00>(wide, wide);
                     let mins = _mm256_extracti128_si256::<1>(wide);
+                    let (d, dmin) = super::q45_d_dmin(block);
                     Header {
-                        d: super::f16_to_f32([block[0], block[1]]),
-                        dmin: super::f16_to_f32([block[2], block[3]]),
+                        d,
+                        dmin,
                         mins: _mm256_setr_m128i(
                             _mm_unpacklo_epi16(mins, mins),
                             _mm_unpackhi_epi16(mins, mins),
