@@ -117,18 +117,13 @@ impl GgufFile {
     }
 
     /// The raw bytes of the tensor called `name`, as the file stores them (for a caller that
-    /// converts them itself; nothing is zeroed or copied on the way).
+    /// converts them itself), read into one buffer of their size.
     pub fn tensor_bytes<R: Read + Seek>(&self, reader: &mut R, name: &str) -> Result<Vec<u8>> {
         let (info, size) = self.located(reader, name)?;
-        let mut bytes = Vec::with_capacity(size);
-        let read = reader
-            .take(size as u64)
-            .read_to_end(&mut bytes)
+        let mut bytes = vec![0u8; size];
+        reader
+            .read_exact(&mut bytes)
             .map_err(|e| self.read_error(info, name, e))?;
-        if read < size {
-            let eof = std::io::Error::from(std::io::ErrorKind::UnexpectedEof);
-            return Err(self.read_error(info, name, eof));
-        }
         Ok(bytes)
     }
 
