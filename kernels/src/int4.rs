@@ -230,7 +230,7 @@ mod simd128 {
     use std::arch::wasm32::*;
 
     use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
-    use crate::int8::simd128::{lanes, transpose_sum};
+    use crate::int8::simd128::{high_nibbles, lanes, transpose_sum};
 
     /// One row's 16 bytes of quants at `w` times the activation block `x`, as four i32 sums.
     ///
@@ -240,7 +240,7 @@ mod simd128 {
     #[inline(always)]
     unsafe fn row_dot(x: &[v128; 4], w: *const u8) -> v128 {
         let q = v128_load(w as *const v128);
-        let (low, high) = (v128_and(q, u8x16_splat(0x0F)), u8x16_shr(q, 4));
+        let (low, high) = (v128_and(q, u8x16_splat(0x0F)), high_nibbles(q));
         i32x4_add(
             i32x4_add(
                 i32x4_dot_i16x8(u16x8_extend_low_u8x16(low), x[0]),
@@ -277,7 +277,7 @@ mod simd128 {
     #[inline(always)]
     unsafe fn row_dot(x: &[v128; 2], w: *const u8) -> v128 {
         let q = v128_load(w as *const v128);
-        let (low, high) = (v128_and(q, u8x16_splat(0x0F)), u8x16_shr(q, 4));
+        let (low, high) = (v128_and(q, u8x16_splat(0x0F)), high_nibbles(q));
         let low = i32x4_relaxed_dot_i8x16_i7x16_add(x[0], low, i32x4_splat(0));
         i32x4_relaxed_dot_i8x16_i7x16_add(x[1], high, low)
     }

@@ -284,6 +284,15 @@ pub(crate) mod simd128 {
         ]
     }
 
+    /// The high nibble of each byte of `v`, as a byte. V8 lowers `i8x16.shr_u` to a 16-bit
+    /// shift and a mask it builds anew at every use (five instructions on x86-64); a 16-bit
+    /// shift and a constant mask are two, and the Q4_K decode ran 1.16× faster for it. The
+    /// K-quant kernels shift 16-bit lanes wherever a mask follows for the same reason.
+    #[inline(always)]
+    pub(crate) fn high_nibbles(v: v128) -> v128 {
+        v128_and(u16x8_shr(v, 4), u8x16_splat(0x0F))
+    }
+
     /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
     #[inline(always)]
     pub(crate) fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {

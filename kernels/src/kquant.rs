@@ -461,7 +461,7 @@ mod simd128 {
     use std::arch::wasm32::*;
 
     use super::{q45_d_dmin, q6_d, scaled, Activation, KQuant, SUPER};
-    use crate::int8::simd128::transpose_sum;
+    use crate::int8::simd128::{high_nibbles, transpose_sum};
 
     /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
     /// as it is loaded.
@@ -530,13 +530,14 @@ mod simd128 {
         ))
     }
 
-    /// Bit `bit` of each byte of `v`, moved to bit 4 (Q5_K's fifth bit).
+    /// Bit `bit` of each byte of `v`, moved to bit 4 (Q5_K's fifth bit). The shift is of
+    /// 16-bit lanes ([`high_nibbles`] says why): the bits it moves across bytes are masked.
     #[inline(always)]
     fn fifth_bit(v: v128, bit: u32) -> v128 {
         let moved = if bit <= 4 {
-            i8x16_shl(v, 4 - bit)
+            i16x8_shl(v, 4 - bit)
         } else {
-            u8x16_shr(v, bit - 4)
+            u16x8_shr(v, bit - 4)
         };
         v128_and(moved, u8x16_splat(0x10))
     }
@@ -564,7 +565,7 @@ mod simd128 {
                 let (mut a, mut b) = if half == 0 {
                     (v128_and(q1, nibbles), v128_and(q2, nibbles))
                 } else {
-                    (u8x16_shr(q1, 4), u8x16_shr(q2, 4))
+                    (high_nibbles(q1), high_nibbles(q2))
                 };
                 let j = 2 * chunk + half;
                 if let Some((h1, h2)) = high {
@@ -579,15 +580,16 @@ mod simd128 {
     /// The four quarters of 16 Q6_K values (value l, l + 32, l + 64, l + 96 of a half) as
     /// unsigned bytes 0..64, from 16 bytes of `ql` (`l1`), the 16 bytes 32 further on (`l2`)
     /// and 16 bytes of `qh`: low four bits from `l1` (quarters 0, 2) or `l2`, low nibble for
-    /// quarters 0 and 1; high two bits 2t, 2t+1 of `h`, moved to bits 4 and 5.
+    /// quarters 0 and 1; high two bits 2t, 2t+1 of `h`, moved to bits 4 and 5. Its shifts are
+    /// of 16-bit lanes, the bits they move across bytes masked.
     #[inline(always)]
     fn q6_quarters(l1: v128, l2: v128, h: v128) -> [v128; 4] {
         let (low4, high2) = (u8x16_splat(0x0F), u8x16_splat(0x30));
         [
-            v128_or(v128_and(l1, low4), v128_and(i8x16_shl(h, 4), high2)),
-            v128_or(v128_and(l2, low4), v128_and(i8x16_shl(h, 2), high2)),
-            v128_or(u8x16_shr(l1, 4), v128_and(h, high2)),
-            v128_or(u8x16_shr(l2, 4), v128_and(u8x16_shr(h, 2), high2)),
+            v128_or(v128_and(l1, low4), v128_and(i16x8_shl(h, 4), high2)),
+            v128_or(v128_and(l2, low4), v128_and(i16x8_shl(h, 2), high2)),
+            v128_or(high_nibbles(l1), v128_and(h, high2)),
+            v128_or(high_nibbles(l2), v128_and(u16x8_shr(h, 2), high2)),
         ]
     }
 
@@ -859,7 +861,7 @@ mod simd128 {
             u8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0),
         );
         let nibbles = v128_and(
-            u8x16_shr(low, 4),
+            u16x8_shr(low, 4),
             u8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15),
         );
         // q0..3 under scales 4..7 and q4..7 under minimums 4..7: their top two bits.
@@ -867,7 +869,7 @@ mod simd128 {
             header,
             i32x4_splat(0),
         );
-        let top = v128_and(u8x16_shr(top, 2), u8x16_splat(0x30));
+        let top = v128_and(u16x8_shr(top, 2), u8x16_splat(0x30));
         v128_or(v128_or(masked, nibbles), top)
     }
 
