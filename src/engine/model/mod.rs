@@ -441,66 +441,67 @@ impl Model {
     /// Runs `ids` after the cached positions and returns the logits of the last position
     /// (`[vocab]`), or of every position (`[ids.len(), vocab]`) when `all_positions`.
     pub fn forward(&mut self, ids: &[u32], all_positions: bool) -> Result<Tensor, ModelError> {
-        let start = self.cached_len();
-        self.check_room(ids.len())?;
-        if ids.is_empty() {
-            return Err(ModelError::InvalidConfig {
-                source_name: "forward".into(),
-                what: "no tokens to run".into(),
-            });
-        }
-        let result = self
-            .forward_inner(ids, start, all_positions)
-            .context(|| format!("forward pass over {} tokens at position {start}", ids.len()));
-        if result.is_err() {
-            // Blocks before the failure have appended this call's positions, the rest have
-            // not: put every cache back to where the caller's record says it is.
-            self.truncate_cache(start);
-        }
-        result
+        self.run(&[ids], all_positions)
     }
 
     /// [`Model::forward`] over `ids` in runs of at most `chunk` positions, returning the last
     /// position's logits. A pass's transient tensors grow with the positions it runs (its
     /// attention scores alone are heads × positions × cached positions in f32), and wasm
-    /// memory never shrinks: one long pass would raise the peak for good. On failure the
-    /// cache is back where it was.
+    /// memory never shrinks: one long pass would raise the peak for good. Only the last run
+    /// goes through the output projection, and on failure the cache is back where it was.
     pub fn forward_chunked(&mut self, ids: &[u32], chunk: usize) -> Result<Tensor, ModelError> {
-        let start = self.cached_len();
-        self.check_room(ids.len())?;
-        let mut runs = ids.chunks(chunk.max(1)).peekable();
-        while let Some(run) = runs.next() {
-            match self.forward(run, false) {
-                Ok(logits) if runs.peek().is_none() => return Ok(logits),
-                Ok(_) => {}
-                Err(e) => {
-                    self.truncate_cache(start);
-                    return Err(e);
-                }
-            }
-        }
-        // No runs: `forward` names the empty input.
-        self.forward(ids, false)
+        let runs: Vec<&[u32]> = ids.chunks(chunk.max(1)).collect();
+        self.run(&runs, false)
     }
 
-    /// An error unless `positions` more fit after the cached ones.
-    fn check_room(&self, positions: usize) -> Result<(), ModelError> {
-        let needed = self.cached_len() + positions;
+    /// Runs `runs` one after the other after the cached positions, then the output projection
+    /// of the last run's hidden states. The context room is checked for all of them before
+    /// any runs, and on failure every cache is back where it was.
+    fn run(&mut self, runs: &[&[u32]], all_positions: bool) -> Result<Tensor, ModelError> {
+        let start = self.cached_len();
+        let total: usize = runs.iter().map(|run| run.len()).sum();
+        let needed = start + total;
         if needed > self.context_length() {
             return Err(ModelError::ContextFull {
                 needed,
                 capacity: self.context_length(),
             });
         }
-        Ok(())
+        if total == 0 {
+            return Err(ModelError::InvalidConfig {
+                source_name: "forward".into(),
+                what: "no tokens to run".into(),
+            });
+        }
+        let result = self.run_blocks(runs).and_then(|xs| {
+            self.logits(&xs, all_positions)
+                .context(|| format!("output of {total} tokens at position {start}"))
+        });
+        if result.is_err() {
+            // Blocks before the failure have appended their positions, the rest have not:
+            // put every cache back to where the caller's record says it is.
+            self.truncate_cache(start);
+        }
+        result
     }
 
-    fn forward_inner(
-        &mut self,
-        ids: &[u32],
-        start: usize,
-        all_positions: bool,
-    ) -> candle_core::Result<Tensor> {
+    /// The hidden states of the last of `runs`, run one after the other (`run` has checked
+    /// that they hold tokens and fit).
+    fn run_blocks(&mut self, runs: &[&[u32]]) -> Result<Tensor, ModelError> {
+        let mut last = None;
+        for run in runs {
+            let at = self.cached_len();
+            last =
+                Some(self.through_blocks(run, at).context(|| {
+                    format!("forward pass over {} tokens at position {at}", run.len())
+                })?);
+        }
+        Ok(last.expect("`run` refuses runs without tokens"))
+    }
+
+    /// `[1, ids.len(), hidden]`: `ids` through every block, their keys and values appended
+    /// to the caches after position `start`.
+    fn through_blocks(&mut self, ids: &[u32], start: usize) -> candle_core::Result<Tensor> {
         let c = &self.config;
         let seq = ids.len();
         let mut xs = self.embedding.forward(ids)?.unsqueeze(0)?;
@@ -542,10 +543,16 @@ impl Model {
             };
             xs = (mlp + residual)?;
         }
+        Ok(xs)
+    }
+
+    /// The logits of the last of the hidden states `xs` (`[1, seq, hidden]`), or of all of
+    /// them.
+    fn logits(&self, xs: &Tensor, all_positions: bool) -> candle_core::Result<Tensor> {
         let xs = if all_positions {
             xs.squeeze(0)?
         } else {
-            layers::last_position(&xs)?
+            layers::last_position(xs)?
         };
         let logits = self.output.forward(&self.output_norm.forward(&xs)?)?;
         let logits = if all_positions {
