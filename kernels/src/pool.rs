@@ -31,10 +31,11 @@ const SPINS: u32 = if cfg!(target_arch = "wasm32") {
     1 << 15
 };
 
-/// The most ranges [`Pool::for_each_range`] cuts per thread. The threads claim ranges one at a
+/// The most ranges [`Pool::for_each_range`] cuts per thread. The threads take ranges one at a
 /// time, so the last to finish runs at most one range past the others: with four a thread,
 /// SmolLM2's 28 MB output matmul left one thread waiting up to 1.7 ms for the other in
-/// Chromium, and the caller spent 11 % of a decode step waiting. A claim is one atomic add.
+/// Chromium, and the caller spent 11 % of a decode step waiting. Taking one is an atomic
+/// compare-and-swap on a line the thread's own lane keeps to itself.
 const RANGES_PER_THREAD: usize = 16;
 
 /// A pool that could not be started.
@@ -62,7 +63,8 @@ pub enum PoolError {
 /// How a pool's work was shared: [`Pool::work`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct PoolWork {
-    /// Tasks offered to the workers (runs of one task, and runs on a busy pool, are not).
+    /// Tasks offered to the workers, each range of a [`Pool::for_each_range`] one (runs of
+    /// one task, and runs on a busy pool, are not offered).
     pub tasks: u64,
     /// Of those, the tasks the workers ran rather than the caller.
     pub by_workers: u64,
@@ -71,7 +73,7 @@ pub struct PoolWork {
 /// A task function with its lifetime erased: [`Pool::run`] keeps the function alive until
 /// every claimed task has finished, and nothing calls it after that.
 #[derive(Clone, Copy)]
-struct TaskRef(*const (dyn Fn(usize) + Sync + 'static));
+struct TaskRef(*const (dyn Fn(usize) -> usize + Sync + 'static));
 
 // SAFETY: the function is `Sync`, and `Pool::run` outlives every use of the pointer.
 unsafe impl Send for TaskRef {}
@@ -88,6 +90,18 @@ struct Offer {
     /// Workers asleep (or about to be) on the condition variable: an offer wakes them only if
     /// there are any, since waking costs a call into the runtime even when nobody waits.
     sleeping: usize,
+}
+
+/// A value alone on its cache line (128 bytes: x86's adjacent-line prefetcher fetches lines
+/// in pairs), so that threads writing one atomic do not take another's line away.
+#[repr(align(128))]
+struct Line<T>(T);
+
+impl<T> std::ops::Deref for Line<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
 }
 
 struct Shared {
@@ -126,11 +140,12 @@ impl Shared {
             // SAFETY: a task of this epoch was claimed, so `run` is still waiting for it and
             // the function is alive.
             let task = unsafe { &*task };
-            if panic::catch_unwind(AssertUnwindSafe(|| task(index))).is_err() {
-                self.panicked.store(true, Ordering::Relaxed);
-            }
-            if worker {
-                self.by_workers.fetch_add(1, Ordering::Relaxed);
+            match panic::catch_unwind(AssertUnwindSafe(|| task(index))) {
+                Ok(units) if worker => {
+                    self.by_workers.fetch_add(units as u64, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(_) => self.panicked.store(true, Ordering::Relaxed),
             }
             self.done.fetch_add(1, Ordering::AcqRel);
         }
@@ -237,19 +252,35 @@ impl Pool {
     /// Runs `task(i)` for each `i` in `0..count`, on the caller and the workers, and returns
     /// when all are done. A task's panic is raised again here.
     pub fn run(&self, count: usize, task: &(dyn Fn(usize) + Sync)) {
+        self.share(count, count, &|i| {
+            task(i);
+            1
+        });
+    }
+
+    /// Runs `task(i)` for each `i` in `0..count` as [`Pool::run`] does, where each task does
+    /// the number of units it returns, out of `units` in all, for the pool's account
+    /// ([`Pool::work`]) when the tasks are offered to the workers (not when there is one task
+    /// or one thread, or when the pool is busy and the caller runs them alone).
+    fn share(&self, count: usize, units: usize, task: &(dyn Fn(usize) -> usize + Sync)) {
+        let alone = |task: &dyn Fn(usize) -> usize| {
+            for i in 0..count {
+                task(i);
+            }
+        };
         if count <= 1 || self.threads <= 1 || count > u32::MAX as usize {
-            return (0..count).for_each(task);
+            return alone(task);
         }
         let busy = match self.busy.try_lock() {
             Ok(guard) => guard,
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return (0..count).for_each(task),
+            Err(TryLockError::WouldBlock) => return alone(task),
         };
         // SAFETY: only the lifetime is erased; `TaskRef` says why that is sound.
         let task = TaskRef(unsafe {
             std::mem::transmute::<
-                *const (dyn Fn(usize) + Sync + '_),
-                *const (dyn Fn(usize) + Sync + 'static),
+                *const (dyn Fn(usize) -> usize + Sync + '_),
+                *const (dyn Fn(usize) -> usize + Sync + 'static),
             >(task)
         });
         let shared = &self.shared;
@@ -270,7 +301,7 @@ impl Pool {
         if offer.sleeping > 0 {
             shared.wake.notify_all();
         }
-        shared.offered.fetch_add(count as u64, Ordering::Relaxed);
+        shared.offered.fetch_add(units as u64, Ordering::Relaxed);
         shared.work(offer, false);
         let mut spins = 0u32;
         while shared.done.load(Ordering::Acquire) < count {
@@ -288,20 +319,82 @@ impl Pool {
     }
 
     /// Runs `task` over `0..len` split into ranges of at least `grain` items, up to
-    /// [`RANGES_PER_THREAD`] per thread so that the threads finish close together. Beyond one
-    /// range per thread, the count is a multiple of the threads: five ranges on two threads
-    /// would run three on one of them while the other waits.
+    /// [`RANGES_PER_THREAD`] per thread so that the threads finish close together.
+    ///
+    /// The ranges are dealt out in one contiguous lane per thread, which the thread that takes
+    /// it runs front to back; a thread whose lane is done takes ranges from the back of the
+    /// others'. Taken from one shared counter, each thread's ranges were scattered through
+    /// the weights, and every range cost its thread a jump in memory (a new stream for the
+    /// prefetcher to find): SmolLM2's decode on two threads was no faster than on one in
+    /// Chromium, and is 1.4x faster in lanes (bench/NOTES.md, session 19).
     pub fn for_each_range(&self, len: usize, grain: usize, task: impl Fn(Range<usize>) + Sync) {
         let parts = (len / grain.max(1)).clamp(1, RANGES_PER_THREAD * self.threads);
-        let parts = if parts > self.threads {
-            parts - parts % self.threads
-        } else {
-            parts
-        };
         let (size, extra) = (len / parts, len % parts);
         // The first `extra` ranges take one item more.
         let start = |i: usize| i * size + i.min(extra);
-        self.run(parts, &|i| task(start(i)..start(i + 1)));
+        let lanes = Lanes::new(parts, self.threads.min(parts));
+        self.share(lanes.count(), parts, &|lane| {
+            lanes.drain(lane, |i| task(start(i)..start(i + 1)))
+        });
+    }
+}
+
+/// Ranges `0..parts` dealt out in contiguous lanes: each lane's first and end range, packed
+/// in one atomic so that its owner (taking from the front) and thieves (from the back) never
+/// take the same range.
+struct Lanes(Vec<Line<AtomicU64>>);
+
+impl Lanes {
+    fn new(parts: usize, lanes: usize) -> Self {
+        let (size, extra) = (parts / lanes, parts % lanes);
+        let bound = |i: usize| (i * size + i.min(extra)) as u64;
+        Lanes(
+            (0..lanes)
+                .map(|i| Line(AtomicU64::new(bound(i) << 32 | bound(i + 1))))
+                .collect(),
+        )
+    }
+
+    fn count(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Runs `lane`'s ranges from its front, then the others' from their backs; returns how
+    /// many it ran.
+    fn drain(&self, lane: usize, run: impl Fn(usize)) -> usize {
+        let mut ran = 0;
+        while let Some(i) = self.take(lane, true) {
+            run(i);
+            ran += 1;
+        }
+        for other in (1..self.count()).map(|k| (lane + k) % self.count()) {
+            while let Some(i) = self.take(other, false) {
+                run(i);
+                ran += 1;
+            }
+        }
+        ran
+    }
+
+    /// The next range of `lane`, from its front or its back; `None` when it has none left.
+    fn take(&self, lane: usize, front: bool) -> Option<usize> {
+        let bounds = &self.0[lane];
+        let mut current = bounds.load(Ordering::Relaxed);
+        loop {
+            let (first, end) = (current >> 32, current & u64::from(u32::MAX));
+            if first >= end {
+                return None;
+            }
+            let (next, taken) = if front {
+                ((first + 1) << 32 | end, first)
+            } else {
+                (first << 32 | (end - 1), end - 1)
+            };
+            match bounds.compare_exchange_weak(current, next, Ordering::AcqRel, Ordering::Relaxed) {
+                Ok(_) => return Some(taken as usize),
+                Err(seen) => current = seen,
+            }
+        }
     }
 }
 
@@ -458,6 +551,25 @@ pub(crate) mod tests {
         );
         pool.run(1, &|_| ());
         assert_eq!(pool.work().tasks, 64);
+
+        // Ranges count one by one, however the lanes were shared.
+        let elsewhere_before = elsewhere;
+        let elsewhere = AtomicUsize::new(0);
+        pool.for_each_range(40, 2, |_| {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+            if std::thread::current().id() != caller {
+                elsewhere.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        let elsewhere = elsewhere.load(Ordering::Relaxed);
+        assert!(elsewhere > 0);
+        assert_eq!(
+            pool.work(),
+            PoolWork {
+                tasks: 64 + 20,
+                by_workers: (elsewhere_before + elsewhere) as u64
+            }
+        );
     }
 
     #[test]
@@ -478,14 +590,53 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn ranges_share_evenly_among_the_threads() {
+    fn ranges_are_cut_by_grain_up_to_a_cap_per_thread() {
         let pool = native(2);
-        for (len, grain, parts) in [(576, 107, 4), (576, 200, 2), (576, 300, 1), (7, 1, 6)] {
+        for (len, grain, parts) in [(576, 107, 5), (576, 200, 2), (576, 300, 1), (7, 1, 7)] {
             let seen = AtomicUsize::new(0);
             pool.for_each_range(len, grain, |_| {
                 seen.fetch_add(1, Ordering::Relaxed);
             });
             assert_eq!(seen.load(Ordering::Relaxed), parts, "{len} / {grain}");
+        }
+        let seen = AtomicUsize::new(0);
+        pool.for_each_range(10_000, 1, |_| {
+            seen.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(seen.load(Ordering::Relaxed), 2 * RANGES_PER_THREAD);
+    }
+
+    #[test]
+    fn a_lane_runs_its_own_ranges_in_order_then_the_others_from_their_backs() {
+        let lanes = Lanes::new(10, 3);
+        assert_eq!(lanes.count(), 3);
+        let order = Mutex::new(Vec::new());
+        lanes.drain(1, |i| order.lock().unwrap().push(i));
+        // Lane 1 holds 4..7, lane 2 7..10 and lane 0 0..4 (the first takes the extra range).
+        assert_eq!(*order.lock().unwrap(), [4, 5, 6, 9, 8, 7, 3, 2, 1, 0]);
+        assert_eq!(lanes.take(0, true), None);
+        assert_eq!(lanes.take(2, false), None);
+    }
+
+    #[test]
+    fn lanes_drained_side_by_side_run_every_range_once() {
+        for (parts, lanes) in [(1, 1), (7, 2), (64, 3), (1000, 8)] {
+            let lanes = Lanes::new(parts, lanes);
+            let hits: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            std::thread::scope(|scope| {
+                for lane in 0..lanes.count() {
+                    let (lanes, hits) = (&lanes, &hits);
+                    scope.spawn(move || {
+                        lanes.drain(lane, |i| {
+                            hits[i].fetch_add(1, Ordering::Relaxed);
+                        })
+                    });
+                }
+            });
+            assert!(
+                hits.iter().all(|h| h.load(Ordering::Relaxed) == 1),
+                "{parts}"
+            );
         }
     }
 
