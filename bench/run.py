@@ -461,9 +461,11 @@ def main():
     parser.add_argument("--native-rounds", type=int, default=3,
                         help="native rounds per SmolLM2 file (all three engines each round; "
                              "the table gives medians); the Phi-3-shaped file runs once")
-    parser.add_argument("--mimir-worker", choices=["auto", "simd128", "relaxed"], default="auto",
-                        help="Mimir's worker build: the page's choice (relaxed SIMD where the "
-                             "browser has it), or one of the two")
+    parser.add_argument("--mimir-worker", choices=["auto", "simd128", "relaxed", "threads"],
+                        default="auto",
+                        help="Mimir's worker build for one thread: the page's choice (relaxed "
+                             "SIMD where the browser has it), one of the two, or the threaded "
+                             "build (more threads always take it), to compare it with itself")
     parser.add_argument("--skip-build", action="store_true", help="use the binaries already built")
     parser.add_argument("--no-browser", action="store_true")
     parser.add_argument("--no-llama-cpp", action="store_true")

@@ -53,10 +53,11 @@ const RELAXED_SIMD_PROBE = new Uint8Array([
 ]);
 
 // The worker build the app would start here for `threads` threads, unless the run names a
-// single-thread build (`--mimir-worker`). More than one thread takes the threaded build (with
-// relaxed SIMD), which the page starts where it is cross-origin isolated, as this one is.
+// build (`--mimir-worker`). More than one thread takes the threaded build (with relaxed SIMD),
+// which the page starts where it is cross-origin isolated, as this one is; `threads` runs that
+// build on one thread too.
 function workerUrl(choice, threads) {
-  if (threads > 1) {
+  if (threads > 1 || choice === 'threads') {
     return `/app/worker-threads_loader.js?threads=${threads}`;
   }
   const relaxed = choice === 'relaxed'
