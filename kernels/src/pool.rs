@@ -326,7 +326,7 @@ impl Pool {
     /// others'. Taken from one shared counter, each thread's ranges were scattered through
     /// the weights, and every range cost its thread a jump in memory (a new stream for the
     /// prefetcher to find): SmolLM2's decode on two threads was no faster than on one in
-    /// Chromium, and is 1.4x faster in lanes (bench/NOTES.md, session 19).
+    /// Chromium, and is 1.4x faster in lanes (bench/NOTES.md, "Ranges in lanes").
     pub fn for_each_range(&self, len: usize, grain: usize, task: impl Fn(Range<usize>) + Sync) {
         let parts = (len / grain.max(1)).clamp(1, RANGES_PER_THREAD * self.threads);
         let (size, extra) = (len / parts, len % parts);
