@@ -531,45 +531,30 @@ pub(crate) mod tests {
     fn workers_take_tasks() {
         let pool = native(2);
         let caller = std::thread::current().id();
-        let elsewhere = AtomicUsize::new(0);
-        // Tasks long enough that the caller cannot take them all before the worker wakes.
-        pool.run(64, &|_| {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            if std::thread::current().id() != caller {
-                elsewhere.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let elsewhere = elsewhere.load(Ordering::Relaxed);
-        assert!(elsewhere > 0);
+        // Tasks long enough that the caller cannot take them all before the worker wakes;
+        // returns how many ran elsewhere.
+        let elsewhere = |share: &dyn Fn(&(dyn Fn() + Sync))| {
+            let elsewhere = AtomicUsize::new(0);
+            share(&|| {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+                if std::thread::current().id() != caller {
+                    elsewhere.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+            elsewhere.load(Ordering::Relaxed) as u64
+        };
+        let by_tasks = elsewhere(&|task| pool.run(64, &|_| task()));
+        assert!(by_tasks > 0);
         // The pool's account agrees; a run of one task is not shared out.
-        assert_eq!(
-            pool.work(),
-            PoolWork {
-                tasks: 64,
-                by_workers: elsewhere as u64
-            }
-        );
+        let work = |tasks, by_workers| PoolWork { tasks, by_workers };
+        assert_eq!(pool.work(), work(64, by_tasks));
         pool.run(1, &|_| ());
         assert_eq!(pool.work().tasks, 64);
 
         // Ranges count one by one, however the lanes were shared.
-        let elsewhere_before = elsewhere;
-        let elsewhere = AtomicUsize::new(0);
-        pool.for_each_range(40, 2, |_| {
-            std::thread::sleep(std::time::Duration::from_millis(1));
-            if std::thread::current().id() != caller {
-                elsewhere.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let elsewhere = elsewhere.load(Ordering::Relaxed);
-        assert!(elsewhere > 0);
-        assert_eq!(
-            pool.work(),
-            PoolWork {
-                tasks: 64 + 20,
-                by_workers: (elsewhere_before + elsewhere) as u64
-            }
-        );
+        let by_ranges = elsewhere(&|task| pool.for_each_range(40, 2, |_| task()));
+        assert!(by_ranges > 0);
+        assert_eq!(pool.work(), work(64 + 20, by_tasks + by_ranges));
     }
 
     #[test]
