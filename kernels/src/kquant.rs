@@ -13,7 +13,10 @@
 //! sums are scaled once; with the `relaxed-simd` feature, sixteen by one
 //! `i32x4.relaxed_dot_i8x16_i7x16_add_s`, exact because the quants (unsigned, below 64) are its
 //! 7-bit operand. In a decode step a Q4_K or Q5_K super-block's 6-bit scales and minimums are
-//! unpacked by a few shuffles in registers, and its eight sub-blocks' sums weighed together.
+//! unpacked by a few shuffles in registers, and its eight sub-blocks' sums weighed together;
+//! four super-blocks' sums are then summed across and scaled in one vector, their f16 scales
+//! widened together (every path adds a row's super-blocks in four lanes, `Terms`, so that
+//! this order is everyone's).
 //! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
 //! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
 //! products; four weight rows and two activation rows go together, so that each load serves
@@ -427,6 +430,23 @@ fn scaled(kind: KQuant, x_scale: f32, d: f32, dmin: f32, sumi: i32, summ: i32) -
     }
 }
 
+/// A dot product's super-block terms ([`scaled`]), added in four lanes by super-block index
+/// mod 4, the lanes summed pairwise at the end: the order every path keeps, so that SIMD code
+/// may finish four super-blocks in one vector and still equal the portable loop bit for bit.
+#[derive(Debug, Clone, Copy, Default)]
+struct Terms([f32; 4]);
+
+impl Terms {
+    fn add(&mut self, s: usize, term: f32) {
+        self.0[s % 4] += term;
+    }
+
+    fn total(self) -> f32 {
+        let [a, b, c, d] = self.0;
+        (a + b) + (c + d)
+    }
+}
+
 /// Σ min·Σx over a super-block's eight sub-blocks.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 fn min_sum(mins: &[u8; 8], sums: &[i16]) -> i32 {
@@ -438,7 +458,7 @@ fn min_sum(mins: &[u8; 8], sums: &[i16]) -> i32 {
 
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
-    let mut acc = 0f32;
+    let mut terms = Terms::default();
     for (s, block) in row.chunks_exact(kind.block_bytes()).enumerate() {
         let b = Block::unpack(kind, block);
         let xq = &x.quants[s * SUPER..(s + 1) * SUPER];
@@ -451,16 +471,17 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
             })
             .sum();
         let summ = min_sum(&b.mins, &x.sums[16 * s..16 * s + 16]);
-        acc += scaled(kind, x.scales[s], b.d, b.dmin, sumi, summ);
+        terms.add(s, scaled(kind, x.scales[s], b.d, b.dmin, sumi, summ));
     }
-    acc
+    terms.total()
 }
 
 #[cfg(target_arch = "wasm32")]
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{q45_d_dmin, q6_d, scaled, Activation, KQuant, SUPER};
+    use super::{q45_d_dmin, q6_d, scaled, Activation, KQuant, Terms, SUPER};
+    use crate::attention::simd128::widen;
     use crate::int8::simd128::{high_nibbles, transpose_sum};
 
     /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
@@ -489,12 +510,6 @@ mod simd128 {
         i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(x as *const v128), q, acc)
     }
 
-    /// `sums` (i32 lanes) weighted by `scale` and added into `acc`.
-    #[inline(always)]
-    fn weigh(acc: v128, sums: v128, scale: i32) -> v128 {
-        i32x4_add(acc, i32x4_mul(sums, i32x4_splat(scale)))
-    }
-
     #[inline(always)]
     fn hsum(v: v128) -> i32 {
         let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
@@ -517,17 +532,17 @@ mod simd128 {
         (low, high)
     }
 
-    /// Σ w·s over 16 values, the weights `low` and `high` as i16 lanes and `s` as loaded
-    /// (|w·s| stays below 2^18).
+    /// Σ w·s over 16 values as four i32 lanes to be summed, the weights `low` and `high` as
+    /// i16 lanes and `s` as loaded (|w·s| stays below 2^18).
     ///
     /// # Safety
     /// `sums` must point at 16 readable values.
     #[inline(always)]
-    unsafe fn weighted_sixteen(low: v128, high: v128, sums: *const i16) -> i32 {
-        hsum(i32x4_add(
+    unsafe fn weighted_sixteen(low: v128, high: v128, sums: *const i16) -> v128 {
+        i32x4_add(
             i32x4_dot_i16x8(low, v128_load(sums as *const v128)),
             i32x4_dot_i16x8(high, v128_load(sums.add(8) as *const v128)),
-        ))
+        )
     }
 
     /// Bit `bit` of each byte of `v`, moved to bit 4 (Q5_K's fifth bit). The shift is of
@@ -594,33 +609,141 @@ mod simd128 {
     }
 
     /// The SIMD128 twin of `portable_dot`, equal to it bit for bit: the integer sums are
-    /// exact, and the floats are combined by the same code in the same order.
+    /// exact, and the floats are combined in the same order ([`super::Terms`]), four
+    /// super-blocks' terms in one vector.
     #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
     pub(super) fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
         let bytes = kind.block_bytes();
         super::assert_lengths(kind, row, std::slice::from_ref(x), 1);
-        let mut acc = 0f32;
-        for (s, block) in row.chunks_exact(bytes).enumerate() {
-            let xq = x.quants[s * SUPER..].as_ptr();
-            // SAFETY: `block` holds one super-block of `kind`, `xq` 256 quants and the sums
-            // from `16 * s` 16 values (asserted above); every load below stays inside them.
-            let (d, dmin, sumi, summ) = unsafe {
-                match kind {
-                    KQuant::Q4K | KQuant::Q5K => {
-                        let sums = x.sums[16 * s..16 * s + 16].as_ptr();
-                        let (sumi, summ) = q45_sums(kind, block.as_ptr(), xq, sums);
-                        let (d, dmin) = q45_d_dmin(block);
-                        (d, dmin, sumi, summ)
-                    }
-                    KQuant::Q6K => {
-                        let sums = x.sums[16 * s..16 * s + 16].as_ptr();
-                        (q6_d(block), 0.0, q6_sum(block.as_ptr(), xq, sums), 0)
-                    }
-                }
-            };
-            acc += scaled(kind, x.scales[s], d, dmin, sumi, summ);
+        let supers = row.len() / bytes;
+        let whole = supers - supers % 4;
+        let mut lanes = f32x4_splat(0.0);
+        for s in (0..whole).step_by(4) {
+            // SAFETY: the row holds super-blocks s..s + 4, and `x` their 1024 quants, 64 sums
+            // and four scales (asserted above).
+            lanes = f32x4_add(lanes, unsafe {
+                four_terms(
+                    kind,
+                    row.as_ptr().add(s * bytes),
+                    x.quants.as_ptr().add(s * SUPER),
+                    x.sums.as_ptr().add(16 * s),
+                    x.scales.as_ptr().add(s),
+                )
+            });
         }
-        acc
+        let mut terms = Terms(crate::int8::simd128::lanes(lanes));
+        for (s, block) in row.chunks_exact(bytes).enumerate().skip(whole) {
+            // SAFETY: as above, for super-block `s`.
+            let (sumi, summ) = unsafe {
+                block_sums(
+                    kind,
+                    block.as_ptr(),
+                    x.quants.as_ptr().add(s * SUPER),
+                    x.sums.as_ptr().add(16 * s),
+                )
+            };
+            let (d, dmin) = match kind {
+                KQuant::Q6K => (q6_d(block), 0.0),
+                _ => q45_d_dmin(block),
+            };
+            terms.add(
+                s,
+                scaled(kind, x.scales[s], d, dmin, hsum(sumi), hsum(summ)),
+            );
+        }
+        terms.total()
+    }
+
+    /// Four consecutive super-blocks' terms (`super::scaled`) as f32 lanes, each computed as
+    /// the scalar code computes it: their integer sums transposed into one vector, their f16
+    /// scales widened together.
+    ///
+    /// # Safety
+    /// `block` must point at four super-blocks of `kind`, `xq` at their 1024 activation
+    /// quants, `sums` at their 64 activation sums and `x_scales` at their four scales.
+    #[inline(always)]
+    unsafe fn four_terms(
+        kind: KQuant,
+        block: *const u8,
+        xq: *const i8,
+        sums: *const i16,
+        x_scales: *const f32,
+    ) -> v128 {
+        let at = |k: usize| block.add(k * kind.block_bytes());
+        // Per super-block [Σ of sumi lanes 0, 2 | 1, 3, Σ of summ lanes 0, 2 | 1, 3].
+        let (h0, h1) = (
+            halves(kind, at(0), xq, sums),
+            halves(kind, at(1), xq.add(SUPER), sums.add(16)),
+        );
+        let h01 = i32x4_add(
+            i32x4_shuffle::<0, 2, 4, 6>(h0, h1),
+            i32x4_shuffle::<1, 3, 5, 7>(h0, h1),
+        );
+        let (h2, h3) = (
+            halves(kind, at(2), xq.add(2 * SUPER), sums.add(32)),
+            halves(kind, at(3), xq.add(3 * SUPER), sums.add(48)),
+        );
+        let h23 = i32x4_add(
+            i32x4_shuffle::<0, 2, 4, 6>(h2, h3),
+            i32x4_shuffle::<1, 3, 5, 7>(h2, h3),
+        );
+        let sumi = f32x4_convert_i32x4(i32x4_shuffle::<0, 2, 4, 6>(h01, h23));
+        let summ = f32x4_convert_i32x4(i32x4_shuffle::<1, 3, 5, 7>(h01, h23));
+        let x_scale = v128_load(x_scales as *const v128);
+        match kind {
+            KQuant::Q4K | KQuant::Q5K => {
+                // Each super-block's d and dmin, the f16 pair it starts with, in one lane.
+                let mut pairs = i32x4_splat(0);
+                pairs = u32x4_replace_lane::<0>(pairs, (at(0) as *const u32).read_unaligned());
+                pairs = u32x4_replace_lane::<1>(pairs, (at(1) as *const u32).read_unaligned());
+                pairs = u32x4_replace_lane::<2>(pairs, (at(2) as *const u32).read_unaligned());
+                pairs = u32x4_replace_lane::<3>(pairs, (at(3) as *const u32).read_unaligned());
+                let d = widen(v128_and(pairs, u32x4_splat(0xFFFF)));
+                let dmin = widen(u32x4_shr(pairs, 16));
+                f32x4_mul(
+                    x_scale,
+                    f32x4_sub(f32x4_mul(d, sumi), f32x4_mul(dmin, summ)),
+                )
+            }
+            KQuant::Q6K => {
+                let d = |k: usize| (at(k).add(208) as *const u16).read_unaligned() as u32;
+                let d = widen(u32x4(d(0), d(1), d(2), d(3)));
+                f32x4_mul(x_scale, f32x4_mul(d, sumi))
+            }
+        }
+    }
+
+    /// A super-block's [`block_sums`] half summed across: Σ scale·q·x of its lanes 0 and 2,
+    /// then of 1 and 3, then the same of Σ min·Σx.
+    ///
+    /// # Safety
+    /// As for [`block_sums`].
+    #[inline(always)]
+    unsafe fn halves(kind: KQuant, block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
+        let (sumi, summ) = block_sums(kind, block, xq, sums);
+        i32x4_add(
+            i32x4_shuffle::<0, 1, 4, 5>(sumi, summ),
+            i32x4_shuffle::<2, 3, 6, 7>(sumi, summ),
+        )
+    }
+
+    /// A super-block's Σ scale·q·x and (Q4_K, Q5_K) Σ min·Σx, each as four i32 lanes to be
+    /// summed ([`q45_sums`], [`q6_sums`]; the second is zero for Q6_K).
+    ///
+    /// # Safety
+    /// `block` must point at one super-block of `kind`, `xq` at 256 quants and `sums` at 16
+    /// values.
+    #[inline(always)]
+    unsafe fn block_sums(
+        kind: KQuant,
+        block: *const u8,
+        xq: *const i8,
+        sums: *const i16,
+    ) -> (v128, v128) {
+        match kind {
+            KQuant::Q4K | KQuant::Q5K => q45_sums(kind, block, xq, sums),
+            KQuant::Q6K => (q6_sums(block, xq, sums), i32x4_splat(0)),
+        }
     }
 
     /// The dot products of `R` weight rows with several activation rows (a prompt): `out[i][k]`
@@ -640,7 +763,7 @@ mod simd128 {
         for row in rows {
             super::assert_lengths(kind, row, xs, out.len());
         }
-        out.fill([0.0; R]);
+        let mut terms = vec![[Terms::default(); R]; xs.len()];
         let mut w = [[0i16; SUPER]; R];
         for s in 0..rows[0].len() / bytes {
             // SAFETY: each block is one super-block of `kind`; each `w[k]` holds 256 values.
@@ -652,28 +775,31 @@ mod simd128 {
                 )
             });
             let quants = |x: &Activation| x.quants[s * SUPER..].as_ptr();
-            let finish = |x: &Activation, out: &mut [f32; R], sumi: [i32; R]| {
+            let finish = |x: &Activation, terms: &mut [Terms; R], sumi: [i32; R]| {
                 for (k, &(d, dmin, mins)) in unpacked.iter().enumerate() {
                     // SAFETY: each row holds 16 sums per super-block (asserted above).
                     let summ = mins.map_or(0, |(low, high)| unsafe {
-                        weighted_sixteen(low, high, x.sums[16 * s..].as_ptr())
+                        hsum(weighted_sixteen(low, high, x.sums[16 * s..].as_ptr()))
                     });
-                    out[k] += scaled(kind, x.scales[s], d, dmin, sumi[k], summ);
+                    terms[k].add(s, scaled(kind, x.scales[s], d, dmin, sumi[k], summ));
                 }
             };
             // Activation rows two at a time, so that each weight load serves two as well.
-            let mut outs = out.chunks_exact_mut(2);
-            for (x, out) in xs.chunks_exact(2).zip(&mut outs) {
+            let mut pairs = terms.chunks_exact_mut(2);
+            for (x, terms) in xs.chunks_exact(2).zip(&mut pairs) {
                 // SAFETY: each row holds `supers` super-blocks of quants (asserted above).
                 let [a, b] = unsafe { weighted_sums(&w, [quants(&x[0]), quants(&x[1])]) };
-                finish(&x[0], &mut out[0], a);
-                finish(&x[1], &mut out[1], b);
+                finish(&x[0], &mut terms[0], a);
+                finish(&x[1], &mut terms[1], b);
             }
-            if let ([x], [out]) = (xs.chunks_exact(2).remainder(), outs.into_remainder()) {
+            if let ([x], [terms]) = (xs.chunks_exact(2).remainder(), pairs.into_remainder()) {
                 // SAFETY: as above.
                 let [sumi] = unsafe { weighted_sums(&w, [quants(x)]) };
-                finish(x, out, sumi);
+                finish(x, terms, sumi);
             }
+        }
+        for (out, terms) in out.iter_mut().zip(terms) {
+            *out = terms.map(Terms::total);
         }
     }
 
@@ -774,22 +900,26 @@ mod simd128 {
     unsafe fn unpack_q6(block: *const u8, w: *mut i16) {
         let scales = block.add(192) as *const i8;
         let offset = i16x8_splat(32);
-        each_q6_sixteen(block, |at, q| {
-            let scale = i16x8_splat(*scales.add(at / 16) as i16);
-            let low = i16x8_sub(i16x8_extend_low_u8x16(q), offset);
-            let high = i16x8_sub(i16x8_extend_high_u8x16(q), offset);
-            v128_store(w.add(at) as *mut v128, i16x8_mul(low, scale));
-            v128_store(w.add(at + 8) as *mut v128, i16x8_mul(high, scale));
+        each_q6_quarters(block, |first, quarters| {
+            for (t, q) in quarters.into_iter().enumerate() {
+                let at = first + 32 * t;
+                let scale = i16x8_splat(*scales.add(at / 16) as i16);
+                let low = i16x8_sub(i16x8_extend_low_u8x16(q), offset);
+                let high = i16x8_sub(i16x8_extend_high_u8x16(q), offset);
+                v128_store(w.add(at) as *mut v128, i16x8_mul(low, scale));
+                v128_store(w.add(at + 8) as *mut v128, i16x8_mul(high, scale));
+            }
         });
     }
 
-    /// Calls `f(at, q)` for each run of 16 Q6_K values, `at` being the first one's index in
-    /// the super-block and `q` the values as unsigned bytes 0..64.
+    /// Calls `f(first, q)` for each four runs of 16 Q6_K values that share their bytes:
+    /// `q[t]` holds values `first + 32t .. first + 32t + 16` as unsigned bytes 0..64, for
+    /// `first` = 0, 16, 128, 144.
     ///
     /// # Safety
     /// `block` must point at 210 readable bytes.
     #[inline(always)]
-    unsafe fn each_q6_sixteen(block: *const u8, mut f: impl FnMut(usize, v128)) {
+    unsafe fn each_q6_quarters(block: *const u8, mut f: impl FnMut(usize, [v128; 4])) {
         let load = |p: *const u8| v128_load(p as *const v128);
         for half in 0..2 {
             let ql = block.add(64 * half);
@@ -797,10 +927,10 @@ mod simd128 {
             for sixteen in 0..2 {
                 let l1 = load(ql.add(16 * sixteen));
                 let l2 = load(ql.add(32 + 16 * sixteen));
-                let quarters = q6_quarters(l1, l2, load(qh.add(16 * sixteen)));
-                for (t, q) in quarters.into_iter().enumerate() {
-                    f(128 * half + 32 * t + 16 * sixteen, q);
-                }
+                f(
+                    128 * half + 16 * sixteen,
+                    q6_quarters(l1, l2, load(qh.add(16 * sixteen))),
+                );
             }
         }
     }
@@ -818,7 +948,7 @@ mod simd128 {
         block: *const u8,
         xq: *const i8,
         sums: *const i16,
-    ) -> (i32, i32) {
+    ) -> (v128, v128) {
         let packed = scales_and_mins(v128_load(block as *const v128));
         let (high, qs) = q45_quants(kind, block);
         let mut sub = [i32x4_splat(0); 8];
@@ -841,7 +971,7 @@ mod simd128 {
             ),
         );
         let (low, high) = min_weights(packed);
-        (hsum(sumi), weighted_sixteen(low, high, sums))
+        (sumi, weighted_sixteen(low, high, sums))
     }
 
     /// A Q4_K or Q5_K super-block's eight 6-bit scales (lanes 0..8) and minimums (lanes
@@ -873,28 +1003,50 @@ mod simd128 {
         v128_or(v128_or(masked, nibbles), top)
     }
 
-    /// Σ scale·(q − 32)·x over a Q6_K super-block, `sums` being the activations' sums per
-    /// 16 values.
+    /// Σ scale·(q − 32)·x over a Q6_K super-block as four i32 lanes to be summed, `sums`
+    /// being the activations' sums per 16 values.
     ///
     /// # Safety
     /// `block` must point at 210 readable bytes, `xq` at 256 quants and `sums` at 16 values.
     #[inline(always)]
-    unsafe fn q6_sum(block: *const u8, xq: *const i8, sums: *const i16) -> i32 {
-        let scales = block.add(192) as *const i8;
-        let mut acc = i32x4_splat(0);
+    unsafe fn q6_sums(block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
+        let scales = v128_load(block.add(192) as *const v128);
+        // The scales of runs r, r + 2, r + 4, r + 6 as i32 lanes, for r = 0, 8, 1, 9.
+        let sorted =
+            i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15>(scales, scales);
+        let (even, odd) = (
+            i16x8_extend_low_i8x16(sorted),
+            i16x8_extend_high_i8x16(sorted),
+        );
+        let weights = [
+            i32x4_extend_low_i16x8(even),
+            i32x4_extend_high_i16x8(even),
+            i32x4_extend_low_i16x8(odd),
+            i32x4_extend_high_i16x8(odd),
+        ];
         // The quants are multiplied as they are unpacked, 0..64, and 32·Σ scale·Σx is taken
-        // off once: relaxed SIMD's dot needs its second operand non-negative.
-        each_q6_sixteen(block, |at, q| {
-            let products = products(i32x4_splat(0), q, xq.add(at));
-            acc = weigh(acc, products, *scales.add(at / 16) as i32);
+        // off once: relaxed SIMD's dot needs its second operand non-negative. Four runs of 16
+        // are summed across together and weighed by their scales at once.
+        let mut acc = i32x4_splat(0);
+        each_q6_quarters(block, |first, q| {
+            let at = |t: usize| xq.add(first + 32 * t);
+            let zero = i32x4_splat(0);
+            let sums = transpose_sum(
+                products(zero, q[0], at(0)),
+                products(zero, q[1], at(1)),
+                products(zero, q[2], at(2)),
+                products(zero, q[3], at(3)),
+            );
+            // Runs first / 16 + 2t: r = 0, 8, 1, 9 for first = 0, 128, 16, 144.
+            let weights = weights[2 * (first % 128 / 16) + first / 128];
+            acc = i32x4_add(acc, i32x4_mul(sums, weights));
         });
-        let scales = v128_load(scales as *const v128);
         let offset = weighted_sixteen(
             i16x8_extend_low_i8x16(scales),
             i16x8_extend_high_i8x16(scales),
             sums,
         );
-        hsum(acc) - 32 * offset
+        i32x4_sub(acc, i32x4_shl(offset, 5))
     }
 }
 
@@ -902,7 +1054,7 @@ mod simd128 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{q6_d, scaled, Activation, KQuant, SUPER};
+    use super::{q6_d, scaled, Activation, KQuant, Terms, SUPER};
 
     pub(super) use crate::int8::avx2::available;
 
@@ -1150,34 +1302,46 @@ mod avx2 {
     /// 256 quants and 16 sums per super-block, and `out` one value per row of `xs`.
     #[target_feature(enable = "avx2")]
     pub(super) unsafe fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
-        out.fill(0.0);
-        let mut quants = [_mm256_setzero_si256(); SUPER / 32];
-        for (s, block) in row.chunks_exact(kind.block_bytes()).enumerate() {
-            // SAFETY: by this function's contract every pointer below stays inside the
-            // super-block, its 256 activation quants and their 16 sums.
-            unsafe {
-                let h = header(kind, block);
-                if let [x] = xs {
+        let blocks = row.chunks_exact(kind.block_bytes()).enumerate();
+        if let [x] = xs {
+            let mut terms = Terms::default();
+            for (s, block) in blocks {
+                // SAFETY: by this function's contract every pointer below stays inside the
+                // super-block, its 256 activation quants and their 16 sums.
+                unsafe {
+                    let h = header(kind, block);
                     let xq = x.quants.as_ptr().add(s * SUPER);
                     let mut acc = _mm256_setzero_si256();
                     each_chunk(kind, block, |c, q| {
                         acc = _mm256_add_epi32(acc, products(q, xq.add(32 * c), h.scales[c]));
                     });
                     let sums = x.sums.as_ptr().add(16 * s);
-                    out[0] += finish(kind, &h, x.scales[s], hsum(acc), sums);
-                    continue;
+                    terms.add(s, finish(kind, &h, x.scales[s], hsum(acc), sums));
                 }
+            }
+            out[0] = terms.total();
+            return;
+        }
+        let mut terms = vec![Terms::default(); xs.len()];
+        let mut quants = [_mm256_setzero_si256(); SUPER / 32];
+        for (s, block) in blocks {
+            // SAFETY: as above.
+            unsafe {
+                let h = header(kind, block);
                 each_chunk(kind, block, |c, q| quants[c] = q);
-                for (x, out) in xs.iter().zip(out.iter_mut()) {
+                for (x, terms) in xs.iter().zip(terms.iter_mut()) {
                     let xq = x.quants.as_ptr().add(s * SUPER);
                     let mut acc = _mm256_setzero_si256();
                     for (c, &q) in quants.iter().enumerate() {
                         acc = _mm256_add_epi32(acc, products(q, xq.add(32 * c), h.scales[c]));
                     }
                     let sums = x.sums.as_ptr().add(16 * s);
-                    *out += finish(kind, &h, x.scales[s], hsum(acc), sums);
+                    terms.add(s, finish(kind, &h, x.scales[s], hsum(acc), sums));
                 }
             }
+        }
+        for (out, terms) in out.iter_mut().zip(terms) {
+            *out = terms.total();
         }
     }
 }
@@ -1254,11 +1418,12 @@ mod tests {
     }
 
     /// Whatever path this target takes (SIMD128 in wasm32) against the portable loops, on
-    /// weights whose bytes cover every bit pattern and activations at ±127.
+    /// weights whose bytes cover every bit pattern and activations at ±127, in rows of whole
+    /// groups of four super-blocks, of fewer, and of groups and a rest.
     #[test]
     fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
-        for kind in KINDS {
-            let cols = 3 * SUPER;
+        for (kind, supers) in KINDS.into_iter().flat_map(|k| [(k, 3), (k, 8), (k, 9)]) {
+            let cols = supers * SUPER;
             let w = matrix(kind, 2, cols, 3);
             let mut x = values(cols, 5);
             (x[0], x[1], x[300]) = (-200.0, 200.0, 0.0);
@@ -1277,7 +1442,7 @@ mod tests {
                     dot_rows(kind, row, &rows, &mut out);
                     assert!(
                         out.iter().all(|v| v.to_bits() == expected),
-                        "{kind:?}, {m} rows"
+                        "{kind:?}, {supers} super-blocks, {m} rows"
                     );
                 }
             }
@@ -1289,7 +1454,7 @@ mod tests {
     #[test]
     fn a_prompt_equals_the_portable_loop_bit_for_bit() {
         for kind in KINDS {
-            let (rows, cols, m) = (7, 2 * SUPER, 3);
+            let (rows, cols, m) = (7, 5 * SUPER, 3);
             let w = matrix(kind, rows, cols, 13);
             let mut x = values(m * cols, 9);
             (x[0], x[cols + 1]) = (-300.0, 300.0);
