@@ -182,7 +182,7 @@ fn softmax_numerators(scores: &mut [f32]) -> f32 {
 }
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) mod simd128 {
+mod simd128 {
     use std::arch::wasm32::*;
 
     use half::f16;
@@ -228,7 +228,7 @@ pub(crate) mod simd128 {
     /// subnormal f16 lands on a subnormal f32, so the multiply makes it exact), infinities
     /// and NaNs (at least 2¹⁶ once scaled) given the all-ones exponent, then the sign.
     #[inline(always)]
-    pub(crate) fn widen(h: v128) -> v128 {
+    pub(super) fn widen(h: v128) -> v128 {
         let moved = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
         let value = f32x4_mul(moved, f32x4_splat(f32::from_bits((127 + 112) << 23)));
         let special = v128_and(
