@@ -654,8 +654,8 @@ mod simd128 {
     }
 
     /// Four consecutive super-blocks' terms (`super::scaled`) as f32 lanes, each computed as
-    /// the scalar code computes it: their integer sums transposed into one vector, their f16
-    /// scales converted together.
+    /// the scalar code computes it: their integer sums summed across by shuffles into one
+    /// vector each, their f16 scales converted together.
     ///
     /// # Safety
     /// `block` must point at four super-blocks of `kind`, `xq` at their 1024 activation
