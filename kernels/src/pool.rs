@@ -329,14 +329,19 @@ impl Pool {
     /// Chromium, and is 1.4x faster in lanes (bench/NOTES.md, "Ranges in lanes").
     pub fn for_each_range(&self, len: usize, grain: usize, task: impl Fn(Range<usize>) + Sync) {
         let parts = (len / grain.max(1)).clamp(1, RANGES_PER_THREAD * self.threads);
-        let (size, extra) = (len / parts, len % parts);
-        // The first `extra` ranges take one item more.
-        let start = |i: usize| i * size + i.min(extra);
+        let start = cuts(len, parts);
         let lanes = Lanes::new(parts, self.threads.min(parts));
         self.share(lanes.count(), parts, &|lane| {
             lanes.drain(lane, |i| task(start(i)..start(i + 1)))
         });
     }
+}
+
+/// Where part `i` of `len` items cut into `parts` near-equal parts starts (part `parts` starting
+/// at `len`): the first `len % parts` parts take one item more.
+fn cuts(len: usize, parts: usize) -> impl Fn(usize) -> usize {
+    let (size, extra) = (len / parts, len % parts);
+    move |i| i * size + i.min(extra)
 }
 
 /// Ranges `0..parts` dealt out in contiguous lanes: each lane's first and end range, packed
@@ -346,8 +351,8 @@ struct Lanes(Vec<Line<AtomicU64>>);
 
 impl Lanes {
     fn new(parts: usize, lanes: usize) -> Self {
-        let (size, extra) = (parts / lanes, parts % lanes);
-        let bound = |i: usize| (i * size + i.min(extra)) as u64;
+        let start = cuts(parts, lanes);
+        let bound = |i: usize| start(i) as u64;
         Lanes(
             (0..lanes)
                 .map(|i| Line(AtomicU64::new(bound(i) << 32 | bound(i + 1))))
