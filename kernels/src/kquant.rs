@@ -308,7 +308,7 @@ impl<'a> Q45<'a> {
             KQuant::Q5K => (Some(&block[16..48]), &block[48..176]),
             _ => (None, &block[16..144]),
         };
-        let (d, dmin) = q45_d_dmin(block);
+        let (d, dmin) = d_dmin(kind, block);
         Q45 {
             d,
             dmin,
@@ -320,18 +320,17 @@ impl<'a> Q45<'a> {
     }
 }
 
-/// A Q6_K super-block's scale `d`, stored after its quants and scales.
-fn q6_d(block: &[u8]) -> f32 {
-    f16_to_f32([block[208], block[209]])
-}
-
-/// A Q4_K or Q5_K super-block's scale `d` and minimum scale `dmin`, its first four bytes.
+/// A super-block's scale `d` and minimum scale `dmin`: Q4_K and Q5_K's first four bytes, Q6_K's
+/// `d` stored after its quants and scales (it has no minimums: zero).
 #[inline(always)]
-fn q45_d_dmin(block: &[u8]) -> (f32, f32) {
-    (
-        f16_to_f32([block[0], block[1]]),
-        f16_to_f32([block[2], block[3]]),
-    )
+fn d_dmin(kind: KQuant, block: &[u8]) -> (f32, f32) {
+    match kind {
+        KQuant::Q6K => (f16_to_f32([block[208], block[209]]), 0.0),
+        KQuant::Q4K | KQuant::Q5K => (
+            f16_to_f32([block[0], block[1]]),
+            f16_to_f32([block[2], block[3]]),
+        ),
+    }
 }
 
 /// A super-block's fields, unpacked.
@@ -371,7 +370,7 @@ impl Block {
             }
             KQuant::Q6K => {
                 let (ql, qh, scales) = (&block[..128], &block[128..192], &block[192..208]);
-                b.d = q6_d(block);
+                b.d = d_dmin(kind, block).0;
                 for (s, &byte) in b.scales.iter_mut().zip(scales) {
                     *s = byte as i8 as i32;
                 }
@@ -480,7 +479,7 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
 mod simd128 {
     use std::arch::wasm32::*;
 
-    use super::{q45_d_dmin, q6_d, scaled, Activation, KQuant, Terms, SUPER};
+    use super::{d_dmin, scaled, Activation, KQuant, Terms, SUPER};
     use crate::int8::simd128::{high_nibbles, transpose_sum};
 
     /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
@@ -641,10 +640,7 @@ mod simd128 {
                     x.sums.as_ptr().add(16 * s),
                 )
             };
-            let (d, dmin) = match kind {
-                KQuant::Q6K => (q6_d(block), 0.0),
-                _ => q45_d_dmin(block),
-            };
+            let (d, dmin) = d_dmin(kind, block);
             terms.add(
                 s,
                 scaled(kind, x.scales[s], d, dmin, hsum(sumi), hsum(summ)),
@@ -836,17 +832,15 @@ mod simd128 {
     /// `block` must be one super-block of `kind`, and `w` point at 256 writable values.
     #[inline(always)]
     unsafe fn unpack(kind: KQuant, block: &[u8], w: *mut i16) -> (f32, f32, Option<(v128, v128)>) {
-        match kind {
-            KQuant::Q4K | KQuant::Q5K => {
-                let packed = unpack_q45(kind, block.as_ptr(), w);
-                let (d, dmin) = q45_d_dmin(block);
-                (d, dmin, Some(min_weights(packed)))
-            }
+        let mins = match kind {
+            KQuant::Q4K | KQuant::Q5K => Some(min_weights(unpack_q45(kind, block.as_ptr(), w))),
             KQuant::Q6K => {
                 unpack_q6(block.as_ptr(), w);
-                (q6_d(block), 0.0, None)
+                None
             }
-        }
+        };
+        let (d, dmin) = d_dmin(kind, block);
+        (d, dmin, mins)
     }
 
     /// Σ w·x over 256 values for each of `w` and each activation row at `xq` (|w| ≤ 4096, so
@@ -1080,7 +1074,7 @@ mod simd128 {
 mod avx2 {
     use std::arch::x86_64::*;
 
-    use super::{q6_d, scaled, Activation, KQuant, Terms, SUPER};
+    use super::{scaled, Activation, KQuant, Terms, SUPER};
 
     pub(super) use crate::int8::avx2::available;
 
@@ -1160,7 +1154,7 @@ mod avx2 {
                     let wide = _mm256_cvtepu8_epi16(packed);
                     let scales = _mm256_permute2x128_si256::<0x00>(wide, wide);
                     let mins = _mm256_extracti128_si256::<1>(wide);
-                    let (d, dmin) = super::q45_d_dmin(block);
+                    let (d, dmin) = super::d_dmin(kind, block);
                     Header {
                         d,
                         dmin,
@@ -1181,7 +1175,7 @@ mod avx2 {
                     ];
                     // Chunk `c` holds values 16·(2c) .. 16·(2c + 2): scales 2c and 2c + 1.
                     Header {
-                        d: q6_d(block),
+                        d: super::d_dmin(kind, block).0,
                         dmin: 0.0,
                         mins: _mm256_setzero_si256(),
                         scales: std::array::from_fn(|c| {
