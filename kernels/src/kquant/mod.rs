@@ -107,26 +107,33 @@ pub fn check(kind: KQuant, bytes: usize, rows: usize, cols: usize) -> Result<(),
     }
 }
 
-/// Row `row` of a `[rows, cols]` matrix of `kind`, dequantized as llama.cpp does (the same
+/// Re-lays a `[rows, cols]` matrix of `kind`, as a GGUF file stores it, in place into the
+/// order this target's kernels read ([`matmul`], [`dequantize_row`]): in wasm32 each Q4_K and
+/// Q5_K super-block's quants interleaved ([`order`]); natively, and Q6_K everywhere, as they
+/// are. Each super-block is re-laid on its own, so packed matrices stacked row-wise are the
+/// packed stack.
+pub fn pack(kind: KQuant, data: &mut [u8], rows: usize, cols: usize) -> Result<(), KQuantError> {
+    check(kind, data.len(), rows, cols)?;
+    if order::INTERLEAVED && kind != KQuant::Q6K {
+        for block in data.chunks_exact_mut(kind.block_bytes()) {
+            order::interleave_block(kind, block);
+        }
+    }
+    Ok(())
+}
+
+/// Row `row` of a `[rows, cols]` matrix of `kind` ([`pack`]ed), dequantized as llama.cpp does (the same
 /// float operations in the same order).
 pub fn dequantize_row(kind: KQuant, data: &[u8], cols: usize, row: usize) -> Vec<f32> {
     let row_bytes = cols / SUPER * kind.block_bytes();
-    let mut values = Vec::with_capacity(cols);
-    for block in data[row * row_bytes..(row + 1) * row_bytes].chunks_exact(kind.block_bytes()) {
-        let b = Block::unpack(kind, block);
-        values.extend(b.quants.iter().enumerate().map(|(i, &q)| {
-            let (scale, min) = (b.scales[i / 16] as f32, b.mins[i / 32] as f32);
-            match kind {
-                KQuant::Q6K => b.d * scale * q as f32,
-                KQuant::Q4K | KQuant::Q5K => b.d * scale * q as f32 - b.dmin * min,
-            }
-        }));
-    }
-    values
+    data[row * row_bytes..(row + 1) * row_bytes]
+        .chunks_exact(kind.block_bytes())
+        .flat_map(|block| Block::unpack(kind, block).values(kind))
+        .collect()
 }
 
 /// `out = x Wᵀ` for `x` holding rows of `cols` values and `W` a `[rows, cols]` matrix of
-/// `kind`; `out` gets `rows` values per row of `x`.
+/// `kind` ([`pack`]ed); `out` gets `rows` values per row of `x`.
 pub fn matmul(
     kind: KQuant,
     data: &[u8],
@@ -155,19 +162,11 @@ pub(crate) fn matmul_on(
         });
     }
     let m = x.len() / cols;
-    let supers = cols / SUPER;
-    let x = activations::quantize::<SUPER>(x);
-    let sums = sub_block_sums(&x.quants);
-    let xs: Vec<Activation> = (0..m)
-        .map(|i| Activation {
-            quants: &x.quants[i * cols..(i + 1) * cols],
-            scales: &x.scales[i * supers..(i + 1) * supers],
-            sums: &sums[i * cols / 16..(i + 1) * cols / 16],
-        })
-        .collect();
+    let x = Quantized::new(kind, x);
+    let xs: Vec<Activation> = (0..m).map(|i| x.row(i, cols)).collect();
     let mut out = vec![0f32; m * rows];
     let shared = pool::Disjoint::new(&mut out);
-    let row_bytes = supers * kind.block_bytes();
+    let row_bytes = cols / SUPER * kind.block_bytes();
     let row = |r: usize| &data[r * row_bytes..(r + 1) * row_bytes];
     // One weight row at a time (a prompt in wasm32: four), every activation row against it
     // while it is hot; runs of rows split across `pool`.
@@ -211,9 +210,49 @@ pub(crate) fn matmul_on(
 #[cfg(target_arch = "wasm32")]
 const ROWS: usize = 4;
 
+/// Activation rows rounded to 8 bits for a matmul with `kind`, with their sums.
+struct Quantized {
+    /// In the order of `kind`'s quants ([`order::activation_index`]).
+    quants: Vec<i8>,
+    scales: Vec<f32>,
+    sums: Vec<i16>,
+    sums32: Vec<i16>,
+}
+
+impl Quantized {
+    fn new(kind: KQuant, x: &[f32]) -> Self {
+        let x = activations::quantize::<SUPER>(x);
+        let sums = sub_block_sums(&x.quants);
+        let sums32 = sums.chunks_exact(2).map(|pair| pair[0] + pair[1]).collect();
+        let quants = if order::INTERLEAVED && kind != KQuant::Q6K {
+            order::interleave_activations(kind, &x.quants)
+        } else {
+            x.quants
+        };
+        Quantized {
+            quants,
+            scales: x.scales,
+            sums,
+            sums32,
+        }
+    }
+
+    /// Row `i` of rows of `cols` values.
+    fn row(&self, i: usize, cols: usize) -> Activation<'_> {
+        let supers = cols / SUPER;
+        Activation {
+            quants: &self.quants[i * cols..(i + 1) * cols],
+            scales: &self.scales[i * supers..(i + 1) * supers],
+            sums: &self.sums[i * supers * 16..(i + 1) * supers * 16],
+            sums32: &self.sums32[i * supers * 8..(i + 1) * supers * 8],
+        }
+    }
+}
+
 /// One quantized activation row.
 #[derive(Clone)]
 struct Activation<'a> {
+    /// In the order of the weights' quants ([`Quantized::quants`]).
     quants: &'a [i8],
     /// One per super-block.
     scales: &'a [f32],
@@ -221,6 +260,8 @@ struct Activation<'a> {
     /// Q4_K and Q5_K (two per 32-value sub-block), and for Q6_K's offset of 32 where its quants
     /// are multiplied unsigned.
     sums: &'a [i16],
+    /// The quants summed per 32 values (a Q4_K or Q5_K sub-block), for the minimums' Σ min·Σx.
+    sums32: &'a [i16],
 }
 
 fn sub_block_sums(quants: &[i8]) -> Vec<i16> {
@@ -242,9 +283,9 @@ fn assert_lengths(kind: KQuant, row: &[u8], xs: &[Activation], outs: usize) {
     assert!(
         row.len().is_multiple_of(kind.block_bytes())
             && outs == xs.len()
-            && xs
-                .iter()
-                .all(|x| x.quants.len() == supers * SUPER && x.sums.len() == supers * 16),
+            && xs.iter().all(|x| x.quants.len() == supers * SUPER
+                && x.sums.len() == supers * 16
+                && x.sums32.len() == supers * 8),
         "K-quant matmul: activation and weight row disagree in length"
     );
 }
@@ -304,10 +345,9 @@ struct Q45<'a> {
 impl<'a> Q45<'a> {
     fn read(kind: KQuant, block: &'a [u8]) -> Self {
         let (scales, mins) = scales_and_mins(&block[4..16]);
-        let (high, qs) = match kind {
-            KQuant::Q5K => (Some(&block[16..48]), &block[48..176]),
-            _ => (None, &block[16..144]),
-        };
+        let at = order::quants_at(kind);
+        let high = (kind == KQuant::Q5K).then(|| &block[16..48]);
+        let qs = &block[at..at + 128];
         let (d, dmin) = d_dmin(kind, block);
         Q45 {
             d,
@@ -334,6 +374,7 @@ fn d_dmin(kind: KQuant, block: &[u8]) -> (f32, f32) {
 }
 
 /// A super-block's fields, unpacked.
+#[cfg_attr(test, derive(Debug, PartialEq))]
 struct Block {
     d: f32,
     dmin: f32,
@@ -345,7 +386,25 @@ struct Block {
 }
 
 impl Block {
+    /// The 256 values, as llama.cpp dequantizes them.
+    fn values(self, kind: KQuant) -> impl Iterator<Item = f32> {
+        (0..SUPER).map(move |i| {
+            let q = self.quants[i] as f32;
+            let (scale, min) = (self.scales[i / 16] as f32, self.mins[i / 32] as f32);
+            match kind {
+                KQuant::Q6K => self.d * scale * q,
+                KQuant::Q4K | KQuant::Q5K => self.d * scale * q - self.dmin * min,
+            }
+        })
+    }
+
+    /// A super-block in the order this target's kernels keep it ([`pack`]).
     fn unpack(kind: KQuant, block: &[u8]) -> Self {
+        Self::unpack_in(kind, block, order::INTERLEAVED)
+    }
+
+    /// A super-block in GGUF's order, or (Q4_K, Q5_K) interleaved ([`order`]).
+    fn unpack_in(kind: KQuant, block: &[u8], interleaved: bool) -> Self {
         let mut b = Block {
             d: 0.0,
             dmin: 0.0,
@@ -362,9 +421,11 @@ impl Block {
                 }
                 for (i, q) in b.quants.iter_mut().enumerate() {
                     let (chunk, half, l) = (i / 64, (i / 32) % 2, i % 32);
-                    let byte = h.qs[32 * chunk + l];
+                    let byte = h.qs[order::quant_byte(interleaved, chunk, l)];
                     let nibble = if half == 0 { byte & 0xF } else { byte >> 4 };
-                    let fifth = h.high.map_or(0, |h| (h[l] >> (2 * chunk + half)) & 1);
+                    let fifth = h
+                        .high
+                        .map_or(0, |h| order::fifth_bit(interleaved, h, 2 * chunk + half, l));
                     *q = (nibble | fifth << 4) as i8;
                 }
             }
@@ -446,12 +507,12 @@ impl Terms {
     }
 }
 
-/// Σ min·Σx over a super-block's eight sub-blocks.
+/// Σ min·Σx over a super-block's eight sub-blocks, from the activations' sums per 32.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-fn min_sum(mins: &[u8; 8], sums: &[i16]) -> i32 {
+fn min_sum(mins: &[u8; 8], sums32: &[i16]) -> i32 {
     mins.iter()
-        .zip(sums.chunks_exact(2))
-        .map(|(&m, s)| m as i32 * (s[0] as i32 + s[1] as i32))
+        .zip(sums32)
+        .map(|(&m, &s)| m as i32 * s as i32)
         .sum()
 }
 
@@ -464,16 +525,18 @@ fn portable_dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
         let sumi: i32 = (0..16)
             .map(|g| {
                 let dot: i32 = (16 * g..16 * g + 16)
-                    .map(|i| b.quants[i] as i32 * xq[i] as i32)
+                    .map(|i| b.quants[i] as i32 * xq[order::activation_index(kind, i)] as i32)
                     .sum();
                 b.scales[g] * dot
             })
             .sum();
-        let summ = min_sum(&b.mins, &x.sums[16 * s..16 * s + 16]);
+        let summ = min_sum(&b.mins, &x.sums32[8 * s..8 * s + 8]);
         terms.add(s, scaled(kind, x.scales[s], b.d, b.dmin, sumi, summ));
     }
     terms.total()
 }
+
+mod order;
 
 #[cfg(target_arch = "wasm32")]
 mod simd128;

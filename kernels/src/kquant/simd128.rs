@@ -1,7 +1,75 @@
 use std::arch::wasm32::*;
 
-use super::{d_dmin, scaled, Activation, KQuant, Terms, SUPER};
-use crate::int8::simd128::{high_nibbles, transpose_sum};
+use super::{d_dmin, order, scaled, Activation, KQuant, Terms, SUPER};
+use crate::int8::simd128::transpose_sum;
+
+/// The vector constants of the decode kernels, read once per row from a static.
+///
+/// V8 builds a `v128.const` where it is used, from a 64-bit immediate moved to a vector
+/// register and spread or inserted (three to five instructions), and LLVM puts the constants
+/// inside the loops that use them: a Q4_K super-block's decode spent about 25 of its ~185
+/// instructions on them. Read from memory once per row (a volatile read, which LLVM can
+/// neither fold back into constants nor repeat), they stay in registers or are reloaded from
+/// the stack by one load each.
+#[derive(Clone, Copy)]
+pub(super) struct Constants {
+    low_nibbles: v128,
+    fifth_bit: v128,
+    /// The high two bits of a Q6_K quant, at bits 4 and 5.
+    high_pair: v128,
+    /// Scales and minimums unpacked ([`scales_and_mins`]): the low bits' masks, the high
+    /// nibbles' mask, the top bits' mask.
+    header_low: v128,
+    header_nibbles: v128,
+    header_top: v128,
+    /// [`scales_to_f32`]'s masks and offsets.
+    f16_magnitude: v128,
+    f16_exponent: v128,
+    f16_sign: v128,
+    rebias: v128,
+    implicit_one: v128,
+    smallest_normal: v128,
+}
+
+/// `x` in every byte, as a constant.
+const fn bytes(x: u8) -> v128 {
+    u8x16(x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x)
+}
+
+/// `x` in every 32-bit lane, as a constant.
+const fn words(x: u32) -> v128 {
+    u32x4(x, x, x, x)
+}
+
+static CONSTANTS: Constants = Constants {
+    low_nibbles: bytes(0x0F),
+    fifth_bit: bytes(0x10),
+    high_pair: bytes(0x30),
+    header_low: u8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0),
+    header_nibbles: u8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15),
+    header_top: u8x16(0, 0, 0, 0, 48, 48, 48, 48, 0, 0, 0, 0, 48, 48, 48, 48),
+    f16_magnitude: words(0x7FFF),
+    f16_exponent: words(0x7C00 << 13),
+    f16_sign: words(0x8000),
+    rebias: words((127 - 15) << 23),
+    implicit_one: words(1 << 23),
+    smallest_normal: words(113 << 23),
+};
+
+impl Constants {
+    #[inline(always)]
+    pub(super) fn get() -> Self {
+        // SAFETY: a static, read as the value it is.
+        unsafe { std::ptr::read_volatile(&CONSTANTS) }
+    }
+}
+
+/// The high nibble of each byte of `v`, by a 16-bit shift and a mask (`int8::simd128::
+/// high_nibbles` says why not a byte shift).
+#[inline(always)]
+fn high_nibbles(c: &Constants, v: v128) -> v128 {
+    v128_and(u16x8_shr(v, 4), c.low_nibbles)
+}
 
 /// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
 /// as it is loaded.
@@ -29,25 +97,36 @@ unsafe fn products(acc: v128, q: v128, x: *const i8) -> v128 {
     i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(x as *const v128), q, acc)
 }
 
+/// [`products`] with each lane's four products those of four neighbouring quants: lane c
+/// sums the products of bytes 4c..4c + 4, as the interleaved Q4_K and Q5_K quants need
+/// (`super::order`). Relaxed SIMD's dot sums so; `i32x4.dot_i16x8_s` pairs bytes 2i, 2i + 1
+/// of each half, so its two halves' pairs are added across.
+///
+/// # Safety
+/// `x` must point at 16 readable quants.
+#[inline(always)]
+unsafe fn grouped_products(acc: v128, q: v128, x: *const i8) -> v128 {
+    #[cfg(feature = "relaxed-simd")]
+    {
+        products(acc, q, x)
+    }
+    #[cfg(not(feature = "relaxed-simd"))]
+    {
+        let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), i16x8_load_extend_i8x8(x));
+        let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), i16x8_load_extend_i8x8(x.add(8)));
+        let pairs = i32x4_add(
+            i32x4_shuffle::<0, 2, 4, 6>(low, high),
+            i32x4_shuffle::<1, 3, 5, 7>(low, high),
+        );
+        i32x4_add(acc, pairs)
+    }
+}
+
 #[inline(always)]
 fn hsum(v: v128) -> i32 {
     let v = i32x4_add(v, i32x4_shuffle::<2, 3, 0, 1>(v, v));
     let v = i32x4_add(v, i32x4_shuffle::<1, 0, 3, 2>(v, v));
     i32x4_extract_lane::<0>(v)
-}
-
-/// A super-block's eight minimums, lanes 8..16 of `packed` ([`scales_and_mins`]), each
-/// twice as i16 lanes: the weights of the activations' 16 sums per 16 values in
-/// `super::min_sum`'s Σ min·Σx, by [`weighted_sixteen`].
-#[inline(always)]
-fn min_weights(packed: v128) -> (v128, v128) {
-    let zero = i32x4_splat(0);
-    let low =
-        i8x16_shuffle::<8, 16, 8, 16, 9, 16, 9, 16, 10, 16, 10, 16, 11, 16, 11, 16>(packed, zero);
-    let high = i8x16_shuffle::<12, 16, 12, 16, 13, 16, 13, 16, 14, 16, 14, 16, 15, 16, 15, 16>(
-        packed, zero,
-    );
-    (low, high)
 }
 
 /// Σ w·s over 16 values as four i32 lanes to be summed, the weights `low` and `high` as
@@ -66,48 +145,45 @@ unsafe fn weighted_sixteen(low: v128, high: v128, sums: *const i16) -> v128 {
 /// Bit `bit` of each byte of `v`, moved to bit 4 (Q5_K's fifth bit). The shift is of
 /// 16-bit lanes ([`high_nibbles`] says why): the bits it moves across bytes are masked.
 #[inline(always)]
-fn fifth_bit(v: v128, bit: u32) -> v128 {
+fn fifth_bit(c: &Constants, v: v128, bit: u32) -> v128 {
     let moved = if bit <= 4 {
         i16x8_shl(v, 4 - bit)
     } else {
         u16x8_shr(v, bit - 4)
     };
-    v128_and(moved, u8x16_splat(0x10))
+    v128_and(moved, c.fifth_bit)
 }
 
-/// Calls `f(j, a, b)` for each sub-block `j` of a Q4_K or Q5_K super-block, `a` and `b`
-/// holding its values 0..16 and 16..32 as unsigned bytes: the low nibbles of a 32-byte
-/// chunk of quants for even `j`, the high ones for odd, with Q5_K's fifth bit `j` of the
-/// matching byte of `high` at bit 4.
+/// Calls `f(k, low, high)` for each vector `k` of a Q4_K or Q5_K super-block's interleaved
+/// quants ([`order`]): `low` holds values 4k..4k + 4 of sub-blocks 0, 2, 4 and 6 (four lanes
+/// each) as unsigned bytes, the low nibbles of the vector, and `high` those of sub-blocks 1,
+/// 3, 5 and 7, its high nibbles; Q5_K's fifth bits, the matching bits k of `high`'s two
+/// vectors, at bit 4.
 ///
 /// # Safety
 /// `qs` and `high` must point at 128 and 32 readable bytes.
 #[inline(always)]
-unsafe fn each_q45_sub_block(
+unsafe fn each_q45_vector(
+    c: &Constants,
     qs: *const u8,
     high: Option<*const u8>,
     mut f: impl FnMut(usize, v128, v128),
 ) {
     let load = |p: *const u8| v128_load(p as *const v128);
-    let nibbles = u8x16_splat(0x0F);
-    let high = high.map(|h| (load(h), load(h.add(16))));
-    for chunk in 0..4 {
-        let q1 = load(qs.add(32 * chunk));
-        let q2 = load(qs.add(32 * chunk + 16));
-        for half in 0..2 {
-            let (mut a, mut b) = if half == 0 {
-                (v128_and(q1, nibbles), v128_and(q2, nibbles))
-            } else {
-                (high_nibbles(q1), high_nibbles(q2))
-            };
-            let j = 2 * chunk + half;
-            if let Some((h1, h2)) = high {
-                a = v128_or(a, fifth_bit(h1, j as u32));
-                b = v128_or(b, fifth_bit(h2, j as u32));
+    let fifth = high.map(|h| (load(h), load(h.add(16))));
+    // Unrolled by hand: LLVM keeps a loop of eight here, and its accumulators in memory.
+    macro_rules! vector {
+        ($($k:literal)*) => {$({
+            let quants = load(qs.add(16 * $k));
+            let (mut low, mut high) = (v128_and(quants, c.low_nibbles), high_nibbles(c, quants));
+            if let Some((even, odd)) = fifth {
+                low = v128_or(low, fifth_bit(c, even, $k));
+                high = v128_or(high, fifth_bit(c, odd, $k));
             }
-            f(j, a, b);
-        }
+            f($k, low, high);
+        })*};
     }
+    vector!(0 1 2 3 4 5 6 7);
 }
 
 /// The four quarters of 16 Q6_K values (value l, l + 32, l + 64, l + 96 of a half) as
@@ -116,13 +192,13 @@ unsafe fn each_q45_sub_block(
 /// quarters 0 and 1; high two bits 2t, 2t+1 of `h`, moved to bits 4 and 5. Its shifts are
 /// of 16-bit lanes, the bits they move across bytes masked.
 #[inline(always)]
-fn q6_quarters(l1: v128, l2: v128, h: v128) -> [v128; 4] {
-    let (low4, high2) = (u8x16_splat(0x0F), u8x16_splat(0x30));
+fn q6_quarters(c: &Constants, l1: v128, l2: v128, h: v128) -> [v128; 4] {
+    let (low4, high2) = (c.low_nibbles, c.high_pair);
     [
         v128_or(v128_and(l1, low4), v128_and(i16x8_shl(h, 4), high2)),
         v128_or(v128_and(l2, low4), v128_and(i16x8_shl(h, 2), high2)),
-        v128_or(high_nibbles(l1), v128_and(h, high2)),
-        v128_or(high_nibbles(l2), v128_and(u16x8_shr(h, 2), high2)),
+        v128_or(high_nibbles(c, l1), v128_and(h, high2)),
+        v128_or(high_nibbles(c, l2), v128_and(u16x8_shr(h, 2), high2)),
     ]
 }
 
@@ -131,35 +207,35 @@ fn q6_quarters(l1: v128, l2: v128, h: v128) -> [v128; 4] {
 /// super-blocks' terms in one vector.
 #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
 pub(super) fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
+    // One loop per kind: with the kind a variable, V8 keeps the values of the Q4_K and Q5_K
+    // paths alive across their branches and spills most of them (2× slower).
+    match kind {
+        KQuant::Q4K => dot_of(KQuant::Q4K, row, x),
+        KQuant::Q5K => dot_of(KQuant::Q5K, row, x),
+        KQuant::Q6K => dot_of(KQuant::Q6K, row, x),
+    }
+}
+
+/// [`dot`] for one `kind`, a constant where it is inlined.
+#[inline(always)]
+fn dot_of(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
     let bytes = kind.block_bytes();
     super::assert_lengths(kind, row, std::slice::from_ref(x), 1);
+    let c = Constants::get();
     let supers = row.len() / bytes;
     let whole = supers - supers % 4;
     let mut lanes = f32x4_splat(0.0);
     for s in (0..whole).step_by(4) {
-        // SAFETY: the row holds super-blocks s..s + 4, and `x` their 1024 quants, 64 sums
-        // and four scales (asserted above).
+        // SAFETY: the row holds super-blocks s..s + 4, and `x` their quants, sums and scales
+        // (asserted above).
         lanes = f32x4_add(lanes, unsafe {
-            four_terms(
-                kind,
-                row.as_ptr().add(s * bytes),
-                x.quants.as_ptr().add(s * SUPER),
-                x.sums.as_ptr().add(16 * s),
-                x.scales.as_ptr().add(s),
-            )
+            four_terms(kind, &c, row.as_ptr().add(s * bytes), x, s)
         });
     }
     let mut terms = Terms(crate::int8::simd128::lanes(lanes));
     for (s, block) in row.chunks_exact(bytes).enumerate().skip(whole) {
         // SAFETY: as above, for super-block `s`.
-        let (sumi, summ) = unsafe {
-            block_sums(
-                kind,
-                block.as_ptr(),
-                x.quants.as_ptr().add(s * SUPER),
-                x.sums.as_ptr().add(16 * s),
-            )
-        };
+        let (sumi, summ) = unsafe { block_sums(kind, &c, block.as_ptr(), x, s) };
         let (d, dmin) = d_dmin(kind, block);
         terms.add(
             s,
@@ -174,29 +250,28 @@ pub(super) fn dot(kind: KQuant, row: &[u8], x: &Activation) -> f32 {
 /// vector each, their f16 scales converted together.
 ///
 /// # Safety
-/// `block` must point at four super-blocks of `kind`, `xq` at their 1024 activation
-/// quants, `sums` at their 64 activation sums and `x_scales` at their four scales.
+/// `block` must point at four super-blocks of `kind`, and `x` hold super-blocks s..s + 4.
 #[inline(always)]
 unsafe fn four_terms(
     kind: KQuant,
+    c: &Constants,
     block: *const u8,
-    xq: *const i8,
-    sums: *const i16,
-    x_scales: *const f32,
+    x: &Activation,
+    s: usize,
 ) -> v128 {
     let at = |k: usize| block.add(k * kind.block_bytes());
     // Per super-block [Σ of sumi lanes 0, 2 | 1, 3, Σ of summ lanes 0, 2 | 1, 3].
     let (h0, h1) = (
-        halves(kind, at(0), xq, sums),
-        halves(kind, at(1), xq.add(SUPER), sums.add(16)),
+        halves(kind, c, at(0), x, s),
+        halves(kind, c, at(1), x, s + 1),
     );
     let h01 = i32x4_add(
         i32x4_shuffle::<0, 2, 4, 6>(h0, h1),
         i32x4_shuffle::<1, 3, 5, 7>(h0, h1),
     );
     let (h2, h3) = (
-        halves(kind, at(2), xq.add(2 * SUPER), sums.add(32)),
-        halves(kind, at(3), xq.add(3 * SUPER), sums.add(48)),
+        halves(kind, c, at(2), x, s + 2),
+        halves(kind, c, at(3), x, s + 3),
     );
     let h23 = i32x4_add(
         i32x4_shuffle::<0, 2, 4, 6>(h2, h3),
@@ -204,7 +279,7 @@ unsafe fn four_terms(
     );
     let sumi = f32x4_convert_i32x4(i32x4_shuffle::<0, 2, 4, 6>(h01, h23));
     let summ = f32x4_convert_i32x4(i32x4_shuffle::<1, 3, 5, 7>(h01, h23));
-    let x_scale = v128_load(x_scales as *const v128);
+    let x_scale = v128_load(x.scales.as_ptr().add(s) as *const v128);
     match kind {
         KQuant::Q4K | KQuant::Q5K => {
             // Each super-block's d and dmin, the f16 pair it starts with, in one lane.
@@ -213,8 +288,8 @@ unsafe fn four_terms(
             pairs = u32x4_replace_lane::<1>(pairs, (at(1) as *const u32).read_unaligned());
             pairs = u32x4_replace_lane::<2>(pairs, (at(2) as *const u32).read_unaligned());
             pairs = u32x4_replace_lane::<3>(pairs, (at(3) as *const u32).read_unaligned());
-            let d = scales_to_f32(v128_and(pairs, u32x4_splat(0xFFFF)));
-            let dmin = scales_to_f32(u32x4_shr(pairs, 16));
+            let d = scales_to_f32(c, u32x4_shr(i32x4_shl(pairs, 16), 16));
+            let dmin = scales_to_f32(c, u32x4_shr(pairs, 16));
             f32x4_mul(
                 x_scale,
                 f32x4_sub(f32x4_mul(d, sumi), f32x4_mul(dmin, summ)),
@@ -222,7 +297,7 @@ unsafe fn four_terms(
         }
         KQuant::Q6K => {
             let d = |k: usize| (at(k).add(208) as *const u16).read_unaligned() as u32;
-            let d = scales_to_f32(u32x4(d(0), d(1), d(2), d(3)));
+            let d = scales_to_f32(c, u32x4(d(0), d(1), d(2), d(3)));
             f32x4_mul(x_scale, f32x4_mul(d, sumi))
         }
     }
@@ -238,21 +313,17 @@ unsafe fn four_terms(
 /// subnormals are renormalized by a subtraction of normal floats, 2⁻¹⁴·(1 + m/1024) −
 /// 2⁻¹⁴ being m·2⁻²⁴ exactly.
 #[inline(always)]
-pub(super) fn scales_to_f32(bits: v128) -> v128 {
-    const EXPONENT: u32 = 0x7C00 << 13;
-    let magnitude = i32x4_shl(v128_and(bits, u32x4_splat(0x7FFF)), 13);
-    let exponent = v128_and(magnitude, u32x4_splat(EXPONENT));
-    let rebias = u32x4_splat((127 - 15) << 23);
-    let rebiased = i32x4_add(magnitude, rebias);
-    let special = u32x4_eq(exponent, u32x4_splat(EXPONENT));
-    let rebiased = i32x4_add(rebiased, v128_and(special, rebias));
-    let renormalized = f32x4_sub(
-        i32x4_add(rebiased, u32x4_splat(1 << 23)),
-        f32x4_splat(f32::from_bits(113 << 23)),
-    );
+pub(super) fn scales_to_f32(c: &Constants, bits: v128) -> v128 {
+    let magnitude = i32x4_shl(v128_and(bits, c.f16_magnitude), 13);
+    let exponent = v128_and(magnitude, c.f16_exponent);
+    let rebiased = i32x4_add(magnitude, c.rebias);
+    let special = u32x4_eq(exponent, c.f16_exponent);
+    let rebiased = i32x4_add(rebiased, v128_and(special, c.rebias));
+    // 2⁻¹⁴·(1 + m/1024) − 2⁻¹⁴, both normal.
+    let renormalized = f32x4_sub(i32x4_add(rebiased, c.implicit_one), c.smallest_normal);
     let tiny = u32x4_eq(exponent, u32x4_splat(0));
     let value = v128_bitselect(renormalized, rebiased, tiny);
-    v128_or(value, i32x4_shl(v128_and(bits, u32x4_splat(0x8000)), 16))
+    v128_or(value, i32x4_shl(v128_and(bits, c.f16_sign), 16))
 }
 
 /// A super-block's [`block_sums`] half summed across: Σ scale·q·x of its lanes 0 and 2,
@@ -261,30 +332,34 @@ pub(super) fn scales_to_f32(bits: v128) -> v128 {
 /// # Safety
 /// As for [`block_sums`].
 #[inline(always)]
-unsafe fn halves(kind: KQuant, block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
-    let (sumi, summ) = block_sums(kind, block, xq, sums);
+unsafe fn halves(kind: KQuant, c: &Constants, block: *const u8, x: &Activation, s: usize) -> v128 {
+    let (sumi, summ) = block_sums(kind, c, block, x, s);
     i32x4_add(
         i32x4_shuffle::<0, 1, 4, 5>(sumi, summ),
         i32x4_shuffle::<2, 3, 6, 7>(sumi, summ),
     )
 }
 
-/// A super-block's Σ scale·q·x and (Q4_K, Q5_K) Σ min·Σx, each as four i32 lanes to be
+/// Super-block `s`'s Σ scale·q·x and (Q4_K, Q5_K) Σ min·Σx, each as four i32 lanes to be
 /// summed ([`q45_sums`], [`q6_sums`]; the second is zero for Q6_K).
 ///
 /// # Safety
-/// `block` must point at one super-block of `kind`, `xq` at 256 quants and `sums` at 16
-/// values.
+/// `block` must point at one super-block of `kind`, and `x` hold super-block `s`.
 #[inline(always)]
 unsafe fn block_sums(
     kind: KQuant,
+    c: &Constants,
     block: *const u8,
-    xq: *const i8,
-    sums: *const i16,
+    x: &Activation,
+    s: usize,
 ) -> (v128, v128) {
+    let xq = x.quants.as_ptr().add(s * SUPER);
     match kind {
-        KQuant::Q4K | KQuant::Q5K => q45_sums(kind, block, xq, sums),
-        KQuant::Q6K => (q6_sums(block, xq, sums), i32x4_splat(0)),
+        KQuant::Q4K | KQuant::Q5K => q45_sums(kind, c, block, xq, x.sums32.as_ptr().add(8 * s)),
+        KQuant::Q6K => (
+            q6_sums(c, block, xq, x.sums.as_ptr().add(16 * s)),
+            i32x4_splat(0),
+        ),
     }
 }
 
@@ -305,6 +380,7 @@ pub(super) fn dot_row_group<const R: usize>(
     for row in rows {
         super::assert_lengths(kind, row, xs, out.len());
     }
+    let c = Constants::get();
     let mut terms = vec![[Terms::default(); R]; xs.len()];
     let mut w = [[0i16; SUPER]; R];
     for s in 0..rows[0].len() / bytes {
@@ -312,16 +388,17 @@ pub(super) fn dot_row_group<const R: usize>(
         let unpacked: [_; R] = std::array::from_fn(|k| unsafe {
             unpack(
                 kind,
+                &c,
                 &rows[k][s * bytes..(s + 1) * bytes],
                 w[k].as_mut_ptr(),
             )
         });
         let quants = |x: &Activation| x.quants[s * SUPER..].as_ptr();
         let finish = |x: &Activation, terms: &mut [Terms; R], sumi: [i32; R]| {
-            for (k, &(d, dmin, mins)) in unpacked.iter().enumerate() {
-                // SAFETY: each row holds 16 sums per super-block (asserted above).
-                let summ = mins.map_or(0, |(low, high)| unsafe {
-                    hsum(weighted_sixteen(low, high, x.sums[16 * s..].as_ptr()))
+            for (k, &(d, dmin, packed)) in unpacked.iter().enumerate() {
+                // SAFETY: each row holds 8 sums per 32 values per super-block (asserted above).
+                let summ = packed.map_or(0, |packed| unsafe {
+                    hsum(min_sums(packed, x.sums32[8 * s..].as_ptr()))
                 });
                 terms[k].add(s, scaled(kind, x.scales[s], d, dmin, sumi[k], summ));
             }
@@ -345,17 +422,23 @@ pub(super) fn dot_row_group<const R: usize>(
     }
 }
 
-/// A super-block unpacked into `w` as [`dot_row_group`] does; returns its `d`, `dmin` and
-/// its minimums' weights ([`min_weights`]; none for Q6_K).
+/// A super-block unpacked into `w` as [`dot_row_group`] does (Q4_K and Q5_K in the
+/// interleaved order, as the activations are); returns its `d`, `dmin` and its scales and
+/// minimums as [`scales_and_mins`] packs them (none for Q6_K).
 ///
 /// # Safety
 /// `block` must be one super-block of `kind`, and `w` point at 256 writable values.
 #[inline(always)]
-unsafe fn unpack(kind: KQuant, block: &[u8], w: *mut i16) -> (f32, f32, Option<(v128, v128)>) {
+unsafe fn unpack(
+    kind: KQuant,
+    c: &Constants,
+    block: &[u8],
+    w: *mut i16,
+) -> (f32, f32, Option<v128>) {
     let mins = match kind {
-        KQuant::Q4K | KQuant::Q5K => Some(min_weights(unpack_q45(kind, block.as_ptr(), w))),
+        KQuant::Q4K | KQuant::Q5K => Some(unpack_q45(kind, c, block.as_ptr(), w)),
         KQuant::Q6K => {
-            unpack_q6(block.as_ptr(), w);
+            unpack_q6(c, block.as_ptr(), w);
             None
         }
     };
@@ -387,34 +470,45 @@ unsafe fn weighted_sums<const R: usize, const A: usize>(
     acc.map(|acc| acc.map(hsum))
 }
 
-/// Stores 16 unsigned byte values of `q` times `scale` as i16 at `w`.
+/// Stores 16 unsigned byte values of `q` as i16 at `w`, its low eight times `scales[0]` and
+/// its high eight times `scales[1]`.
 ///
 /// # Safety
 /// `w` must point at 16 writable values.
 #[inline(always)]
-unsafe fn store_scaled(q: v128, scale: v128, w: *mut i16) {
-    v128_store(w as *mut v128, i16x8_mul(i16x8_extend_low_u8x16(q), scale));
+unsafe fn store_scaled(q: v128, scales: [v128; 2], w: *mut i16) {
+    v128_store(
+        w as *mut v128,
+        i16x8_mul(i16x8_extend_low_u8x16(q), scales[0]),
+    );
     v128_store(
         w.add(8) as *mut v128,
-        i16x8_mul(i16x8_extend_high_u8x16(q), scale),
+        i16x8_mul(i16x8_extend_high_u8x16(q), scales[1]),
     );
 }
 
-/// A Q4_K or Q5_K super-block as 256 values scale·q; returns its scales and minimums as
-/// [`scales_and_mins`] packs them.
+/// A Q4_K or Q5_K super-block as 256 values scale·q in the interleaved order ([`order`]: the
+/// four lanes of group c of vector k's low nibbles belong to sub-block 2c, of its high ones
+/// to 2c + 1); returns its scales and minimums as [`scales_and_mins`] packs them.
 ///
 /// # Safety
 /// `block` must point at one super-block of `kind`, and `w` at 256 writable values.
 #[inline(always)]
-unsafe fn unpack_q45(kind: KQuant, block: *const u8, w: *mut i16) -> v128 {
-    let packed = scales_and_mins(v128_load(block as *const v128));
-    let mut scales = [0u8; 16];
-    v128_store(scales.as_mut_ptr() as *mut v128, packed);
+unsafe fn unpack_q45(kind: KQuant, c: &Constants, block: *const u8, w: *mut i16) -> v128 {
+    let packed = scales_and_mins(c, v128_load(block as *const v128));
+    let scales = u16x8_extend_low_u8x16(packed);
+    let low_scales = [
+        i16x8_shuffle::<0, 0, 0, 0, 2, 2, 2, 2>(scales, scales),
+        i16x8_shuffle::<4, 4, 4, 4, 6, 6, 6, 6>(scales, scales),
+    ];
+    let high_scales = [
+        i16x8_shuffle::<1, 1, 1, 1, 3, 3, 3, 3>(scales, scales),
+        i16x8_shuffle::<5, 5, 5, 5, 7, 7, 7, 7>(scales, scales),
+    ];
     let (high, qs) = q45_quants(kind, block);
-    each_q45_sub_block(qs, high, |j, a, b| {
-        let scale = i16x8_splat(scales[j] as i16);
-        store_scaled(a, scale, w.add(32 * j));
-        store_scaled(b, scale, w.add(32 * j + 16));
+    each_q45_vector(c, qs, high, |k, low, high| {
+        store_scaled(low, low_scales, w.add(32 * k));
+        store_scaled(high, high_scales, w.add(32 * k + 16));
     });
     packed
 }
@@ -426,10 +520,8 @@ unsafe fn unpack_q45(kind: KQuant, block: *const u8, w: *mut i16) -> v128 {
 /// `block` must point at one super-block of `kind`.
 #[inline(always)]
 unsafe fn q45_quants(kind: KQuant, block: *const u8) -> (Option<*const u8>, *const u8) {
-    match kind {
-        KQuant::Q5K => (Some(block.add(16)), block.add(48)),
-        _ => (None, block.add(16)),
-    }
+    let high = (kind == KQuant::Q5K).then(|| block.add(16));
+    (high, block.add(order::quants_at(kind)))
 }
 
 /// A Q6_K super-block as 256 values scale·(q − 32).
@@ -437,10 +529,10 @@ unsafe fn q45_quants(kind: KQuant, block: *const u8) -> (Option<*const u8>, *con
 /// # Safety
 /// `block` must point at 210 readable bytes and `w` at 256 writable values.
 #[inline(always)]
-unsafe fn unpack_q6(block: *const u8, w: *mut i16) {
+unsafe fn unpack_q6(c: &Constants, block: *const u8, w: *mut i16) {
     let scales = block.add(192) as *const i8;
     let offset = i16x8_splat(32);
-    each_q6_quarters(block, |first, quarters| {
+    each_q6_quarters(c, block, |first, quarters| {
         for (t, q) in quarters.into_iter().enumerate() {
             let at = first + 32 * t;
             let scale = i16x8_splat(*scales.add(at / 16) as i16);
@@ -459,7 +551,7 @@ unsafe fn unpack_q6(block: *const u8, w: *mut i16) {
 /// # Safety
 /// `block` must point at 210 readable bytes.
 #[inline(always)]
-unsafe fn each_q6_quarters(block: *const u8, mut f: impl FnMut(usize, [v128; 4])) {
+unsafe fn each_q6_quarters(c: &Constants, block: *const u8, mut f: impl FnMut(usize, [v128; 4])) {
     let load = |p: *const u8| v128_load(p as *const v128);
     for half in 0..2 {
         let ql = block.add(64 * half);
@@ -469,49 +561,61 @@ unsafe fn each_q6_quarters(block: *const u8, mut f: impl FnMut(usize, [v128; 4])
             let l2 = load(ql.add(32 + 16 * sixteen));
             f(
                 128 * half + 16 * sixteen,
-                q6_quarters(l1, l2, load(qh.add(16 * sixteen))),
+                q6_quarters(c, l1, l2, load(qh.add(16 * sixteen))),
             );
         }
     }
 }
 
-/// Σ scale·q·x − Σ min·Σx over a Q4_K or Q5_K super-block, its scales and minimums
-/// unpacked in registers ([`scales_and_mins`]): each sub-block's products stay four i32
-/// lanes until the eight are summed across and weighed together.
+/// Σ scale·q·x and Σ min·Σx over a Q4_K or Q5_K super-block, interleaved ([`order`]), each
+/// as four i32 lanes to be summed: its scales and minimums unpacked in registers
+/// ([`scales_and_mins`]), lane c of the dots over the low nibbles is sub-block 2c's sum and
+/// of the high ones sub-block 2c + 1's, so one multiply by the scales in the same lanes
+/// weighs them all. Two accumulators per nibble keep each chain of dependent dots four long.
 ///
 /// # Safety
-/// `block` must point at one super-block of `kind`, `xq` at 256 quants and `sums` at 16
-/// values.
+/// `block` must point at one super-block of `kind`, `xq` at its 256 activation quants
+/// (interleaved) and `sums32` at their 8 sums per 32 values.
 #[inline(always)]
 unsafe fn q45_sums(
     kind: KQuant,
+    c: &Constants,
     block: *const u8,
     xq: *const i8,
-    sums: *const i16,
+    sums32: *const i16,
 ) -> (v128, v128) {
-    let packed = scales_and_mins(v128_load(block as *const v128));
+    let packed = scales_and_mins(c, v128_load(block as *const v128));
     let (high, qs) = q45_quants(kind, block);
-    let mut sub = [i32x4_splat(0); 8];
-    each_q45_sub_block(qs, high, |j, a, b| {
-        sub[j] = products(
-            products(i32x4_splat(0), a, xq.add(32 * j)),
-            b,
-            xq.add(32 * j + 16),
-        );
+    let zero = i32x4_splat(0);
+    let (mut low_sums, mut high_sums) = ([zero; 2], [zero; 2]);
+    each_q45_vector(c, qs, high, |k, low, high| {
+        low_sums[k % 2] = grouped_products(low_sums[k % 2], low, xq.add(32 * k));
+        high_sums[k % 2] = grouped_products(high_sums[k % 2], high, xq.add(32 * k + 16));
     });
+    // The scales as u16 lanes: i32 lane c holds scale 2c in its low half, 2c + 1 in its high.
     let scales = u16x8_extend_low_u8x16(packed);
     let sumi = i32x4_add(
         i32x4_mul(
-            transpose_sum(sub[0], sub[1], sub[2], sub[3]),
-            u32x4_extend_low_u16x8(scales),
+            i32x4_add(low_sums[0], low_sums[1]),
+            u32x4_shr(i32x4_shl(scales, 16), 16),
         ),
-        i32x4_mul(
-            transpose_sum(sub[4], sub[5], sub[6], sub[7]),
-            u32x4_extend_high_u16x8(scales),
-        ),
+        i32x4_mul(i32x4_add(high_sums[0], high_sums[1]), u32x4_shr(scales, 16)),
     );
-    let (low, high) = min_weights(packed);
-    (sumi, weighted_sixteen(low, high, sums))
+    (sumi, min_sums(packed, sums32))
+}
+
+/// Σ min·Σx over a super-block as four i32 lanes to be summed: its minimums, lanes 8..16 of
+/// `packed` ([`scales_and_mins`]), widened to i16 and dotted with the activations' sums per
+/// 32 values (each at most 32·127, so a lane stays below 2^19).
+///
+/// # Safety
+/// `sums32` must point at 8 readable values.
+#[inline(always)]
+unsafe fn min_sums(packed: v128, sums32: *const i16) -> v128 {
+    i32x4_dot_i16x8(
+        u16x8_extend_high_u8x16(packed),
+        v128_load(sums32 as *const v128),
+    )
 }
 
 /// A Q4_K or Q5_K super-block's eight 6-bit scales (lanes 0..8) and minimums (lanes
@@ -521,24 +625,17 @@ unsafe fn q45_sums(
 /// high two from the top of q[j − 4], minimum j ≥ 4 from the high nibble of q[j + 4] and
 /// the top of q[j].
 #[inline(always)]
-pub(super) fn scales_and_mins(header: v128) -> v128 {
+pub(super) fn scales_and_mins(c: &Constants, header: v128) -> v128 {
     // q0..3, q8..11, q4..7, q8..11: the bytes holding each value's low bits.
     let low =
         i8x16_shuffle::<4, 5, 6, 7, 12, 13, 14, 15, 8, 9, 10, 11, 12, 13, 14, 15>(header, header);
-    let masked = v128_and(
-        low,
-        u8x16(63, 63, 63, 63, 15, 15, 15, 15, 63, 63, 63, 63, 0, 0, 0, 0),
-    );
-    let nibbles = v128_and(
-        u16x8_shr(low, 4),
-        u8x16(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 15, 15, 15, 15),
-    );
-    // q0..3 under scales 4..7 and q4..7 under minimums 4..7: their top two bits.
-    let top = i8x16_shuffle::<16, 16, 16, 16, 4, 5, 6, 7, 16, 16, 16, 16, 8, 9, 10, 11>(
-        header,
-        i32x4_splat(0),
-    );
-    let top = v128_and(u16x8_shr(top, 2), u8x16_splat(0x30));
+    let masked = v128_and(low, c.header_low);
+    let nibbles = v128_and(u16x8_shr(low, 4), c.header_nibbles);
+    // q0..3 under scales 4..7 and q4..7 under minimums 4..7: their top two bits (whole
+    // words moved, so that V8 needs no byte shuffle and its mask; the mask keeps the rest
+    // out).
+    let top = i32x4_shuffle::<0, 1, 0, 2>(header, header);
+    let top = v128_and(u16x8_shr(top, 2), c.header_top);
     v128_or(v128_or(masked, nibbles), top)
 }
 
@@ -548,7 +645,7 @@ pub(super) fn scales_and_mins(header: v128) -> v128 {
 /// # Safety
 /// `block` must point at 210 readable bytes, `xq` at 256 quants and `sums` at 16 values.
 #[inline(always)]
-unsafe fn q6_sums(block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
+unsafe fn q6_sums(c: &Constants, block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
     let scales = v128_load(block.add(192) as *const v128);
     // The scales of runs r, r + 2, r + 4, r + 6 as i32 lanes, for r = 0, 8, 1, 9.
     let sorted =
@@ -567,7 +664,7 @@ unsafe fn q6_sums(block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
     // off once: relaxed SIMD's dot needs its second operand non-negative. Four runs of 16
     // are summed across together and weighed by their scales at once.
     let mut acc = i32x4_splat(0);
-    each_q6_quarters(block, |first, q| {
+    each_q6_quarters(c, block, |first, q| {
         let at = |t: usize| xq.add(first + 32 * t);
         let zero = i32x4_splat(0);
         let sums = transpose_sum(
@@ -586,4 +683,33 @@ unsafe fn q6_sums(block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
         sums,
     );
     i32x4_sub(acc, i32x4_shl(offset, 5))
+}
+
+/// `order::interleave_quants` by shuffles: the eight vectors hold words 0..4 and 4..8 of each
+/// chunk, and two 4×4 transposes of their i32 lanes gather word k of the four chunks into
+/// vector k.
+pub(super) fn interleave_quants(quants: &mut [u8; 128]) {
+    let at = |i: usize| quants.as_ptr().wrapping_add(16 * i) as *const v128;
+    // SAFETY: the eight vectors lie within the 128 bytes.
+    let v: [v128; 8] = std::array::from_fn(|i| unsafe { v128_load(at(i)) });
+    let mut out = [i32x4_splat(0); 8];
+    for half in 0..2 {
+        let [a, b, c, d] = [0, 2, 4, 6].map(|chunk| v[chunk + half]);
+        let (ab_low, ab_high) = (
+            i32x4_shuffle::<0, 4, 1, 5>(a, b),
+            i32x4_shuffle::<2, 6, 3, 7>(a, b),
+        );
+        let (cd_low, cd_high) = (
+            i32x4_shuffle::<0, 4, 1, 5>(c, d),
+            i32x4_shuffle::<2, 6, 3, 7>(c, d),
+        );
+        out[4 * half] = i32x4_shuffle::<0, 1, 4, 5>(ab_low, cd_low);
+        out[4 * half + 1] = i32x4_shuffle::<2, 3, 6, 7>(ab_low, cd_low);
+        out[4 * half + 2] = i32x4_shuffle::<0, 1, 4, 5>(ab_high, cd_high);
+        out[4 * half + 3] = i32x4_shuffle::<2, 3, 6, 7>(ab_high, cd_high);
+    }
+    for (i, v) in out.into_iter().enumerate() {
+        // SAFETY: as above.
+        unsafe { v128_store(quants.as_mut_ptr().add(16 * i) as *mut v128, v) };
+    }
 }

@@ -5,10 +5,17 @@ use super::*;
 
 const KINDS: [KQuant; 3] = [KQuant::Q4K, KQuant::Q5K, KQuant::Q6K];
 
-/// `rows × cols` of `kind` from a deterministic byte pattern, with every f16 field set to
-/// a small positive value (random bytes would make some of them inf or NaN), every third
-/// `d` a subnormal f16 as a quantized model's often are.
+/// [`gguf_matrix`] [`pack`]ed, as the kernels read it.
 fn matrix(kind: KQuant, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
+    let mut bytes = gguf_matrix(kind, rows, cols, seed);
+    pack(kind, &mut bytes, rows, cols).unwrap();
+    bytes
+}
+
+/// `rows × cols` of `kind` in GGUF's order from a deterministic byte pattern, with every f16
+/// field set to a small positive value (random bytes would make some of them inf or NaN),
+/// every third `d` a subnormal f16 as a quantized model's often are.
+fn gguf_matrix(kind: KQuant, rows: usize, cols: usize, seed: u32) -> Vec<u8> {
     let mut state = seed.wrapping_mul(2654435761).wrapping_add(1);
     let mut bytes: Vec<u8> = (0..kind.matrix_bytes(rows, cols).unwrap())
         .map(|_| {
@@ -83,13 +90,8 @@ fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
         let w = matrix(kind, 2, cols, 3);
         let mut x = values(cols, 5);
         (x[0], x[1], x[300]) = (-200.0, 200.0, 0.0);
-        let q = activations::quantize::<SUPER>(&x);
-        let sums = sub_block_sums(&q.quants);
-        let xs = Activation {
-            quants: &q.quants,
-            scales: &q.scales,
-            sums: &sums,
-        };
+        let q = Quantized::new(kind, &x);
+        let xs = q.row(0, cols);
         for row in w.chunks_exact(cols / SUPER * kind.block_bytes()) {
             let expected = portable_dot(kind, row, &xs).to_bits();
             for m in [1, 3] {
@@ -117,13 +119,8 @@ fn a_prompt_equals_the_portable_loop_bit_for_bit() {
         let got = matmul_on(None, kind, &w, rows, cols, &x).unwrap();
         let row_bytes = cols / SUPER * kind.block_bytes();
         for (i, x) in x.chunks_exact(cols).enumerate() {
-            let q = activations::quantize::<SUPER>(x);
-            let sums = sub_block_sums(&q.quants);
-            let xs = Activation {
-                quants: &q.quants,
-                scales: &q.scales,
-                sums: &sums,
-            };
+            let q = Quantized::new(kind, x);
+            let xs = q.row(0, cols);
             for (r, row) in w.chunks_exact(row_bytes).enumerate() {
                 assert_eq!(
                     got[i * rows + r].to_bits(),
@@ -148,7 +145,10 @@ fn scales_and_minimums_unpack_in_registers_as_in_scalars() {
         // SAFETY: a super-block is 144 bytes, and `lanes` 16; each access is 16 bytes.
         unsafe {
             use std::arch::wasm32::{v128_load, v128_store};
-            let packed = simd128::scales_and_mins(v128_load(block.as_ptr().cast()));
+            let packed = simd128::scales_and_mins(
+                &simd128::Constants::get(),
+                v128_load(block.as_ptr().cast()),
+            );
             v128_store(lanes.as_mut_ptr().cast(), packed);
         }
         #[cfg(target_arch = "x86_64")]
@@ -165,6 +165,38 @@ fn scales_and_minimums_unpack_in_registers_as_in_scalars() {
         }
         assert_eq!(lanes[..8], scales, "scales of {:?}", &block[4..16]);
         assert_eq!(lanes[8..], mins, "minimums of {:?}", &block[4..16]);
+    }
+}
+
+/// Every value of a Q4_K and Q5_K super-block read back from the interleaved order as from
+/// GGUF's (on every target, so the relayout is checked natively too; in wasm32 its quants
+/// move by shuffles), and a packed matrix dequantized to the values of the file's.
+#[test]
+fn interleaving_moves_no_value() {
+    for kind in [KQuant::Q4K, KQuant::Q5K] {
+        let gguf = gguf_matrix(kind, 3, 2 * SUPER, 17);
+        for block in gguf.chunks_exact(kind.block_bytes()) {
+            let mut interleaved = block.to_vec();
+            order::interleave_block(kind, &mut interleaved);
+            assert_eq!(
+                Block::unpack_in(kind, &interleaved, true),
+                Block::unpack_in(kind, block, false),
+                "{kind:?}"
+            );
+        }
+        let packed = matrix(kind, 3, 2 * SUPER, 17);
+        for row in 0..3 {
+            let expected: Vec<f32> = gguf[row * 2 * kind.block_bytes()..]
+                .chunks_exact(kind.block_bytes())
+                .take(2)
+                .flat_map(|block| Block::unpack_in(kind, block, false).values(kind))
+                .collect();
+            assert_eq!(
+                dequantize_row(kind, &packed, 2 * SUPER, row),
+                expected,
+                "{kind:?}"
+            );
+        }
     }
 }
 
@@ -190,7 +222,10 @@ fn f16_scales_convert_four_at_a_time_as_one_by_one() {
         // SAFETY: `got` holds four f32.
         unsafe {
             let lanes = u32x4(bits[0], bits[1], bits[2], bits[3]);
-            v128_store(got.as_mut_ptr().cast(), simd128::scales_to_f32(lanes));
+            v128_store(
+                got.as_mut_ptr().cast(),
+                simd128::scales_to_f32(&simd128::Constants::get(), lanes),
+            );
         }
         for (&h, got) in bits.iter().zip(got) {
             let want = f16_to_f32((h as u16).to_le_bytes());

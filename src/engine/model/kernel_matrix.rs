@@ -9,8 +9,8 @@
 //! Q6_K widens every product to i32, and Q5_K has none; [`mimir_kernels::kquant`] says what
 //! it does instead; natively the kernels' AVX2 code is llama.cpp's approach. candle has no
 //! SIMD code for Q4_1 at all ([`mimir_kernels::int4`]). bench/NOTES.md has what each gains.
-//! The quants are the file's own, so results equal candle's up to the summation order and the
-//! activations' rounding.
+//! The quants are the file's own (in wasm32 the K-quants' moved within each super-block), so
+//! results equal candle's up to the summation order and the activations' rounding.
 
 use std::borrow::Cow;
 
@@ -35,7 +35,9 @@ enum Layout {
     Int8,
     /// Q4_1 packed four rows at a time ([`int4::pack_q4_1`]).
     Int4,
-    /// A K-quant, rows of super-blocks as GGUF stores them.
+    /// A K-quant, rows of super-blocks as GGUF stores them, re-laid in place where the
+    /// kernels read them otherwise ([`kquant::pack`]: in wasm32 Q4_K and Q5_K quants
+    /// interleaved).
     KQuant(KQuant),
 }
 
@@ -88,7 +90,7 @@ impl KernelMatrix {
     }
 
     /// A `[rows, cols]` matrix of `dtype` from its bytes as a GGUF file stores them (K-quant
-    /// bytes are kept as they are, not copied).
+    /// bytes are kept, not copied, and re-laid in place where the kernels need it).
     pub fn from_bytes(dtype: GgmlDType, bytes: Vec<u8>, rows: usize, cols: usize) -> Result<Self> {
         Self::build(dtype, Cow::Owned(bytes), rows, cols)
     }
@@ -105,8 +107,9 @@ impl KernelMatrix {
                 int4::pack_q4_1(&bytes, rows, cols).map_err(candle_core::Error::wrap)?
             }
             Layout::KQuant(kind) => {
-                kquant::check(kind, bytes.len(), rows, cols).map_err(candle_core::Error::wrap)?;
-                bytes.into_owned()
+                let mut bytes = bytes.into_owned();
+                kquant::pack(kind, &mut bytes, rows, cols).map_err(candle_core::Error::wrap)?;
+                bytes
             }
         };
         Ok(Self {

@@ -1,0 +1,124 @@
+//! The interleaved order in which wasm32 keeps a Q4_K or Q5_K super-block's quants.
+//!
+//! GGUF keeps the 128 quant bytes as four 32-byte chunks: byte l of chunk c holds value l of
+//! sub-block 2c in its low nibble and of sub-block 2c + 1 in its high one. Q5_K's 32 bytes of
+//! fifth bits give bit j of byte l to value l of sub-block j. A SIMD128 dot over 16 such bytes
+//! sums four products per lane, all of one sub-block, so a decode had to sum each sub-block's
+//! lanes across (two 4×4 transposes per super-block) before its scale could weigh them.
+//!
+//! Interleaved, quant word k (bytes 4k..4k + 4) of chunk c moves to word 4k + c: the 16 bytes
+//! of vector k hold word k of each chunk, and a dot over their low nibbles leaves sub-block
+//! 2c's products in lane c (the high nibbles: sub-block 2c + 1). After the eight vectors each
+//! lane holds one sub-block's whole sum, weighed by its scale in one multiply. Q5_K's fifth
+//! bits are interleaved to match: bit k of byte 16p + 4c + t is the fifth bit of value
+//! 4k + t of sub-block 2c + p, so one shift and mask of byte vector p gives the fifth bits of
+//! vector k's nibbles p. The header (d, dmin, scales, minimums) stays where it is, and Q6_K
+//! as GGUF stores it. The activations are permuted the same way once per matmul
+//! ([`activation_index`]), so every product pairs the same two values as before and
+//! the integer sums are exact as ever. bench/NOTES.md has what it gains.
+//!
+//! The relayout is a permutation within each super-block: the same bytes, none added, so a
+//! matrix is re-laid in place as it is loaded (`super::pack`).
+
+use super::{KQuant, SUPER};
+
+/// Whether this target's kernels read Q4_K and Q5_K super-blocks interleaved.
+pub(super) const INTERLEAVED: bool = cfg!(target_arch = "wasm32");
+
+/// Where a Q4_K or Q5_K super-block's quant bytes start.
+pub(super) fn quants_at(kind: KQuant) -> usize {
+    match kind {
+        KQuant::Q5K => 48,
+        _ => 16,
+    }
+}
+
+/// The index in the 128 quant bytes of byte `l` (0..32) of chunk `chunk`.
+pub(super) fn quant_byte(interleaved: bool, chunk: usize, l: usize) -> usize {
+    if interleaved {
+        16 * (l / 4) + 4 * chunk + l % 4
+    } else {
+        32 * chunk + l
+    }
+}
+
+/// Q5_K's fifth bit of value `l` (0..32) of sub-block `j`, from its 32 bytes `high`.
+pub(super) fn fifth_bit(interleaved: bool, high: &[u8], j: usize, l: usize) -> u8 {
+    if interleaved {
+        (high[16 * (j % 2) + 4 * (j / 2) + l % 4] >> (l / 4)) & 1
+    } else {
+        (high[l] >> j) & 1
+    }
+}
+
+/// Re-lays one Q4_K or Q5_K super-block from GGUF's order into the interleaved one.
+pub(super) fn interleave_block(kind: KQuant, block: &mut [u8]) {
+    let at = quants_at(kind);
+    let quants: &mut [u8; 128] = (&mut block[at..at + 128]).try_into().unwrap();
+    #[cfg(target_arch = "wasm32")]
+    super::simd128::interleave_quants(quants);
+    #[cfg(not(target_arch = "wasm32"))]
+    interleave_quants(quants);
+    if kind == KQuant::Q5K {
+        interleave_fifth_bits(&mut block[16..48]);
+    }
+}
+
+/// The 128 quant bytes into the interleaved order: word k of chunk c to word 4k + c. In
+/// wasm32 `simd128::interleave_quants` does the same by shuffles.
+#[cfg(not(target_arch = "wasm32"))]
+fn interleave_quants(quants: &mut [u8; 128]) {
+    let gguf = *quants;
+    for (i, byte) in quants.iter_mut().enumerate() {
+        let (k, chunk, t) = (i / 16, (i / 4) % 4, i % 4);
+        *byte = gguf[32 * chunk + 4 * k + t];
+    }
+}
+
+/// Q5_K's 32 bytes of fifth bits into the interleaved order: for each t, the eight bytes
+/// 4k + t (bit j of byte k) become bytes 16p + 4c + t for j = 2c + p (bit k of byte j), an
+/// 8×8 bit transpose done in one u64.
+pub(super) fn interleave_fifth_bits(high: &mut [u8]) {
+    let mut out = [0u8; 32];
+    for t in 0..4 {
+        let rows = u64::from_le_bytes(std::array::from_fn(|k| high[4 * k + t]));
+        for (j, byte) in transpose_bits(rows).to_le_bytes().into_iter().enumerate() {
+            out[16 * (j % 2) + 4 * (j / 2) + t] = byte;
+        }
+    }
+    high.copy_from_slice(&out);
+}
+
+/// An 8×8 bit matrix, row r in byte r and column c in bit c, transposed (Hacker's Delight,
+/// section 7-3): three rounds swap ever larger blocks across the diagonal.
+fn transpose_bits(mut x: u64) -> u64 {
+    let t = (x ^ (x >> 7)) & 0x00AA_00AA_00AA_00AA;
+    x ^= t ^ (t << 7);
+    let t = (x ^ (x >> 14)) & 0x0000_CCCC_0000_CCCC;
+    x ^= t ^ (t << 14);
+    let t = (x ^ (x >> 28)) & 0x0000_0000_F0F0_F0F0;
+    x ^ t ^ (t << 28)
+}
+
+/// Where value `i` of a super-block's activation quants goes: Q4_K and Q5_K interleaved,
+/// value l = 4k + t of sub-block j = 2c + p from 32j + l to 32k + 16p + 4c + t, where
+/// [`INTERLEAVED`]; elsewhere, and for Q6_K, nowhere.
+pub(super) fn activation_index(kind: KQuant, i: usize) -> usize {
+    if !INTERLEAVED || kind == KQuant::Q6K {
+        return i;
+    }
+    let (j, l) = (i / 32, i % 32);
+    32 * (l / 4) + 16 * (j % 2) + 4 * (j / 2) + l % 4
+}
+
+/// Activation quants, whole super-blocks, in the order of `kind`'s weights
+/// ([`activation_index`]).
+pub(super) fn interleave_activations(kind: KQuant, quants: &[i8]) -> Vec<i8> {
+    let mut out = vec![0i8; quants.len()];
+    for (out, x) in out.chunks_exact_mut(SUPER).zip(quants.chunks_exact(SUPER)) {
+        for (i, &q) in x.iter().enumerate() {
+            out[activation_index(kind, i)] = q;
+        }
+    }
+    out
+}
