@@ -108,13 +108,12 @@ pub fn check(kind: KQuant, bytes: usize, rows: usize, cols: usize) -> Result<(),
 }
 
 /// Re-lays a `[rows, cols]` matrix of `kind`, as a GGUF file stores it, in place into the
-/// order this target's kernels read ([`matmul`], [`dequantize_row`]): in wasm32 each Q4_K and
-/// Q5_K super-block's quants interleaved ([`order`]); natively, and Q6_K everywhere, as they
-/// are. Each super-block is re-laid on its own, so packed matrices stacked row-wise are the
-/// packed stack.
+/// order this target's kernels read ([`matmul`], [`dequantize_row`]): in wasm32 each
+/// super-block's quants interleaved ([`order`]); natively as they are. Each super-block is
+/// re-laid on its own, so packed matrices stacked row-wise are the packed stack.
 pub fn pack(kind: KQuant, data: &mut [u8], rows: usize, cols: usize) -> Result<(), KQuantError> {
     check(kind, data.len(), rows, cols)?;
-    if order::INTERLEAVED && kind != KQuant::Q6K {
+    if order::INTERLEAVED {
         for block in data.chunks_exact_mut(kind.block_bytes()) {
             order::interleave_block(kind, block);
         }
@@ -224,7 +223,7 @@ impl Quantized {
         let x = activations::quantize::<SUPER>(x);
         let sums = sub_block_sums(&x.quants);
         let sums32 = sums.chunks_exact(2).map(|pair| pair[0] + pair[1]).collect();
-        let quants = if order::INTERLEAVED && kind != KQuant::Q6K {
+        let quants = if order::INTERLEAVED {
             order::interleave_activations(kind, &x.quants)
         } else {
             x.quants
@@ -403,7 +402,7 @@ impl Block {
         Self::unpack_in(kind, block, order::INTERLEAVED)
     }
 
-    /// A super-block in GGUF's order, or (Q4_K, Q5_K) interleaved ([`order`]).
+    /// A super-block in GGUF's order, or interleaved ([`order`]).
     fn unpack_in(kind: KQuant, block: &[u8], interleaved: bool) -> Self {
         let mut b = Block {
             d: 0.0,
@@ -437,9 +436,10 @@ impl Block {
                 }
                 for (i, q) in b.quants.iter_mut().enumerate() {
                     let (half, quarter, l) = (i / 128, (i / 32) % 4, i % 32);
-                    let low = ql[64 * half + 32 * (quarter % 2) + l];
+                    let (low, high) = order::q6_bytes(interleaved, half, quarter % 2, l);
+                    let low = ql[low];
                     let low = if quarter < 2 { low & 0xF } else { low >> 4 };
-                    let high = (qh[32 * half + l] >> (2 * quarter)) & 3;
+                    let high = (qh[high] >> (2 * quarter)) & 3;
                     *q = (low | high << 4) as i8 - 32;
                 }
             }

@@ -1,4 +1,4 @@
-//! The interleaved order in which wasm32 keeps a Q4_K or Q5_K super-block's quants.
+//! The interleaved order in which wasm32 keeps a K-quant super-block's quants.
 //!
 //! GGUF keeps the 128 quant bytes as four 32-byte chunks: byte l of chunk c holds value l of
 //! sub-block 2c in its low nibble and of sub-block 2c + 1 in its high one. Q5_K's 32 bytes of
@@ -12,17 +12,27 @@
 //! lane holds one sub-block's whole sum, weighed by its scale in one multiply. Q5_K's fifth
 //! bits are interleaved to match: bit k of byte 16p + 4c + t is the fifth bit of value
 //! 4k + t of sub-block 2c + p, so one shift and mask of byte vector p gives the fifth bits of
-//! vector k's nibbles p. The header (d, dmin, scales, minimums) stays where it is, and Q6_K
-//! as GGUF stores it. The activations are permuted the same way once per matmul
-//! ([`activation_index`]), so every product pairs the same two values as before and
-//! the integer sums are exact as ever. bench/NOTES.md has what it gains.
+//! vector k's nibbles p. The header (d, dmin, scales, minimums) stays where it is.
+//!
+//! Q6_K has a scale per run of 16 values. GGUF keeps each half (128 values) as 64 bytes of
+//! low four bits, `ql` (byte l of region r: quarter r's value l in the low nibble, quarter
+//! r + 2's in the high), and 32 bytes of high two bits, `qh` (bits 2q, 2q + 1 of byte l for
+//! quarter q). A run is a quarter's values 0..16 or 16..32 (`six` 0 or 1), so the four runs
+//! that the same unpacking of the same bytes gives are those of the two halves and the two
+//! sixteens. Interleaved, word k of the 16 bytes of half h, region r and sixteen `six` moves
+//! to word 4k + 2h + six of region r's 64 bytes (and `qh` likewise): each vector holds four
+//! bytes of each of the four, and a dot over one unpacked quarter leaves one run per lane.
+//!
+//! The activations are permuted the same way once per matmul ([`activation_index`]), so every
+//! product pairs the same two values as before and the integer sums are exact as ever.
+//! bench/NOTES.md has what it gains.
 //!
 //! The relayout is a permutation within each super-block: the same bytes, none added, so a
 //! matrix is re-laid in place as it is loaded (`super::pack`).
 
 use super::{KQuant, SUPER};
 
-/// Whether this target's kernels read Q4_K and Q5_K super-blocks interleaved.
+/// Whether this target's kernels read super-blocks interleaved.
 pub(super) const INTERLEAVED: bool = cfg!(target_arch = "wasm32");
 
 /// Where a Q4_K or Q5_K super-block's quant bytes start.
@@ -51,8 +61,26 @@ pub(super) fn fifth_bit(interleaved: bool, high: &[u8], j: usize, l: usize) -> u
     }
 }
 
-/// Re-lays one Q4_K or Q5_K super-block from GGUF's order into the interleaved one.
+/// Where Q6_K keeps the low bits (in its 128 bytes `ql`) and the high bits (in its 64 bytes
+/// `qh`) of value `l` (0..32) of the quarters of region `region` (0 or 1) of half `half`.
+pub(super) fn q6_bytes(interleaved: bool, half: usize, region: usize, l: usize) -> (usize, usize) {
+    if interleaved {
+        let (k, lane) = ((l % 16) / 4, 2 * half + l / 16);
+        (
+            64 * region + 16 * k + 4 * lane + l % 4,
+            16 * k + 4 * lane + l % 4,
+        )
+    } else {
+        (64 * half + 32 * region + l, 32 * half + l)
+    }
+}
+
+/// Re-lays one super-block from GGUF's order into the interleaved one.
 pub(super) fn interleave_block(kind: KQuant, block: &mut [u8]) {
+    if kind == KQuant::Q6K {
+        interleave_q6(block);
+        return;
+    }
     let at = quants_at(kind);
     let quants: &mut [u8; 128] = (&mut block[at..at + 128]).try_into().unwrap();
     #[cfg(target_arch = "wasm32")]
@@ -72,6 +100,26 @@ fn interleave_quants(quants: &mut [u8; 128]) {
     for (i, byte) in quants.iter_mut().enumerate() {
         let (k, chunk, t) = (i / 16, (i / 4) % 4, i % 4);
         *byte = gguf[32 * chunk + 4 * k + t];
+    }
+}
+
+/// A Q6_K super-block's `ql` and `qh` into the interleaved order ([`q6_bytes`]), four bytes
+/// at a time.
+fn interleave_q6(block: &mut [u8]) {
+    let mut gguf = [0u8; 192];
+    gguf.copy_from_slice(&block[..192]);
+    for half in 0..2 {
+        for region in 0..2 {
+            for l in (0..32).step_by(4) {
+                let (low, high) = q6_bytes(false, half, region, l);
+                let (to_low, to_high) = q6_bytes(true, half, region, l);
+                block[to_low..to_low + 4].copy_from_slice(&gguf[low..low + 4]);
+                if region == 0 {
+                    block[128 + to_high..128 + to_high + 4]
+                        .copy_from_slice(&gguf[128 + high..128 + high + 4]);
+                }
+            }
+        }
     }
 }
 
@@ -100,12 +148,17 @@ fn transpose_bits(mut x: u64) -> u64 {
     x ^ t ^ (t << 28)
 }
 
-/// Where value `i` of a super-block's activation quants goes: Q4_K and Q5_K interleaved,
-/// value l = 4k + t of sub-block j = 2c + p from 32j + l to 32k + 16p + 4c + t, where
-/// [`INTERLEAVED`]; elsewhere, and for Q6_K, nowhere.
+/// Where value `i` of a super-block's activation quants goes where [`INTERLEAVED`]: for Q4_K
+/// and Q5_K, value l = 4k + t of sub-block j = 2c + p from 32j + l to 32k + 16p + 4c + t; for
+/// Q6_K, value l = 16·six + 4k + t of quarter q of half h from 128h + 32q + l to
+/// 64k + 16q + 4(2h + six) + t, the order in which the decode unpacks them. Elsewhere nowhere.
 pub(super) fn activation_index(kind: KQuant, i: usize) -> usize {
-    if !INTERLEAVED || kind == KQuant::Q6K {
+    if !INTERLEAVED {
         return i;
+    }
+    if kind == KQuant::Q6K {
+        let (half, quarter, l) = (i / 128, (i / 32) % 4, i % 32);
+        return 64 * ((l % 16) / 4) + 16 * quarter + 4 * (2 * half + l / 16) + l % 4;
     }
     let (j, l) = (i / 32, i % 32);
     32 * (l / 4) + 16 * (j % 2) + 4 * (j / 2) + l % 4

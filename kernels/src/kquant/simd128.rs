@@ -1,7 +1,6 @@
 use std::arch::wasm32::*;
 
 use super::{d_dmin, order, scaled, Activation, KQuant, Terms, SUPER};
-use crate::int8::simd128::transpose_sum;
 
 /// The vector constants of the decode kernels, read once per row from a static.
 ///
@@ -71,8 +70,10 @@ fn high_nibbles(c: &Constants, v: v128) -> v128 {
     v128_and(u16x8_shr(v, 4), c.low_nibbles)
 }
 
-/// Σ q·x over 16 lanes, as four i32 sums added to `acc`: `q` widened in registers, `x`
-/// as it is loaded.
+/// Σ q·x over 16 lanes, added to `acc` with lane c summing the products of bytes 4c..4c + 4:
+/// one lane per lane group of the interleaved quants ([`order`]). Without relaxed SIMD, `q` is
+/// widened in registers and `x` as it is loaded, and `i32x4.dot_i16x8_s` pairs bytes 2i and
+/// 2i + 1 of each half, so its two halves' pairs are then added across.
 ///
 /// # Safety
 /// `x` must point at 16 readable quants.
@@ -81,7 +82,11 @@ fn high_nibbles(c: &Constants, v: v128) -> v128 {
 unsafe fn products(acc: v128, q: v128, x: *const i8) -> v128 {
     let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), i16x8_load_extend_i8x8(x));
     let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), i16x8_load_extend_i8x8(x.add(8)));
-    i32x4_add(acc, i32x4_add(low, high))
+    let pairs = i32x4_add(
+        i32x4_shuffle::<0, 2, 4, 6>(low, high),
+        i32x4_shuffle::<1, 3, 5, 7>(low, high),
+    );
+    i32x4_add(acc, pairs)
 }
 
 /// [`products`] for `q` in 0..128, by relaxed SIMD's
@@ -95,31 +100,6 @@ unsafe fn products(acc: v128, q: v128, x: *const i8) -> v128 {
 #[inline(always)]
 unsafe fn products(acc: v128, q: v128, x: *const i8) -> v128 {
     i32x4_relaxed_dot_i8x16_i7x16_add(v128_load(x as *const v128), q, acc)
-}
-
-/// [`products`] with each lane's four products those of four neighbouring quants: lane c
-/// sums the products of bytes 4c..4c + 4, as the interleaved Q4_K and Q5_K quants need
-/// (`super::order`). Relaxed SIMD's dot sums so; `i32x4.dot_i16x8_s` pairs bytes 2i, 2i + 1
-/// of each half, so its two halves' pairs are added across.
-///
-/// # Safety
-/// `x` must point at 16 readable quants.
-#[inline(always)]
-unsafe fn grouped_products(acc: v128, q: v128, x: *const i8) -> v128 {
-    #[cfg(feature = "relaxed-simd")]
-    {
-        products(acc, q, x)
-    }
-    #[cfg(not(feature = "relaxed-simd"))]
-    {
-        let low = i32x4_dot_i16x8(i16x8_extend_low_i8x16(q), i16x8_load_extend_i8x8(x));
-        let high = i32x4_dot_i16x8(i16x8_extend_high_i8x16(q), i16x8_load_extend_i8x8(x.add(8)));
-        let pairs = i32x4_add(
-            i32x4_shuffle::<0, 2, 4, 6>(low, high),
-            i32x4_shuffle::<1, 3, 5, 7>(low, high),
-        );
-        i32x4_add(acc, pairs)
-    }
 }
 
 #[inline(always)]
@@ -611,47 +591,67 @@ unsafe fn q45_quants(kind: KQuant, block: *const u8) -> (Option<*const u8>, *con
     (high, block.add(order::quants_at(kind)))
 }
 
-/// A Q6_K super-block as 256 values scale·(q − 32).
+/// A Q6_K super-block as 256 values scale·(q − 32), in the interleaved order ([`order`]).
 ///
 /// # Safety
 /// `block` must point at 210 readable bytes and `w` at 256 writable values.
 #[inline(always)]
 unsafe fn unpack_q6(c: &Constants, block: *const u8, w: *mut i16) {
-    let scales = block.add(192) as *const i8;
+    let scales = v128_load(block.add(192) as *const v128);
+    let (first, second) = (
+        i16x8_extend_low_i8x16(scales),
+        i16x8_extend_high_i8x16(scales),
+    );
+    // Quarter q's lane groups 0 and 1 (half 0) take runs 2q and 2q + 1, groups 2 and 3 (half
+    // 1) runs 8 + 2q and 9 + 2q: each spread over its four lanes.
+    macro_rules! spread {
+        ($a:literal $b:literal) => {
+            [
+                i16x8_shuffle::<$a, $a, $a, $a, $b, $b, $b, $b>(first, first),
+                i16x8_shuffle::<$a, $a, $a, $a, $b, $b, $b, $b>(second, second),
+            ]
+        };
+    }
+    let weights = [spread!(0 1), spread!(2 3), spread!(4 5), spread!(6 7)];
     let offset = i16x8_splat(32);
-    each_q6_quarters(c, block, |first, quarters| {
-        for (t, q) in quarters.into_iter().enumerate() {
-            let at = first + 32 * t;
-            let scale = i16x8_splat(*scales.add(at / 16) as i16);
+    each_q6_vector(c, block, |k, quarters| {
+        for (quarter, q) in quarters.into_iter().enumerate() {
+            let at = 64 * k + 16 * quarter;
             let low = i16x8_sub(i16x8_extend_low_u8x16(q), offset);
             let high = i16x8_sub(i16x8_extend_high_u8x16(q), offset);
-            v128_store(w.add(at) as *mut v128, i16x8_mul(low, scale));
-            v128_store(w.add(at + 8) as *mut v128, i16x8_mul(high, scale));
+            v128_store(w.add(at) as *mut v128, i16x8_mul(low, weights[quarter][0]));
+            v128_store(
+                w.add(at + 8) as *mut v128,
+                i16x8_mul(high, weights[quarter][1]),
+            );
         }
     });
 }
 
-/// Calls `f(first, q)` for each four runs of 16 Q6_K values that share their bytes:
-/// `q[t]` holds values `first + 32t .. first + 32t + 16` as unsigned bytes 0..64, for
-/// `first` = 0, 16, 128, 144.
+/// Calls `f(k, q)` for each vector `k` (0..4) of a Q6_K super-block's interleaved quants
+/// ([`order`]): `q[quarter]` holds, in lane group 2h + six, values 16·six + 4k .. 16·six +
+/// 4k + 4 of that quarter of half h, as unsigned bytes 0..64.
 ///
 /// # Safety
 /// `block` must point at 210 readable bytes.
 #[inline(always)]
-unsafe fn each_q6_quarters(c: &Constants, block: *const u8, mut f: impl FnMut(usize, [v128; 4])) {
+unsafe fn each_q6_vector(c: &Constants, block: *const u8, mut f: impl FnMut(usize, [v128; 4])) {
     let load = |p: *const u8| v128_load(p as *const v128);
-    for half in 0..2 {
-        let ql = block.add(64 * half);
-        let qh = block.add(128 + 32 * half);
-        for sixteen in 0..2 {
-            let l1 = load(ql.add(16 * sixteen));
-            let l2 = load(ql.add(32 + 16 * sixteen));
+    // Unrolled by hand, as in `each_q45_vector`.
+    macro_rules! vector {
+        ($($k:literal)*) => {$(
             f(
-                128 * half + 16 * sixteen,
-                q6_quarters(c, l1, l2, load(qh.add(16 * sixteen))),
+                $k,
+                q6_quarters(
+                    c,
+                    load(block.add(16 * $k)),
+                    load(block.add(64 + 16 * $k)),
+                    load(block.add(128 + 16 * $k)),
+                ),
             );
-        }
+        )*};
     }
+    vector!(0 1 2 3);
 }
 
 /// Σ scale·q·x and Σ min·Σx over a Q4_K or Q5_K super-block, interleaved ([`order`]), each
@@ -676,8 +676,8 @@ unsafe fn q45_sums(
     let zero = i32x4_splat(0);
     let (mut low_sums, mut high_sums) = ([zero; 2], [zero; 2]);
     each_q45_vector(c, qs, high, |k, low, high| {
-        low_sums[k % 2] = grouped_products(low_sums[k % 2], low, xq.add(32 * k));
-        high_sums[k % 2] = grouped_products(high_sums[k % 2], high, xq.add(32 * k + 16));
+        low_sums[k % 2] = products(low_sums[k % 2], low, xq.add(32 * k));
+        high_sums[k % 2] = products(high_sums[k % 2], high, xq.add(32 * k + 16));
     });
     // The scales as u16 lanes: i32 lane c holds scale 2c in its low half, 2c + 1 in its high.
     let scales = u16x8_extend_low_u8x16(packed);
@@ -726,50 +726,50 @@ pub(super) fn scales_and_mins(c: &Constants, header: v128) -> v128 {
     v128_or(v128_or(masked, nibbles), top)
 }
 
-/// Σ scale·(q − 32)·x over a Q6_K super-block as four i32 lanes to be summed, `sums`
-/// being the activations' sums per 16 values.
+/// Σ scale·(q − 32)·x over a Q6_K super-block, interleaved ([`order`]), as four i32 lanes to
+/// be summed, `sums` being the activations' sums per 16 values: each quarter's dots leave one
+/// run of 16 per lane, so one multiply by their scales in the same lanes weighs them.
 ///
 /// # Safety
-/// `block` must point at 210 readable bytes, `xq` at 256 quants and `sums` at 16 values.
+/// `block` must point at 210 readable bytes, `xq` at 256 quants (interleaved) and `sums` at
+/// 16 values.
 #[inline(always)]
 unsafe fn q6_sums(c: &Constants, block: *const u8, xq: *const i8, sums: *const i16) -> v128 {
     let scales = v128_load(block.add(192) as *const v128);
-    // The scales of runs r, r + 2, r + 4, r + 6 as i32 lanes, for r = 0, 8, 1, 9.
+    // Quarter q's runs, lane by lane: 2q, 2q + 1, 8 + 2q, 9 + 2q; their scales as i32 lanes.
     let sorted =
-        i8x16_shuffle::<0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15>(scales, scales);
-    let (even, odd) = (
+        i8x16_shuffle::<0, 1, 8, 9, 2, 3, 10, 11, 4, 5, 12, 13, 6, 7, 14, 15>(scales, scales);
+    let (first, second) = (
         i16x8_extend_low_i8x16(sorted),
         i16x8_extend_high_i8x16(sorted),
     );
     let weights = [
-        i32x4_extend_low_i16x8(even),
-        i32x4_extend_high_i16x8(even),
-        i32x4_extend_low_i16x8(odd),
-        i32x4_extend_high_i16x8(odd),
+        i32x4_extend_low_i16x8(first),
+        i32x4_extend_high_i16x8(first),
+        i32x4_extend_low_i16x8(second),
+        i32x4_extend_high_i16x8(second),
     ];
     // The quants are multiplied as they are unpacked, 0..64, and 32·Σ scale·Σx is taken
-    // off once: relaxed SIMD's dot needs its second operand non-negative. Four runs of 16
-    // are summed across together and weighed by their scales at once.
-    let mut acc = i32x4_splat(0);
-    each_q6_quarters(c, block, |first, q| {
-        let at = |t: usize| xq.add(first + 32 * t);
-        let zero = i32x4_splat(0);
-        let sums = transpose_sum(
-            products(zero, q[0], at(0)),
-            products(zero, q[1], at(1)),
-            products(zero, q[2], at(2)),
-            products(zero, q[3], at(3)),
-        );
-        // Runs first / 16 + 2t: r = 0, 8, 1, 9 for first = 0, 128, 16, 144.
-        let weights = weights[2 * (first % 128 / 16) + first / 128];
-        acc = i32x4_add(acc, i32x4_mul(sums, weights));
+    // off once: relaxed SIMD's dot needs its second operand non-negative.
+    let zero = i32x4_splat(0);
+    let mut acc = [zero; 4];
+    each_q6_vector(c, block, |k, q| {
+        let at = |quarter: usize| xq.add(64 * k + 16 * quarter);
+        acc[0] = products(acc[0], q[0], at(0));
+        acc[1] = products(acc[1], q[1], at(1));
+        acc[2] = products(acc[2], q[2], at(2));
+        acc[3] = products(acc[3], q[3], at(3));
     });
+    let weighed = i32x4_add(
+        i32x4_add(i32x4_mul(acc[0], weights[0]), i32x4_mul(acc[1], weights[1])),
+        i32x4_add(i32x4_mul(acc[2], weights[2]), i32x4_mul(acc[3], weights[3])),
+    );
     let offset = weighted_sixteen(
         i16x8_extend_low_i8x16(scales),
         i16x8_extend_high_i8x16(scales),
         sums,
     );
-    i32x4_sub(acc, i32x4_shl(offset, 5))
+    i32x4_sub(weighed, i32x4_shl(offset, 5))
 }
 
 /// `order::interleave_quants` by shuffles: the eight vectors hold words 0..4 and 4..8 of each

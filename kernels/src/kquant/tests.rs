@@ -168,12 +168,12 @@ fn scales_and_minimums_unpack_in_registers_as_in_scalars() {
     }
 }
 
-/// Every value of a Q4_K and Q5_K super-block read back from the interleaved order as from
+/// Every value of a super-block read back from the interleaved order as from
 /// GGUF's (on every target, so the relayout is checked natively too; in wasm32 its quants
 /// move by shuffles), and a packed matrix dequantized to the values of the file's.
 #[test]
 fn interleaving_moves_no_value() {
-    for kind in [KQuant::Q4K, KQuant::Q5K] {
+    for kind in KINDS {
         let gguf = gguf_matrix(kind, 3, 2 * SUPER, 17);
         for block in gguf.chunks_exact(kind.block_bytes()) {
             let mut interleaved = block.to_vec();
