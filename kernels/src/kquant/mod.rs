@@ -1,5 +1,6 @@
-//! llama.cpp's K-quant matrices (Q4_K, Q5_K, Q6_K), read as a GGUF file stores them, and their
-//! matmul with 8-bit activations.
+//! llama.cpp's K-quant matrices (Q4_K, Q5_K, Q6_K), read as a GGUF file stores them (in wasm32
+//! with each super-block's quants moved within it, [`pack`]), and their matmul with 8-bit
+//! activations.
 //!
 //! A row is a run of 256-value super-blocks. Q4_K and Q5_K give each 32-value sub-block a
 //! 6-bit scale and a 6-bit minimum (value = d·scale·q − dmin·min, q in 0..16 or 0..32); Q6_K
@@ -12,15 +13,19 @@
 //! Here eight products are summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's
 //! sums are scaled once; with the `relaxed-simd` feature, sixteen by one
 //! `i32x4.relaxed_dot_i8x16_i7x16_add_s`, exact because the quants (unsigned, below 64) are its
-//! 7-bit operand. In a decode step a Q4_K or Q5_K super-block's 6-bit scales and minimums are
-//! unpacked by a few shuffles in registers, and its eight sub-blocks' sums weighed together;
-//! four super-blocks' sums are then summed across and scaled in one vector, their f16 scales
-//! converted together (every path adds a row's super-blocks in four lanes, `Terms`, so that
-//! this order is everyone's).
-//! For a prompt (several activation rows) each super-block is unpacked once into i16 weights
-//! with the scales multiplied in, and every row then costs one `dot_i16x8_s` per eight
-//! products; four weight rows and two activation rows go together, so that each load serves
-//! several products. bench/NOTES.md has what each gains.
+//! 7-bit operand. In wasm32 the quants are re-laid at load ([`pack`], module `order`) so that
+//! each lane of a dot sums one sub-block (Q6_K: one run of 16), and one multiply weighs them
+//! by their scales; the activations are permuted to match once per matmul. In a decode step a
+//! Q4_K or Q5_K super-block's 6-bit scales and minimums are unpacked by a few shuffles in
+//! registers; four super-blocks' sums are then summed across and scaled in one vector, their
+//! f16 scales converted together (every path adds a row's super-blocks in four lanes,
+//! `Terms`, so that this order is everyone's). The decode reads its vector constants once per
+//! row from a static.
+//! For a prompt (several activation rows) each super-block is unpacked once for all the rows:
+//! Q4_K and Q5_K, with relaxed SIMD, into bytes that every activation row then takes by
+//! relaxed dots; otherwise into i16 weights with the scales multiplied in, one `dot_i16x8_s`
+//! per eight products, two activation rows at a time. Four weight rows go together, so that
+//! each load serves several products. bench/NOTES.md has what each gains.
 //!
 //! On x86-64 with AVX2, `maddubs` multiplies 32 unsigned quants by 32 activation quants and
 //! sums them in pairs, and `madd` weighs the pairs by their scales, as llama.cpp's AVX2 code
@@ -109,7 +114,7 @@ pub fn check(kind: KQuant, bytes: usize, rows: usize, cols: usize) -> Result<(),
 
 /// Re-lays a `[rows, cols]` matrix of `kind`, as a GGUF file stores it, in place into the
 /// order this target's kernels read ([`matmul`], [`dequantize_row`]): in wasm32 each
-/// super-block's quants interleaved ([`order`]); natively as they are. Each super-block is
+/// super-block's quants interleaved (module `order`); natively as they are. Each super-block is
 /// re-laid on its own, so packed matrices stacked row-wise are the packed stack.
 pub fn pack(kind: KQuant, data: &mut [u8], rows: usize, cols: usize) -> Result<(), KQuantError> {
     check(kind, data.len(), rows, cols)?;
