@@ -126,8 +126,8 @@ pub fn pack(kind: KQuant, data: &mut [u8], rows: usize, cols: usize) -> Result<(
     Ok(())
 }
 
-/// Row `row` of a `[rows, cols]` matrix of `kind` ([`pack`]ed), dequantized as llama.cpp does (the same
-/// float operations in the same order).
+/// Row `row` of a `[rows, cols]` matrix of `kind` ([`pack`]ed), dequantized as llama.cpp does
+/// (the same float operations in the same order).
 pub fn dequantize_row(kind: KQuant, data: &[u8], cols: usize, row: usize) -> Vec<f32> {
     let row_bytes = cols / SUPER * kind.block_bytes();
     data[row * row_bytes..(row + 1) * row_bytes]
@@ -260,9 +260,9 @@ struct Activation<'a> {
     quants: &'a [i8],
     /// One per super-block.
     scales: &'a [f32],
-    /// The quants summed per 16 values (at most 16 · 127 in magnitude): for the minimums of
-    /// Q4_K and Q5_K (two per 32-value sub-block), and for Q6_K's offset of 32 where its quants
-    /// are multiplied unsigned.
+    /// The quants summed per 16 values (at most 16 · 127 in magnitude): for Q6_K's offset of 32
+    /// where its quants are multiplied unsigned, and for AVX2's minimums of Q4_K and Q5_K (two
+    /// per 32-value sub-block).
     sums: &'a [i16],
     /// The quants summed per 32 values (a Q4_K or Q5_K sub-block), for the minimums' Σ min·Σx.
     sums32: &'a [i16],

@@ -165,12 +165,13 @@ pub(super) fn activation_index(kind: KQuant, i: usize) -> usize {
 }
 
 /// Activation quants, whole super-blocks, in the order of `kind`'s weights
-/// ([`activation_index`]).
+/// ([`activation_index`], which moves runs of four values together).
 pub(super) fn interleave_activations(kind: KQuant, quants: &[i8]) -> Vec<i8> {
     let mut out = vec![0i8; quants.len()];
     for (out, x) in out.chunks_exact_mut(SUPER).zip(quants.chunks_exact(SUPER)) {
-        for (i, &q) in x.iter().enumerate() {
-            out[activation_index(kind, i)] = q;
+        for (i, four) in x.chunks_exact(4).enumerate() {
+            let to = activation_index(kind, 4 * i);
+            out[to..to + 4].copy_from_slice(four);
         }
     }
     out
