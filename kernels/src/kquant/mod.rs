@@ -275,9 +275,9 @@ fn sub_block_sums(quants: &[i8]) -> Vec<i16> {
         .collect()
 }
 
-/// Checks that `row` is whole super-blocks of `kind`, that each of `xs` holds 256 quants and
-/// 16 sums per super-block, and that there are `outs` results for them: what the SIMD paths'
-/// unchecked loads rely on.
+/// Checks that `row` is whole super-blocks of `kind`, that each of `xs` holds 256 quants, 16
+/// sums per 16 and 8 per 32 per super-block, and that there are `outs` results for them: what
+/// the SIMD paths' unchecked loads rely on.
 #[cfg_attr(
     not(any(target_arch = "wasm32", target_arch = "x86_64")),
     allow(dead_code)

@@ -344,12 +344,13 @@ unsafe fn block_sums(
 }
 
 /// The dot products of `R` weight rows with several activation rows (a prompt): `out[i][k]`
-/// is activation row `i` against weight row `k`. Each super-block of the rows is unpacked
-/// once into i16 weights with their scales multiplied in (|scale·q| ≤ 63·31 for Q4_K and
-/// Q5_K, 128·32 for Q6_K), and each pair then takes one `i32x4.dot_i16x8_s` per eight
-/// products. Activation rows go two at a time, so each widened activation load is
-/// multiplied with all the weight rows and each weight load with both activation rows.
-/// Equal to `dot` per pair, bit for bit.
+/// is activation row `i` against weight row `k`. With relaxed SIMD, Q4_K and Q5_K take
+/// `q45_row_group`. Otherwise each super-block of the rows is unpacked once into i16
+/// weights with their scales multiplied in (|scale·q| ≤ 63·31 for Q4_K and Q5_K, 128·32 for
+/// Q6_K), in the activations' interleaved order, and each pair then takes one
+/// `i32x4.dot_i16x8_s` per eight products. Activation rows go two at a time, so each widened
+/// activation load is multiplied with all the weight rows and each weight load with both
+/// activation rows. Equal to `dot` per pair, bit for bit.
 pub(super) fn dot_row_group<const R: usize>(
     kind: KQuant,
     rows: [&[u8]; R],
