@@ -166,11 +166,11 @@ unsafe fn each_q45_vector(
     vector!(0 1 2 3 4 5 6 7);
 }
 
-/// The four quarters of 16 Q6_K values (value l, l + 32, l + 64, l + 96 of a half) as
-/// unsigned bytes 0..64, from 16 bytes of `ql` (`l1`), the 16 bytes 32 further on (`l2`)
-/// and 16 bytes of `qh`: low four bits from `l1` (quarters 0, 2) or `l2`, low nibble for
-/// quarters 0 and 1; high two bits 2t, 2t+1 of `h`, moved to bits 4 and 5. Its shifts are
-/// of 16-bit lanes, the bits they move across bytes masked.
+/// The four quarters of 16 Q6_K values (value l of quarters 0 to 3 of a half) as unsigned
+/// bytes 0..64, from 16 bytes of `ql`'s region 0 (`l1`), the matching 16 of region 1 (`l2`)
+/// and 16 bytes of `qh` ([`order`]): low four bits from `l1` (quarters 0, 2) or `l2`, low
+/// nibble for quarters 0 and 1; high two bits 2t, 2t+1 of `h`, moved to bits 4 and 5. Its
+/// shifts are of 16-bit lanes, the bits they move across bytes masked.
 #[inline(always)]
 fn q6_quarters(c: &Constants, l1: v128, l2: v128, h: v128) -> [v128; 4] {
     let (low4, high2) = (c.low_nibbles, c.high_pair);
