@@ -433,29 +433,30 @@ fn q45_row_group<const R: usize>(
         let headers: [_; R] = std::array::from_fn(|r| {
             let block = &rows[r][s * bytes..(s + 1) * bytes];
             // SAFETY: `block` is one super-block of `kind`.
-            let packed = unsafe { scales_and_mins(&c, v128_load(block.as_ptr() as *const v128)) };
-            let (high, qs) = unsafe { q45_quants(kind, block.as_ptr()) };
-            // SAFETY: as above.
-            unsafe {
+            let packed = unsafe {
+                let (high, qs) = q45_quants(kind, block.as_ptr());
                 each_q45_vector(&c, qs, high, |k, low, high| {
                     nibbles[r][2 * k] = low;
                     nibbles[r][2 * k + 1] = high;
-                })
+                });
+                scales_and_mins(&c, v128_load(block.as_ptr() as *const v128))
             };
             let (d, dmin) = d_dmin(kind, block);
-            // The scales of sub-blocks 2c and 2c + 1 in lane c, and the minimums as i16.
-            let scales = u16x8_extend_low_u8x16(packed);
-            let weights = (u32x4_shr(i32x4_shl(scales, 16), 16), u32x4_shr(scales, 16));
-            (d, dmin, weights, u16x8_extend_high_u8x16(packed))
+            // The minimums as i16, for `min_sums`'s dot with each row's sums.
+            (
+                d,
+                dmin,
+                paired_scales(packed),
+                u16x8_extend_high_u8x16(packed),
+            )
         });
         for (x, terms) in xs.iter().zip(&mut terms) {
             let xq = x.quants[s * SUPER..(s + 1) * SUPER].as_ptr();
             // SAFETY: the row holds 8 sums per 32 values per super-block (asserted above).
             let sums32 = unsafe { v128_load(x.sums32[8 * s..].as_ptr() as *const v128) };
-            for (r, &(d, dmin, (even, odd), mins)) in headers.iter().enumerate() {
+            for (r, &(d, dmin, scales, mins)) in headers.iter().enumerate() {
                 // SAFETY: the row holds 256 quants from `xq` (asserted above).
-                let (low, high) = unsafe { nibble_sums(&nibbles[r], xq) };
-                let sumi = i32x4_add(i32x4_mul(low, even), i32x4_mul(high, odd));
+                let sumi = weighed(unsafe { nibble_sums(&nibbles[r], xq) }, scales);
                 let summ = i32x4_dot_i16x8(mins, sums32);
                 terms[r].add(
                     s,
@@ -680,16 +681,31 @@ unsafe fn q45_sums(
         low_sums[k % 2] = products(low_sums[k % 2], low, xq.add(32 * k));
         high_sums[k % 2] = products(high_sums[k % 2], high, xq.add(32 * k + 16));
     });
-    // The scales as u16 lanes: i32 lane c holds scale 2c in its low half, 2c + 1 in its high.
-    let scales = u16x8_extend_low_u8x16(packed);
-    let sumi = i32x4_add(
-        i32x4_mul(
-            i32x4_add(low_sums[0], low_sums[1]),
-            u32x4_shr(i32x4_shl(scales, 16), 16),
-        ),
-        i32x4_mul(i32x4_add(high_sums[0], high_sums[1]), u32x4_shr(scales, 16)),
+    let sums = (
+        i32x4_add(low_sums[0], low_sums[1]),
+        i32x4_add(high_sums[0], high_sums[1]),
     );
-    (sumi, min_sums(packed, sums32))
+    (
+        weighed(sums, paired_scales(packed)),
+        min_sums(packed, sums32),
+    )
+}
+
+/// A Q4_K or Q5_K super-block's sub-block scales, lanes 0..8 of `packed`
+/// ([`scales_and_mins`]), in the lanes of its interleaved sums: lane c of the first holds
+/// sub-block 2c's scale, of the second 2c + 1's, as i32.
+#[inline(always)]
+fn paired_scales(packed: v128) -> (v128, v128) {
+    // As u16 lanes: i32 lane c holds scale 2c in its low half, 2c + 1 in its high.
+    let scales = u16x8_extend_low_u8x16(packed);
+    (u32x4_shr(i32x4_shl(scales, 16), 16), u32x4_shr(scales, 16))
+}
+
+/// Σ scale·q·x over a super-block as four i32 lanes to be summed, from its sums over the low
+/// and the high nibbles, one sub-block per lane, and [`paired_scales`].
+#[inline(always)]
+fn weighed((low, high): (v128, v128), (even, odd): (v128, v128)) -> v128 {
+    i32x4_add(i32x4_mul(low, even), i32x4_mul(high, odd))
 }
 
 /// Σ min·Σx over a super-block as four i32 lanes to be summed: its minimums, lanes 8..16 of

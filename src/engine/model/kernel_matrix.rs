@@ -36,7 +36,7 @@ enum Layout {
     /// Q4_1 packed four rows at a time ([`int4::pack_q4_1`]).
     Int4,
     /// A K-quant, rows of super-blocks as GGUF stores them, re-laid in place where the
-    /// kernels read them otherwise ([`kquant::pack`]: in wasm32 Q4_K and Q5_K quants
+    /// kernels read them otherwise ([`kquant::pack`]: in wasm32 each super-block's quants
     /// interleaved).
     KQuant(KQuant),
 }
