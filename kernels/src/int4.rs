@@ -148,15 +148,24 @@ pub(crate) fn matmul_on(
     let m = x.len() / cols;
     let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
     let sums = scaled_sums(&quants, &scales);
-    Ok(by_groups(pool, packed, group_bytes, rows, m, |r, group| {
-        let blocks = r * blocks..(r + 1) * blocks;
-        dot4(
-            &quants[r * cols..(r + 1) * cols],
-            &scales[blocks.clone()],
-            &sums[blocks],
-            group,
-        )
-    }))
+    Ok(by_groups(
+        pool,
+        packed,
+        group_bytes,
+        rows,
+        m,
+        |group, out| {
+            for (r, out) in out.iter_mut().enumerate() {
+                let blocks = r * blocks..(r + 1) * blocks;
+                *out = dot4(
+                    &quants[r * cols..(r + 1) * cols],
+                    &scales[blocks.clone()],
+                    &sums[blocks],
+                    group,
+                );
+            }
+        },
+    ))
 }
 
 /// `s·Σx` per activation block: what the minimums are multiplied by.

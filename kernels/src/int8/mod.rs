@@ -4,6 +4,8 @@
 //! 32-value block, the four rows' scales as f32 and then their four runs of 32 quants: 144
 //! bytes read front to back. A decode step thus streams every weight once, in order; each
 //! activation block is widened once for four rows, and the four sums are scaled together.
+//! A prompt in a relaxed-SIMD build, where the browser's relaxed dot multiplies unsigned bytes
+//! (x86 with AVX-VNNI), takes four activation rows per vector instead (module `quads`).
 
 use thiserror::Error;
 
@@ -134,40 +136,63 @@ pub(crate) fn matmul_on(
     }
     let m = x.len() / cols;
     let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
-    Ok(by_groups(pool, packed, group_bytes, rows, m, |r, group| {
-        dot4(
-            &quants[r * cols..(r + 1) * cols],
-            &scales[r * blocks..(r + 1) * blocks],
-            group,
-        )
-    }))
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    if m >= quads::MIN_ROWS && quads::unsigned_dot() {
+        let x = quads::Quads::new(&quants, &scales, m);
+        return Ok(by_groups(
+            pool,
+            packed,
+            group_bytes,
+            rows,
+            m,
+            |group, out| quads::dot4(&x, group, out),
+        ));
+    }
+    Ok(by_groups(
+        pool,
+        packed,
+        group_bytes,
+        rows,
+        m,
+        |group, out| {
+            for (r, out) in out.iter_mut().enumerate() {
+                *out = dot4(
+                    &quants[r * cols..(r + 1) * cols],
+                    &scales[r * blocks..(r + 1) * blocks],
+                    group,
+                );
+            }
+        },
+    ))
 }
 
 /// The `[m, rows]` product of `m` activation rows with a matrix packed in groups of four
-/// rows of `group_bytes` each, from `dot4(r, group)`: activation row `r` against the four rows
-/// of `group`. One group at a time, every activation row against it while it is hot; the
-/// padding rows of the last group are dropped. Runs of groups are split across `pool`.
+/// rows of `group_bytes` each, from `dots(group, sums)`, which writes each activation row's
+/// four dot products with the rows of `group` into `sums` (`m` of them). One group at a time,
+/// every activation row against it while it is hot; the padding rows of the last group are
+/// dropped. Runs of groups are split across `pool`.
 pub(crate) fn by_groups(
     pool: Option<&Pool>,
     packed: &[u8],
     group_bytes: usize,
     rows: usize,
     m: usize,
-    dot4: impl Fn(usize, &[u8]) -> [f32; GROUP] + Sync,
+    dots: impl Fn(&[u8], &mut [[f32; GROUP]]) + Sync,
 ) -> Vec<f32> {
     let mut out = vec![0f32; m * rows];
     let shared = pool::Disjoint::new(&mut out);
     let groups = rows.div_ceil(GROUP);
     pool::for_each_range(pool, groups, grain(group_bytes), |range| {
+        let mut sums = vec![[0f32; GROUP]; m];
         for g in range {
             let group = &packed[g * group_bytes..(g + 1) * group_bytes];
             let first = g * GROUP;
             let valid = (rows - first).min(GROUP);
-            for r in 0..m {
-                let dots = dot4(r, group);
+            dots(group, &mut sums);
+            for (r, four) in sums.iter().enumerate() {
                 // SAFETY: each group's rows are written by the one task that has the group.
                 let out = unsafe { shared.slice(r * rows + first..r * rows + first + valid) };
-                out.copy_from_slice(&dots[..valid]);
+                out.copy_from_slice(&four[..valid]);
             }
         }
     });
@@ -343,6 +368,9 @@ pub(crate) mod simd128 {
     }
 }
 
+#[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+mod quads;
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2 {
     use std::arch::x86_64::*;
@@ -494,6 +522,52 @@ mod tests {
             scales: xs,
         } = activations::quantize::<BLOCK>(&values);
         assert_eq!(dot4(&xq, &xs, &group), portable_dot4(&xq, &xs, &group));
+    }
+
+    /// Matmuls of several activation rows (in a relaxed-SIMD build whose relaxed dot is
+    /// unsigned, from four rows on, the `quads` path) against the portable loop row by row, bit
+    /// for bit: weights across the whole i8 range, -128 included, two groups, the last padded;
+    /// each row the activations of [`activations::awkward_values`], shifted.
+    #[test]
+    fn prompts_equal_the_portable_loops_bit_for_bit() {
+        let (rows, blocks) = (7, 5);
+        let cols = blocks * BLOCK;
+        let (mut bytes, _) = q8_0(rows, cols);
+        for (i, q) in bytes.iter_mut().enumerate() {
+            if i % Q8_0_BLOCK_BYTES >= 2 && i % 5 == 0 {
+                *q = 0x80;
+            }
+        }
+        let packed = pack_q8_0(&bytes, rows, cols).unwrap();
+        let group_bytes = blocks * GROUP_BLOCK_BYTES;
+        for m in [1, 4, 5, 9] {
+            let awkward = activations::awkward_values(blocks, BLOCK);
+            let x: Vec<f32> = (0..m)
+                .flat_map(|r| awkward.iter().cycle().skip(3 * r).take(cols))
+                .copied()
+                .collect();
+            let got = matmul_on(None, &packed, rows, cols, &x).unwrap();
+            let Quantized { quants, scales } = activations::quantize::<BLOCK>(&x);
+            for r in 0..m {
+                let expected: Vec<f32> = packed
+                    .chunks_exact(group_bytes)
+                    .flat_map(|group| {
+                        portable_dot4(
+                            &quants[r * cols..(r + 1) * cols],
+                            &scales[r * blocks..(r + 1) * blocks],
+                            group,
+                        )
+                    })
+                    .take(rows)
+                    .collect();
+                let got = &got[r * rows..(r + 1) * rows];
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "row {r} of {m}: {got:?} against {expected:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -1,0 +1,174 @@
+//! A Q8_0 prompt by relaxed dots, where the browser multiplies the dot's second operand as
+//! unsigned bytes and adds the products without saturating: Chromium on x86-64 with AVX-VNNI,
+//! one `vpdpbusd` per sixteen products ([`unsigned_dot`] tells).
+//!
+//! Relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s` is exact everywhere only with a 7-bit
+//! second operand, which Q8_0's signed weights are not. Where the dot is `vpdpbusd`, the weights
+//! plus 128 (0..=255) are an exact operand, and the 128·Σx it adds is taken off by starting
+//! each sum at −128·Σx. Four activation rows share a vector ([`Quads`]: lane i holds row i's
+//! quants 4k..4k+4), so that one weight row's four quants, spread over the lanes, multiply all
+//! four rows at once and a block's sums come out one row per lane, with no transposes; a quad's
+//! eight vectors stay in registers across the group's four weight rows, and each weight row is
+//! two loads and eight shuffles. 1.8–1.9× the i16 path in the kernel bench (bench/NOTES.md).
+
+use std::arch::wasm32::*;
+
+use super::simd128::lanes;
+use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
+
+/// Activation rows from which a matmul takes this path: fewer would leave most of a quad's
+/// lanes padding.
+pub(super) const MIN_ROWS: usize = 4;
+
+/// Whether relaxed SIMD's dot multiplies its second operand's bytes as unsigned and adds the
+/// products in i32 without saturating, as x86's `vpdpbusd` does. Elsewhere the answer differs:
+/// `pmaddubsw` (x86 without AVX-VNNI) saturates its pairs, Arm's dots take both operands as
+/// signed. V8 lowers the instruction alike in both its tiers.
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn unsigned_dot() -> bool {
+    let a = std::hint::black_box(i8x16_splat(-128));
+    let b = std::hint::black_box(u8x16_splat(255));
+    i32x4_extract_lane::<0>(i32x4_relaxed_dot_i8x16_i7x16_add(a, b, i32x4_splat(0)))
+        == 4 * -128 * 255
+}
+
+/// Activation rows four at a time: per quad of rows and block, eight vectors whose lane i holds
+/// row i's quants 4k..4k+4 (vector k), then per quad and block −128·Σx of each row (i32) and
+/// each row's scale. The last quad's missing rows are zeros.
+pub(super) struct Quads {
+    quants: Vec<v128>,
+    corrections: Vec<v128>,
+    scales: Vec<v128>,
+    blocks: usize,
+}
+
+impl Quads {
+    /// The quads of `m` rows of quants `xq`, `xs` their block scales.
+    #[target_feature(enable = "relaxed-simd")]
+    pub(super) fn new(xq: &[i8], xs: &[f32], m: usize) -> Self {
+        let blocks = xs.len() / m;
+        assert!(xq.len() == m * blocks * BLOCK && xs.len() == m * blocks);
+        let units = m.div_ceil(4) * blocks;
+        let mut quads = Quads {
+            quants: Vec::with_capacity(8 * units),
+            corrections: Vec::with_capacity(units),
+            scales: Vec::with_capacity(units),
+            blocks,
+        };
+        let zeros = [0i8; BLOCK];
+        for quad in 0..m.div_ceil(4) {
+            for b in 0..blocks {
+                let row = |i: usize| {
+                    let r = 4 * quad + i;
+                    if r < m {
+                        &xq[(r * blocks + b) * BLOCK..][..BLOCK]
+                    } else {
+                        &zeros[..]
+                    }
+                };
+                let rows = [row(0), row(1), row(2), row(3)];
+                let mut sums = i32x4_splat(0);
+                for half in 0..2 {
+                    // SAFETY: each row holds BLOCK = 32 quants.
+                    let v =
+                        rows.map(|r| unsafe { v128_load(r[16 * half..].as_ptr() as *const v128) });
+                    for k in transpose(v) {
+                        sums = i32x4_relaxed_dot_i8x16_i7x16_add(k, i8x16_splat(1), sums);
+                        quads.quants.push(k);
+                    }
+                }
+                quads.corrections.push(i32x4_neg(i32x4_shl(sums, 7)));
+                let scale = |i: usize| {
+                    let r = 4 * quad + i;
+                    if r < m {
+                        xs[r * blocks + b]
+                    } else {
+                        0.0
+                    }
+                };
+                quads
+                    .scales
+                    .push(f32x4(scale(0), scale(1), scale(2), scale(3)));
+            }
+        }
+        quads
+    }
+
+    /// Rows, counting the last quad's padding.
+    fn rows(&self) -> usize {
+        4 * self.scales.len() / self.blocks.max(1)
+    }
+}
+
+/// Four vectors of four 32-bit lanes, transposed: vector k gets lane k of each.
+fn transpose([r0, r1, r2, r3]: [v128; 4]) -> [v128; 4] {
+    let t0 = i32x4_shuffle::<0, 4, 1, 5>(r0, r1);
+    let t1 = i32x4_shuffle::<0, 4, 1, 5>(r2, r3);
+    let t2 = i32x4_shuffle::<2, 6, 3, 7>(r0, r1);
+    let t3 = i32x4_shuffle::<2, 6, 3, 7>(r2, r3);
+    [
+        i32x4_shuffle::<0, 1, 4, 5>(t0, t1),
+        i32x4_shuffle::<2, 3, 6, 7>(t0, t1),
+        i32x4_shuffle::<0, 1, 4, 5>(t2, t3),
+        i32x4_shuffle::<2, 3, 6, 7>(t2, t3),
+    ]
+}
+
+/// Every activation row of `x` against one packed group: `out[r]` gets row r's four sums,
+/// equal bit for bit to the portable loop's. Only where [`unsigned_dot`] holds.
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn dot4(x: &Quads, group: &[u8], out: &mut [[f32; GROUP]]) {
+    let blocks = x.blocks;
+    assert!(
+        group.len() == blocks * GROUP_BLOCK_BYTES && out.len() <= x.rows(),
+        "int8 prompt: activation quads and weight group disagree in length"
+    );
+    // The quants plus 128, as unsigned bytes: the dot's second operand.
+    let mut offset = Vec::with_capacity(8 * blocks);
+    for block in group.chunks_exact(GROUP_BLOCK_BYTES) {
+        for w in block[GROUP * 4..].chunks_exact(16) {
+            // SAFETY: each chunk holds 16 bytes.
+            offset.push(v128_xor(
+                unsafe { v128_load(w.as_ptr() as *const v128) },
+                u8x16_splat(0x80),
+            ));
+        }
+    }
+    let dot = i32x4_relaxed_dot_i8x16_i7x16_add;
+    for (quad, out) in out.chunks_mut(4).enumerate() {
+        let mut rows = [f32x4_splat(0.0); GROUP];
+        // SAFETY: unit = quad · blocks + b < x.scales.len() (asserted: out.len() <= x.rows()),
+        // with eight quant vectors each; `offset` holds eight vectors per block, and `group`'s
+        // blocks start with four f32 scales.
+        unsafe {
+            for b in 0..blocks {
+                let unit = quad * blocks + b;
+                let xq = x.quants.as_ptr().add(8 * unit);
+                let xq: [v128; 8] = std::array::from_fn(|k| *xq.add(k));
+                let corrections = *x.corrections.as_ptr().add(unit);
+                let x_scales = *x.scales.as_ptr().add(unit);
+                let w_scales = group.as_ptr().add(b * GROUP_BLOCK_BYTES) as *const f32;
+                for (j, acc) in rows.iter_mut().enumerate() {
+                    let w = offset.as_ptr().add(8 * b + 2 * j);
+                    let (w0, w1) = (*w, *w.add(1));
+                    let mut sums = corrections;
+                    sums = dot(xq[0], i32x4_shuffle::<0, 0, 0, 0>(w0, w0), sums);
+                    sums = dot(xq[1], i32x4_shuffle::<1, 1, 1, 1>(w0, w0), sums);
+                    sums = dot(xq[2], i32x4_shuffle::<2, 2, 2, 2>(w0, w0), sums);
+                    sums = dot(xq[3], i32x4_shuffle::<3, 3, 3, 3>(w0, w0), sums);
+                    sums = dot(xq[4], i32x4_shuffle::<0, 0, 0, 0>(w1, w1), sums);
+                    sums = dot(xq[5], i32x4_shuffle::<1, 1, 1, 1>(w1, w1), sums);
+                    sums = dot(xq[6], i32x4_shuffle::<2, 2, 2, 2>(w1, w1), sums);
+                    sums = dot(xq[7], i32x4_shuffle::<3, 3, 3, 3>(w1, w1), sums);
+                    let scale =
+                        f32x4_mul(x_scales, v128_load32_splat(w_scales.add(j) as *const u32));
+                    *acc = f32x4_add(*acc, f32x4_mul(f32x4_convert_i32x4(sums), scale));
+                }
+            }
+        }
+        let rows = rows.map(lanes);
+        for (i, out) in out.iter_mut().enumerate() {
+            *out = [rows[0][i], rows[1][i], rows[2][i], rows[3][i]];
+        }
+    }
+}
