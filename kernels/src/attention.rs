@@ -163,6 +163,34 @@ pub(crate) fn one_query_on<T: CacheValue>(
     out
 }
 
+/// The softmax of a prompt's attention scores under the causal mask, in place: `scores` holds
+/// rows of `total` values, a query's scores against every position of the cache, whose last
+/// `seq` positions are the prompt's; row r is the query at prompt position `r % seq` (heads
+/// and query heads of a group follow one another), which sees the `total - seq + r % seq + 1`
+/// first positions. Its scores there are multiplied by `scale` and replaced by their softmax
+/// (exponentials four at a time in wasm32); the later positions get 0.
+///
+/// # Panics
+/// When `scores` is not whole rows of `total`, or `seq` exceeds `total` or is 0.
+pub fn causal_softmax(scores: &mut [f32], total: usize, seq: usize, scale: f32) {
+    assert!(
+        seq > 0 && seq <= total && scores.len().is_multiple_of(total),
+        "causal softmax: {} scores are not rows of {total} with {seq} queries",
+        scores.len()
+    );
+    for (r, row) in scores.chunks_exact_mut(total).enumerate() {
+        let (seen, masked) = row.split_at_mut(total - seq + r % seq + 1);
+        for score in seen.iter_mut() {
+            *score *= scale;
+        }
+        let inverse = 1.0 / softmax_numerators(seen);
+        for score in seen {
+            *score *= inverse;
+        }
+        masked.fill(0.0);
+    }
+}
+
 /// Replaces each score `s` by `exp(s - max)` and returns their sum.
 fn softmax_numerators(scores: &mut [f32]) -> f32 {
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
@@ -328,6 +356,47 @@ mod tests {
             .map(|i| (i as f32 * 0.17).sin())
             .collect();
         (q, data)
+    }
+
+    /// Against the softmax written out with the mask as -inf added, for two heads of three
+    /// queries after two cached positions: within 1e-6, and the masked positions exactly 0.
+    #[test]
+    fn the_causal_softmax_is_the_masked_softmax_written_out() {
+        let (seq, total, scale) = (3, 5, 0.5);
+        let scores: Vec<f32> = (0..2 * seq * total)
+            .map(|i| (i as f32 * 0.7).sin() * 30.0)
+            .collect();
+        let mut got = scores.clone();
+        causal_softmax(&mut got, total, seq, scale);
+        for (r, (row, got)) in scores
+            .chunks_exact(total)
+            .zip(got.chunks_exact(total))
+            .enumerate()
+        {
+            let masked: Vec<f32> = row
+                .iter()
+                .enumerate()
+                .map(|(j, s)| {
+                    if j > total - seq + r % seq {
+                        f32::NEG_INFINITY
+                    } else {
+                        s * scale
+                    }
+                })
+                .collect();
+            let max = masked.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
+            let sum: f32 = masked.iter().map(|s| (s - max).exp()).sum();
+            for (j, (&s, &g)) in masked.iter().zip(got).enumerate() {
+                let expected = (s - max).exp() / sum;
+                assert!(
+                    (g - expected).abs() <= 1e-6,
+                    "[{r}, {j}]: {g} against {expected}"
+                );
+                if s == f32::NEG_INFINITY {
+                    assert_eq!(g, 0.0);
+                }
+            }
+        }
     }
 
     #[test]

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
 use candle_core::{DType, Device, Module, Result, Tensor, D};
+use mimir_kernels::attention::causal_softmax;
 use mimir_kernels::swiglu::swiglu;
 
 use super::attention_loops;
@@ -406,26 +407,13 @@ pub(super) fn general_attention(
     let (b, heads, seq, d) = q.dims4()?;
     let kv_heads = k.dim(1)?;
     let total = k.dim(2)?;
-    let past = total - seq;
     let group = heads / kv_heads;
     // Fold the query heads of a group into the sequence axis instead of copying k and v.
     let q = q.reshape((b, kv_heads, group * seq, d))?;
-    let scores = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
-    let scores = if seq > 1 {
-        let mask: Vec<f32> = (0..seq)
-            .flat_map(|i| {
-                (0..total).map(move |j| if j > past + i { f32::NEG_INFINITY } else { 0.0 })
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (seq, total), q.device())?;
-        let scores = scores.reshape((b, kv_heads, group, seq, total))?;
-        scores
-            .broadcast_add(&mask)?
-            .reshape((b, kv_heads, group * seq, total))?
-    } else {
-        scores
-    };
-    let probs = candle_nn::ops::softmax_last_dim(&scores)?;
+    let scores = q.matmul(&k.t()?)?;
+    let mut probs = scores.flatten_all()?.to_vec1::<f32>()?;
+    causal_softmax(&mut probs, total, seq, 1.0 / (head_dim as f32).sqrt());
+    let probs = Tensor::from_vec(probs, scores.shape(), q.device())?;
     probs.matmul(v)?.reshape((b, heads, seq, d))
 }
 
