@@ -8,8 +8,9 @@
 //! each sum at −128·Σx. Four activation rows share a vector ([`Quads`]: lane i holds row i's
 //! quants 4k..4k+4), so that one weight row's four quants, spread over the lanes, multiply all
 //! four rows at once and a block's sums come out one row per lane, with no transposes; a quad's
-//! eight vectors stay in registers across the group's four weight rows, and each weight row is
-//! two loads and eight shuffles. 1.8–1.9× the i16 path in the kernel bench (bench/NOTES.md).
+//! eight vectors are loaded once per block for the group's four weight rows, and each weight
+//! row is two loads and eight shuffles. 1.85–2.0× the i16 path at 64 rows in the kernel bench
+//! (bench/NOTES.md).
 
 use std::arch::wasm32::*;
 
