@@ -13,7 +13,7 @@
 use thiserror::Error;
 
 use crate::activations::{self, Quantized};
-use crate::int8::{by_groups, GROUP};
+use crate::int8::{by_groups, each_row, GROUP};
 use crate::pool::{self, Pool};
 
 /// Values per block.
@@ -154,17 +154,15 @@ pub(crate) fn matmul_on(
         group_bytes,
         rows,
         m,
-        |group, out| {
-            for (r, out) in out.iter_mut().enumerate() {
-                let blocks = r * blocks..(r + 1) * blocks;
-                *out = dot4(
-                    &quants[r * cols..(r + 1) * cols],
-                    &scales[blocks.clone()],
-                    &sums[blocks],
-                    group,
-                );
-            }
-        },
+        each_row(|r, group| {
+            let blocks = r * blocks..(r + 1) * blocks;
+            dot4(
+                &quants[r * cols..(r + 1) * cols],
+                &scales[blocks.clone()],
+                &sums[blocks],
+                group,
+            )
+        }),
     ))
 }
 

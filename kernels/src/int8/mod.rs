@@ -154,16 +154,26 @@ pub(crate) fn matmul_on(
         group_bytes,
         rows,
         m,
-        |group, out| {
-            for (r, out) in out.iter_mut().enumerate() {
-                *out = dot4(
-                    &quants[r * cols..(r + 1) * cols],
-                    &scales[r * blocks..(r + 1) * blocks],
-                    group,
-                );
-            }
-        },
+        each_row(|r, group| {
+            dot4(
+                &quants[r * cols..(r + 1) * cols],
+                &scales[r * blocks..(r + 1) * blocks],
+                group,
+            )
+        }),
     ))
+}
+
+/// [`by_groups`]'s `dots` from `dot4(r, group)`: activation row `r` against the four rows of
+/// `group`, one row after the other.
+pub(crate) fn each_row(
+    dot4: impl Fn(usize, &[u8]) -> [f32; GROUP] + Sync,
+) -> impl Fn(&[u8], &mut [[f32; GROUP]]) + Sync {
+    move |group, out| {
+        for (r, out) in out.iter_mut().enumerate() {
+            *out = dot4(r, group);
+        }
+    }
 }
 
 /// The `[m, rows]` product of `m` activation rows with a matrix packed in groups of four
