@@ -74,6 +74,7 @@ impl Quads {
                     let v =
                         rows.map(|r| unsafe { v128_load(r[16 * half..].as_ptr() as *const v128) });
                     for k in transpose(v) {
+                        // Σx per row: a second operand of ones is exact on every lowering.
                         sums = i32x4_relaxed_dot_i8x16_i7x16_add(k, i8x16_splat(1), sums);
                         quads.quants.push(k);
                     }
