@@ -20,11 +20,17 @@ pub mod pool;
 pub mod swiglu;
 
 /// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
-/// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), natively "AVX2" where
-/// the CPU has it (every matmul then runs AVX2 code) and "portable" elsewhere.
+/// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), with " (VNNI dot)"
+/// where the browser's relaxed dot is x86's `vpdpbusd` and a Q8_0 prompt takes its faster path
+/// (`int8::vnni_dot`); natively "AVX2" where the CPU has it (every matmul then runs AVX2 code)
+/// and "portable" elsewhere.
 pub fn instructions() -> &'static str {
     if cfg!(all(target_arch = "wasm32", feature = "relaxed-simd")) {
-        "SIMD128 + relaxed SIMD"
+        if int8::vnni_dot() {
+            "SIMD128 + relaxed SIMD (VNNI dot)"
+        } else {
+            "SIMD128 + relaxed SIMD"
+        }
     } else if cfg!(target_arch = "wasm32") {
         "SIMD128"
     } else if int8::accelerated() {

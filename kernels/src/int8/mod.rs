@@ -137,7 +137,7 @@ pub(crate) fn matmul_on(
     let m = x.len() / cols;
     let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
     #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
-    if m >= quads::MIN_ROWS && quads::unsigned_dot() {
+    if m >= quads::MIN_ROWS && vnni_dot() {
         let x = quads::Quads::new(&quants, &scales, m);
         return Ok(by_groups(
             pool,
@@ -162,6 +162,20 @@ pub(crate) fn matmul_on(
             )
         }),
     ))
+}
+
+/// Whether this build's relaxed SIMD dot is x86's `vpdpbusd` (AVX-VNNI), so that a prompt of
+/// four rows or more takes four activation rows per vector (module `quads`); false in every
+/// other build.
+pub(crate) fn vnni_dot() -> bool {
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    {
+        quads::unsigned_dot()
+    }
+    #[cfg(not(all(target_arch = "wasm32", feature = "relaxed-simd")))]
+    {
+        false
+    }
 }
 
 /// [`by_groups`]'s `dots` from `dot4(r, group)`: activation row `r` against the four rows of
