@@ -178,6 +178,9 @@ pub(crate) fn vnni_dot() -> bool {
     }
 }
 
+/// Activation rows whose sums [`by_groups`] keeps on the stack.
+const FEW_ROWS: usize = 8;
+
 /// [`by_groups`]'s `dots` from `dot4(r, group)`: activation row `r` against the four rows of
 /// `group`, one row after the other.
 pub(crate) fn each_row(
@@ -207,12 +210,20 @@ pub(crate) fn by_groups(
     let shared = pool::Disjoint::new(&mut out);
     let groups = rows.div_ceil(GROUP);
     pool::for_each_range(pool, groups, grain(group_bytes), |range| {
-        let mut sums = vec![[0f32; GROUP]; m];
+        // A decode step's few rows on the stack, so that its tasks (hundreds a step, on every
+        // thread) do not take the allocator's lock.
+        let (mut few, mut many) = ([[0f32; GROUP]; FEW_ROWS], Vec::new());
+        let sums = if m <= FEW_ROWS {
+            &mut few[..m]
+        } else {
+            many.resize(m, [0f32; GROUP]);
+            &mut many[..]
+        };
         for g in range {
             let group = &packed[g * group_bytes..(g + 1) * group_bytes];
             let first = g * GROUP;
             let valid = (rows - first).min(GROUP);
-            dots(group, &mut sums);
+            dots(group, sums);
             for (r, four) in sums.iter().enumerate() {
                 // SAFETY: each group's rows are written by the one task that has the group.
                 let out = unsafe { shared.slice(r * rows + first..r * rows + first + valid) };
