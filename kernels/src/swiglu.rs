@@ -14,17 +14,42 @@ pub fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
         gate.len(),
         up.len()
     );
+    let mut out = vec![0f32; gate.len()];
+    swiglu_into(gate, up, &mut out);
+    out
+}
+
+/// [`swiglu`] of rows that hold their gate and then their up values, `2 · ffn` each (a fused
+/// gate-and-up projection's output), read in place: one row of `ffn` results per row.
+///
+/// # Panics
+/// When the values are not whole rows of `2 · ffn`.
+pub fn swiglu_stacked(gate_up: &[f32], ffn: usize) -> Vec<f32> {
+    assert!(
+        ffn > 0 && gate_up.len().is_multiple_of(2 * ffn),
+        "swiglu: {} values are not rows of {ffn} gate and {ffn} up values",
+        gate_up.len()
+    );
+    let mut out = vec![0f32; gate_up.len() / 2];
+    for (row, out) in gate_up.chunks_exact(2 * ffn).zip(out.chunks_exact_mut(ffn)) {
+        let (gate, up) = row.split_at(ffn);
+        swiglu_into(gate, up, out);
+    }
+    out
+}
+
+/// [`swiglu`] into `out`, all three of one length.
+fn swiglu_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
     #[cfg(target_arch = "wasm32")]
     {
-        simd128::swiglu(gate, up)
+        simd128::swiglu_into(gate, up, out)
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
         // SiLU as candle computes it.
-        gate.iter()
-            .zip(up)
-            .map(|(&g, &u)| g / (1.0 + (-g).exp()) * u)
-            .collect()
+        for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
+            *out = g / (1.0 + (-g).exp()) * u;
+        }
     }
 }
 
@@ -34,9 +59,9 @@ mod simd128 {
 
     use crate::exp::exp4;
 
-    pub(super) fn swiglu(gate: &[f32], up: &[f32]) -> Vec<f32> {
+    pub(super) fn swiglu_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
         let n = gate.len();
-        let mut out = vec![0f32; n];
+        assert!(up.len() == n && out.len() == n);
         let one = f32x4_splat(1.0);
         let silu_times =
             |g: v128, u: v128| f32x4_mul(f32x4_div(g, f32x4_add(one, exp4(f32x4_neg(g)))), u);
@@ -54,7 +79,6 @@ mod simd128 {
             let lanes = silu_times(f32x4_splat(gate[j]), f32x4_splat(up[j]));
             out[j] = f32x4_extract_lane::<0>(lanes);
         }
-        out
     }
 }
 
@@ -78,6 +102,27 @@ mod tests {
                 "silu({g}) · {u} = {out}, not {exact}"
             );
         }
+    }
+
+    #[test]
+    fn stacked_rows_equal_their_halves() {
+        // Three rows of 7 gate and 7 up values (SIMD lanes and a tail each).
+        let ffn = 7;
+        let gate_up: Vec<f32> = (0..3 * 2 * ffn)
+            .map(|i| (i as f32 * 0.71).sin() * 6.0)
+            .collect();
+        let got = swiglu_stacked(&gate_up, ffn);
+        let expected: Vec<f32> = gate_up
+            .chunks_exact(2 * ffn)
+            .flat_map(|row| swiglu(&row[..ffn], &row[ffn..]))
+            .collect();
+        assert_eq!(got, expected);
+    }
+
+    #[test]
+    #[should_panic(expected = "swiglu: 15 values are not rows of 4 gate and 4 up values")]
+    fn refuses_partial_stacked_rows() {
+        swiglu_stacked(&[0.0; 15], 4);
     }
 
     #[test]

@@ -4,9 +4,9 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
-use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_core::{CpuStorage, DType, Device, Module, Result, Storage, Tensor, D};
 use mimir_kernels::attention::causal_softmax;
-use mimir_kernels::swiglu::swiglu;
+use mimir_kernels::swiglu::{swiglu, swiglu_stacked};
 
 use super::attention_loops;
 use super::kernel_matrix::KernelMatrix;
@@ -435,6 +435,33 @@ pub fn gated_mlp(gate: &Tensor, up: &Tensor, down: &Linear) -> Result<Tensor> {
     down.forward(&Tensor::from_vec(gated, gate.shape(), gate.device())?)
 }
 
+/// [`gated_mlp`] on a fused gate-and-up projection's output `[.., 2 · ffn]` (the gate's `ffn`
+/// values first), its activation computed from the output in place: split into two views,
+/// each half was copied twice on its way to [`swiglu`] (about 5 % of a Phi-3 prompt in
+/// Chromium).
+pub fn gated_mlp_stacked(gate_up: &Tensor, ffn: usize, down: &Linear) -> Result<Tensor> {
+    let mut shape = gate_up.dims().to_vec();
+    if shape.last() != Some(&(2 * ffn)) || ffn == 0 {
+        candle_core::bail!("gated mlp: {shape:?} is not {ffn} gate and {ffn} up values wide");
+    }
+    let (storage, layout) = gate_up.storage_and_layout();
+    let gated = match (&*storage, layout.contiguous_offsets()) {
+        (Storage::Cpu(CpuStorage::F32(values)), Some((start, end))) => {
+            swiglu_stacked(&values[start..end], ffn)
+        }
+        _ => {
+            drop(storage);
+            let (gate, up) = split_last(gate_up, ffn)?;
+            return gated_mlp(&gate, &up, down);
+        }
+    };
+    drop(storage);
+    if let Some(last) = shape.last_mut() {
+        *last = ffn;
+    }
+    down.forward(&Tensor::from_vec(gated, shape, gate_up.device())?)
+}
+
 /// The last position of `[b, seq, hidden]`, as `[b, hidden]`.
 pub fn last_position(xs: &Tensor) -> Result<Tensor> {
     let seq = xs.dim(1)?;
@@ -459,6 +486,30 @@ mod tests {
         let n: usize = shape.iter().product();
         let v: Vec<f32> = (0..n).map(|i| ((i * 13 + seed) as f32).cos()).collect();
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn the_stacked_gated_mlp_equals_the_one_on_its_halves() {
+        let down =
+            Linear::new(QTensor::quantize(&values(&[4, 6], 5), GgmlDType::F32).unwrap()).unwrap();
+        let gate_up = (values(&[1, 3, 12], 6) * 4.0).unwrap();
+        let (gate, up) = split_last(&gate_up, 6).unwrap();
+        let expected = gated_mlp(&gate, &up, &down).unwrap();
+        let got = gated_mlp_stacked(&gate_up, 6, &down).unwrap();
+        assert_eq!(got.dims(), [1, 3, 4]);
+        assert_eq!(max_abs_diff(&got, &expected), 0.0);
+        // A view that is not contiguous takes the split path, with the same result.
+        let wide = Tensor::cat(&[&gate_up, &gate_up], 2).unwrap();
+        let view = wide.narrow(2, 12, 12).unwrap();
+        let got = gated_mlp_stacked(&view, 6, &down).unwrap();
+        assert_eq!(max_abs_diff(&got, &expected), 0.0);
+        let error = gated_mlp_stacked(&gate_up, 5, &down)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            error.contains("is not 5 gate and 5 up values wide"),
+            "{error}"
+        );
     }
 
     #[test]

@@ -534,8 +534,7 @@ impl Model {
             let h = block.ffn_norm.forward(&xs)?;
             let mlp = match &block.gate_up {
                 GateUp::Fused(w) => {
-                    let (gate, up) = layers::split_last(&w.forward(&h)?, c.ffn)?;
-                    layers::gated_mlp(&gate, &up, &block.ffn_down)?
+                    layers::gated_mlp_stacked(&w.forward(&h)?, c.ffn, &block.ffn_down)?
                 }
                 GateUp::Split { gate, up } => {
                     layers::gated_mlp(&gate.forward(&h)?, &up.forward(&h)?, &block.ffn_down)?
