@@ -445,18 +445,19 @@ pub fn gated_mlp_stacked(gate_up: &Tensor, ffn: usize, down: &Linear) -> Result<
     if shape.last() != Some(&(2 * ffn)) || ffn == 0 {
         candle_core::bail!("gated mlp: {shape:?} is not {ffn} gate and {ffn} up values wide");
     }
-    let (storage, layout) = gate_up.storage_and_layout();
-    let gated = match (&*storage, layout.contiguous_offsets()) {
-        (Storage::Cpu(CpuStorage::F32(values)), Some((start, end))) => {
-            swiglu_stacked(&values[start..end], ffn)
-        }
-        _ => {
-            drop(storage);
-            let (gate, up) = split_last(gate_up, ffn)?;
-            return gated_mlp(&gate, &up, down);
+    let in_place = {
+        let (storage, layout) = gate_up.storage_and_layout();
+        match (&*storage, layout.contiguous_offsets()) {
+            (Storage::Cpu(CpuStorage::F32(values)), Some((start, end))) => {
+                Some(swiglu_stacked(&values[start..end], ffn))
+            }
+            _ => None,
         }
     };
-    drop(storage);
+    let Some(gated) = in_place else {
+        let (gate, up) = split_last(gate_up, ffn)?;
+        return gated_mlp(&gate, &up, down);
+    };
     if let Some(last) = shape.last_mut() {
         *last = ffn;
     }
