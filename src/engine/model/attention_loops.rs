@@ -113,7 +113,7 @@ mod tests {
         // Six query heads over two kv heads; the cache holds 4 positions and then 1 or 9 more,
         // in a buffer of 16 (so the views are strided).
         for new_positions in [1, 9] {
-            let mut cache = KvCache::new(16, DType::F32);
+            let mut cache = KvCache::new(2, 16, 16, DType::F32, &Device::Cpu).unwrap();
             let past = values(&[1, 2, 4, 16], 1);
             cache.append(&past, &(&past * 0.5).unwrap()).unwrap();
             let new = values(&[1, 2, new_positions, 16], 2);
@@ -130,7 +130,7 @@ mod tests {
 
     #[test]
     fn reads_an_f16_cache_as_the_general_attention_reads_it_widened() {
-        let mut cache = KvCache::new(16, DType::F16);
+        let mut cache = KvCache::new(2, 16, 16, DType::F16, &Device::Cpu).unwrap();
         let past = values(&[1, 2, 5, 16], 4);
         cache.append(&past, &(&past * 0.5).unwrap()).unwrap();
         let new = values(&[1, 2, 1, 16], 5);

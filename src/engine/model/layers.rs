@@ -4,7 +4,8 @@
 use std::sync::Arc;
 
 use candle_core::quantized::{ggml_file::qtensor_from_ggml, GgmlDType, QMatMul, QTensor};
-use candle_core::{CpuStorage, DType, Device, Module, Result, Storage, Tensor, D};
+use candle_core::{CpuStorage, DType, Device, Module, Result, Storage, Tensor, WithDType, D};
+use half::f16;
 use mimir_kernels::attention::causal_softmax;
 use mimir_kernels::swiglu::{swiglu, swiglu_stacked};
 
@@ -205,33 +206,48 @@ impl Rope {
 
 /// Keys and values of the positions seen so far, for one attention layer.
 ///
-/// The buffers are allocated once, at the layer's full capacity, on the first append, and
-/// written in place after that: a decode step copies only its own position, where
-/// concatenating would copy the whole cache every token, and the memory a conversation needs
-/// is known before it starts (for Phi-3-mini at 2048 positions in f16, 805 MB in all). They are
-/// not zeroed: a position is written before it is read, and the pages of positions a chat
-/// never reaches are never touched.
+/// The buffers are allocated when the model loads, at the layer's full capacity, and written
+/// in place after that: a decode step copies only its own position, where concatenating would
+/// copy the whole cache every token, and the memory a conversation needs is taken before it
+/// starts (for Phi-3-mini at 2048 positions in f16, 805 MB in all), so a device that lacks it
+/// fails the load with an error rather than a chat with an abort.
+/// They are not zeroed: a position is written before it is read, and the pages of positions a
+/// chat never reaches are never touched. (Allocated at the first append, each layer's
+/// buffers took the memory after the previous layer's transient tensors, and each layer of the
+/// first prompt wrote its own on pages never touched before: Chromium's renderer took 11-15 k
+/// page faults a second through a 64-token Phi-3 prompt, against about 1.5 k now.)
 /// Stored as f16 the values are widened where attention reads them: a decode step's loops
 /// read the f16 buffers themselves, where widening the views would copy the whole cache to
 /// f32 every token.
 #[derive(Debug)]
 pub struct KvCache {
-    /// `[batch, kv_heads, capacity, head_dim]` keys and values; `None` until the first append.
-    kv: Option<(Tensor, Tensor)>,
+    /// `[1, kv_heads, capacity, head_dim]` keys and values.
+    k: Tensor,
+    v: Tensor,
     len: usize,
-    capacity: usize,
-    dtype: DType,
 }
 
 impl KvCache {
-    /// An empty cache for up to `capacity` positions, stored as `dtype` (`F32` or `F16`).
-    pub fn new(capacity: usize, dtype: DType) -> Self {
-        Self {
-            kv: None,
+    /// A cache for up to `capacity` positions of `kv_heads` heads of `head_dim` values,
+    /// stored as `dtype` (`F32` or `F16`); refuses one that does not fit in memory.
+    pub fn new(
+        kv_heads: usize,
+        capacity: usize,
+        head_dim: usize,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let shape = (1, kv_heads, capacity, head_dim);
+        let empty = || match dtype {
+            DType::F32 => uninitialized::<f32>(shape, device),
+            DType::F16 => uninitialized::<f16>(shape, device),
+            other => candle_core::bail!("a KV cache of {other:?} (f32 and f16 are stored)"),
+        };
+        Ok(Self {
+            k: empty()?,
+            v: empty()?,
             len: 0,
-            capacity,
-            dtype,
-        }
+        })
     }
 
     /// Number of cached positions.
@@ -241,7 +257,12 @@ impl KvCache {
 
     /// The type the keys and values are stored in.
     pub fn dtype(&self) -> DType {
-        self.dtype
+        self.k.dtype()
+    }
+
+    /// Most positions the cache holds.
+    pub fn capacity(&self) -> usize {
+        self.k.dim(2).unwrap_or(0)
     }
 
     /// True when nothing is cached.
@@ -253,32 +274,27 @@ impl KvCache {
     /// them, in the cache's type.
     pub fn append(&mut self, k: &Tensor, v: &Tensor) -> Result<(Tensor, Tensor)> {
         let (batch, heads, seq, dim) = k.dims4()?;
-        let total = self.len + seq;
-        if total > self.capacity {
+        let (_, cache_heads, capacity, cache_dim) = self.k.dims4()?;
+        if (batch, heads, dim) != (1, cache_heads, cache_dim) || v.dims() != k.dims() {
             candle_core::bail!(
-                "the KV cache holds {} positions, {total} were asked for",
-                self.capacity
+                "the KV cache holds [1, {cache_heads}, _, {cache_dim}], keys {:?} and values {:?} \
+                 were appended",
+                k.dims(),
+                v.dims()
             );
         }
-        let (ck, cv) = match &self.kv {
-            Some(kv) => kv,
-            None => {
-                let shape = (batch, heads, self.capacity, dim);
-                // SAFETY: the buffers are left uninitialized, which zeroing would not change
-                // for any reader: only positions before `self.len` are ever read (the views
-                // below and `truncate` keep to them), and `slice_set` writes each position
-                // before `len` covers it. Zeroing 805 MB for Phi-3-mini took 1.5-2 s of
-                // the first reply in Chromium, touching every page of a cache a short chat
-                // never fills.
-                let empty = || unsafe { Tensor::empty(shape, self.dtype, k.device()) };
-                self.kv.insert((empty()?, empty()?))
-            }
-        };
-        ck.slice_set(&k.to_dtype(self.dtype)?.contiguous()?, 2, self.len)?;
-        cv.slice_set(&v.to_dtype(self.dtype)?.contiguous()?, 2, self.len)?;
+        let total = self.len + seq;
+        if total > capacity {
+            candle_core::bail!("the KV cache holds {capacity} positions, {total} were asked for");
+        }
+        let dtype = self.k.dtype();
+        self.k
+            .slice_set(&k.to_dtype(dtype)?.contiguous()?, 2, self.len)?;
+        self.v
+            .slice_set(&v.to_dtype(dtype)?.contiguous()?, 2, self.len)?;
         self.len = total;
         // Narrowed views, not copies: attention reads them with the buffers' strides.
-        Ok((ck.narrow(2, 0, total)?, cv.narrow(2, 0, total)?))
+        Ok((self.k.narrow(2, 0, total)?, self.v.narrow(2, 0, total)?))
     }
 
     /// Keeps only the first `len` positions (to reuse a shared prompt prefix); the buffers stay
@@ -291,6 +307,34 @@ impl KvCache {
     /// per layer, keys and values.
     pub fn bytes(positions: usize, kv_dim: usize, dtype: DType) -> usize {
         2 * positions * kv_dim * dtype.size_in_bytes()
+    }
+}
+
+/// A tensor whose memory is taken but not written, or an error where the memory is not there
+/// (an infallible allocation would abort the worker instead).
+fn uninitialized<T: WithDType>(
+    shape: (usize, usize, usize, usize),
+    device: &Device,
+) -> Result<Tensor> {
+    let (a, b, c, d) = shape;
+    let values = [b, c, d].iter().try_fold(a, |n, &m| n.checked_mul(m));
+    let mut data: Vec<T> = Vec::new();
+    match values {
+        Some(values) if data.try_reserve_exact(values).is_ok() => {
+            // SAFETY: as in candle's `Tensor::empty`: the capacity holds `values` elements of
+            // a plain number type, and none is read before `KvCache::append` writes it (the
+            // views it returns end at the positions written, and `truncate` only shortens
+            // them).
+            unsafe { data.set_len(values) };
+            Tensor::from_vec(data, shape, device)
+        }
+        _ => {
+            let bytes = [a, b, c, d, T::DTYPE.size_in_bytes()]
+                .iter()
+                .map(|&n| n as u128)
+                .product::<u128>();
+            candle_core::bail!("{} MB for the KV cache do not fit in memory", bytes >> 20)
+        }
     }
 }
 
@@ -541,7 +585,7 @@ mod tests {
     #[test]
     fn the_cache_returns_every_position_appended_and_overwrites_after_truncating() {
         for (dtype, tolerance) in [(DType::F32, 0.0), (DType::F16, 1e-3)] {
-            let mut cache = KvCache::new(8, dtype);
+            let mut cache = KvCache::new(2, 8, 4, dtype, &Device::Cpu).unwrap();
             let steps = [
                 values(&[1, 2, 3, 4], 1),
                 values(&[1, 2, 1, 4], 2),
@@ -575,7 +619,8 @@ mod tests {
 
     #[test]
     fn the_cache_refuses_more_positions_than_its_capacity_and_keeps_what_it_has() {
-        let mut cache = KvCache::new(4, DType::F32);
+        let mut cache = KvCache::new(1, 4, 2, DType::F32, &Device::Cpu).unwrap();
+        assert_eq!(cache.capacity(), 4);
         let three = values(&[1, 1, 3, 2], 1);
         cache.append(&three, &three).unwrap();
         let err = cache.append(&three, &three).unwrap_err().to_string();
@@ -585,5 +630,31 @@ mod tests {
         let (k_all, _) = cache.append(&one, &one).unwrap();
         assert_eq!(k_all.dims(), [1, 1, 4, 2]);
         assert_eq!(KvCache::bytes(2048, 3072, DType::F16) * 32, 805_306_368);
+    }
+
+    #[test]
+    fn the_cache_refuses_keys_of_another_shape_and_types_it_does_not_store() {
+        let mut cache = KvCache::new(2, 4, 2, DType::F16, &Device::Cpu).unwrap();
+        let one_head = values(&[1, 1, 1, 2], 1);
+        let err = cache.append(&one_head, &one_head).unwrap_err().to_string();
+        assert!(
+            err.contains("holds [1, 2, _, 2], keys [1, 1, 1, 2]"),
+            "{err}"
+        );
+        assert!(cache.is_empty());
+        let err = KvCache::new(2, 4, 2, DType::BF16, &Device::Cpu).unwrap_err();
+        assert!(err.to_string().contains("a KV cache of BF16"), "{err}");
+    }
+
+    #[test]
+    fn a_cache_larger_than_memory_is_an_error() {
+        // 2^48 f32 values: a PiB, past any allocator (and past wasm32's usize).
+        let side = 1 << 16;
+        let err = KvCache::new(side, side, side, DType::F32, &Device::Cpu).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("1073741824 MB for the KV cache do not fit in memory"),
+            "{err}"
+        );
     }
 }

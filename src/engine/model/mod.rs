@@ -346,6 +346,15 @@ impl Model {
                 DType::F32
             }
         });
+        // The caches first: a device without room for them fails before any weight is read,
+        // and the first prompt's tensors come after them, in memory that stays reused.
+        let mut caches = (0..c.layers)
+            .map(|i| {
+                KvCache::new(c.kv_heads, positions, c.head_dim, kv_dtype, &device)
+                    .context(|| format!("{source_name}: block {i}'s key/value cache"))
+            })
+            .collect::<Result<Vec<_>, _>>()?
+            .into_iter();
         let embedding = load.embedding("token_embd.weight", c.vocab, hd)?;
         use TargetModule::*;
         let mut blocks = Vec::with_capacity(c.layers);
@@ -385,7 +394,7 @@ impl Model {
                 ffn_norm: load.norm(&format!("{p}.ffn_norm.weight"), hd, c.rms_eps)?,
                 gate_up,
                 ffn_down: load.block_linear(i, DownProj, hd, c.ffn)?,
-                cache: KvCache::new(positions, kv_dtype),
+                cache: caches.next().expect("one cache per block"),
             });
         }
         let output_norm = load.norm("output_norm.weight", hd, c.rms_eps)?;
