@@ -350,8 +350,13 @@ impl Model {
         // and the first prompt's tensors come after them, in memory that stays reused.
         let mut caches = (0..c.layers)
             .map(|i| {
-                KvCache::new(c.kv_heads, positions, c.head_dim, kv_dtype, &device)
-                    .context(|| format!("{source_name}: block {i}'s key/value cache"))
+                KvCache::new(c.kv_heads, positions, c.head_dim, kv_dtype, &device).context(|| {
+                    let mb = (c.layers * KvCache::bytes(positions, kv_rows, kv_dtype)) >> 20;
+                    format!(
+                        "{source_name}: the key/value cache ({mb} MB for {positions} positions), \
+                         block {i}"
+                    )
+                })
             })
             .collect::<Result<Vec<_>, _>>()?
             .into_iter();
