@@ -250,6 +250,7 @@ async fn all_tiers_present_loads_the_fine_tuned_model_and_streams_a_reply() {
             "header",
             "tokenizer",
             "weights",
+            "warm-up",
             "settings"
         ]
     );
@@ -341,6 +342,7 @@ async fn fine_tuned_missing_loads_the_adapter_tier() {
             "header",
             "tokenizer",
             "weights",
+            "warm-up",
             "settings"
         ]
     );

@@ -3,7 +3,8 @@
 //! attention of one query over the KV cache and the gated MLP's activation, with SIMD128 code
 //! on wasm32, AVX2 code for the matmuls on x86-64 (chosen at run time), and portable loops
 //! elsewhere. The engine uses each matmul wherever it has SIMD code, the attention in wasm32
-//! only (natively gemm's kernels win there), and the activation everywhere.
+//! only (natively gemm's kernels win there), and the activation everywhere. [`warm_up`] runs
+//! each of them on small data, so that a browser has compiled them optimised before a prompt.
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
 //! workspace's own crates are compiled at opt-level 0, where these loops are 10 to 50 times
@@ -18,6 +19,9 @@ pub mod int8;
 pub mod kquant;
 pub mod pool;
 pub mod swiglu;
+mod warm_up;
+
+pub use warm_up::warm_up;
 
 /// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
 /// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), with " (VNNI dot)"

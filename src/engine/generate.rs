@@ -111,6 +111,9 @@ pub enum LoadStage {
     Tokenizer,
     /// Every tensor read, converted for this target, and the KV cache allocated.
     Weights,
+    /// The kernels run on small data ([`mimir_kernels::warm_up`]), so that the browser has
+    /// compiled them optimised before the first prompt calls them (the worker's loads only).
+    WarmUp,
 }
 
 impl LoadStage {
@@ -120,6 +123,7 @@ impl LoadStage {
             Self::Header => "header",
             Self::Tokenizer => "tokenizer",
             Self::Weights => "weights",
+            Self::WarmUp => "warm-up",
         }
     }
 }

@@ -515,8 +515,11 @@ fn load_session(
 ) -> Result<Session, String> {
     let reader = file.file.reader().map_err(|e| e.to_string())?;
     let mut reader = BufReader::with_capacity(READ_BUFFER, reader);
-    Session::from_gguf_staged(&mut reader, display, options, tokenizer, on_stage)
-        .map_err(|e| e.to_string())
+    let session = Session::from_gguf_staged(&mut reader, display, options, tokenizer, on_stage)
+        .map_err(|e| e.to_string())?;
+    mimir_kernels::warm_up();
+    on_stage(LoadStage::WarmUp);
+    Ok(session)
 }
 
 fn model_info(
