@@ -54,19 +54,17 @@ pub fn warm_up() {
     let mut scores = vec![0.5f32; heads * n];
     let gate_up = vec![0.5f32; PROMPT_ROWS * 2 * COLS];
     for _ in 0..CALLS {
-        let view = |data| CacheView {
-            data,
-            head_stride: n * d,
-        };
-        attention::one_query(&q, view(&wide), view(&wide), kv_heads, n, d);
-        let view = |data| CacheView {
-            data,
-            head_stride: n * d,
-        };
-        attention::one_query(&q, view(&narrow), view(&narrow), kv_heads, n, d);
+        let (wide, narrow) = (heads_of(&wide, n * d), heads_of(&narrow, n * d));
+        attention::one_query(&q, wide, wide, kv_heads, n, d);
+        attention::one_query(&q, narrow, narrow, kv_heads, n, d);
         attention::causal_softmax(&mut scores, n, heads, 0.125);
         swiglu::swiglu_stacked(&gate_up, COLS);
     }
+}
+
+/// `data` as a cache of heads `head_stride` values apart.
+fn heads_of<T>(data: &[T], head_stride: usize) -> CacheView<'_, T> {
+    CacheView { data, head_stride }
 }
 
 /// A `[ROWS, COLS]` matrix of zeros in blocks of `block` values stored in `block_bytes`.
