@@ -1,6 +1,5 @@
-//! llama.cpp's K-quant matrices (Q4_K, Q5_K, Q6_K), read as a GGUF file stores them (in wasm32
-//! with each super-block's quants moved within it, [`pack`]), and their matmul with 8-bit
-//! activations.
+//! llama.cpp's K-quant matrices (Q4_K, Q5_K, Q6_K), read as a GGUF file stores them with each
+//! super-block's quants moved within it ([`pack`]), and their matmul with 8-bit activations.
 //!
 //! A row is a run of 256-value super-blocks. Q4_K and Q5_K give each 32-value sub-block a
 //! 6-bit scale and a 6-bit minimum (value = d·scale·q − dmin·min, q in 0..16 or 0..32); Q6_K
@@ -13,7 +12,7 @@
 //! Here eight products are summed into i32 pairs by one `i32x4.dot_i16x8_s` and a sub-block's
 //! sums are scaled once; with the `relaxed-simd` feature, sixteen by one
 //! `i32x4.relaxed_dot_i8x16_i7x16_add_s`, exact because the quants (unsigned, below 64) are its
-//! 7-bit operand. In wasm32 the quants are re-laid at load ([`pack`], module `order`) so that
+//! 7-bit operand. The quants are re-laid at load ([`pack`], module `order`) so that
 //! each lane of a dot sums one sub-block (Q6_K: one run of 16), and one multiply weighs them
 //! by their scales; the activations are permuted to match once per matmul. In a decode step a
 //! Q4_K or Q5_K super-block's 6-bit scales and minimums are unpacked by a few shuffles in
@@ -27,11 +26,13 @@
 //! per eight products, two activation rows at a time. Four weight rows go together, so that
 //! each load serves several products. bench/NOTES.md has what each gains.
 //!
-//! On x86-64 with AVX2, `maddubs` multiplies 32 unsigned quants by 32 activation quants and
-//! sums them in pairs, and `madd` weighs the pairs by their scales, as llama.cpp's AVX2 code
-//! does; the scales come out of the header by byte shuffles, as in wasm32, and each chunk's
-//! scale is spread over its lanes by one more; each super-block is unpacked once for all of a
-//! prompt's rows, and its floats are combined as the portable loop combines them.
+//! On x86-64 with AVX2 the same interleaved quants are read 32 bytes at a time: AVX-VNNI's
+//! `vpdpbusd` multiplies 32 unsigned quants by 32 activation quants and adds them four by
+//! four into i32 lanes in one instruction (without AVX-VNNI, `maddubs` and `madd` by ones do
+//! the same), each lane one sub-block's (run's), weighed by the scales in one multiply per
+//! super-block; the scales come out of the header by byte shuffles, as in wasm32; a decode
+//! finishes four super-blocks in one vector, their f16 scales converted by F16C; a prompt
+//! unpacks each super-block once for all of its rows.
 
 use thiserror::Error;
 
@@ -113,15 +114,13 @@ pub fn check(kind: KQuant, bytes: usize, rows: usize, cols: usize) -> Result<(),
 }
 
 /// Re-lays a `[rows, cols]` matrix of `kind`, as a GGUF file stores it, in place into the
-/// order this target's kernels read ([`matmul`], [`dequantize_row`]): in wasm32 each
-/// super-block's quants interleaved (module `order`); natively as they are. Each super-block is
-/// re-laid on its own, so packed matrices stacked row-wise are the packed stack.
+/// order the kernels read ([`matmul`], [`dequantize_row`]): each super-block's quants
+/// interleaved (module `order`). Each super-block is re-laid on its own, so packed matrices
+/// stacked row-wise are the packed stack.
 pub fn pack(kind: KQuant, data: &mut [u8], rows: usize, cols: usize) -> Result<(), KQuantError> {
     check(kind, data.len(), rows, cols)?;
-    if order::INTERLEAVED {
-        for block in data.chunks_exact_mut(kind.block_bytes()) {
-            order::interleave_block(kind, block);
-        }
+    for block in data.chunks_exact_mut(kind.block_bytes()) {
+        order::interleave_block(kind, block);
     }
     Ok(())
 }
@@ -228,13 +227,8 @@ impl Quantized {
         let x = activations::quantize::<SUPER>(x);
         let sums = sub_block_sums(&x.quants);
         let sums32 = sums.chunks_exact(2).map(|pair| pair[0] + pair[1]).collect();
-        let quants = if order::INTERLEAVED {
-            order::interleave_activations(kind, &x.quants)
-        } else {
-            x.quants
-        };
         Quantized {
-            quants,
+            quants: order::interleave_activations(kind, &x.quants),
             scales: x.scales,
             sums,
             sums32,
@@ -308,8 +302,9 @@ fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
     {
         if avx2::available() {
             assert_lengths(kind, row, xs, out.len());
-            // SAFETY: the CPU has AVX2, and the lengths are as `avx2::dot_rows` needs them.
-            unsafe { avx2::dot_rows(kind, row, xs, out) };
+            // SAFETY: the CPU has AVX2 and F16C, and AVX-VNNI where `vnni()` says so; the
+            // lengths are as `avx2::dot_rows` needs them.
+            unsafe { avx2::dot_rows(avx2::vnni(), kind, row, xs, out) };
             return;
         }
     }
@@ -322,7 +317,7 @@ fn dot_rows(kind: KQuant, row: &[u8], xs: &[Activation], out: &mut [f32]) {
 }
 
 /// Whether [`matmul`] runs SIMD code on this machine: SIMD128 in wasm32, AVX2 on x86-64 when
-/// the CPU has it.
+/// the CPU has it (and F16C).
 pub fn accelerated() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
@@ -404,7 +399,7 @@ impl Block {
 
     /// A super-block in the order this target's kernels keep it ([`pack`]).
     fn unpack(kind: KQuant, block: &[u8]) -> Self {
-        Self::unpack_in(kind, block, order::INTERLEAVED)
+        Self::unpack_in(kind, block, true)
     }
 
     /// A super-block in GGUF's order, or interleaved ([`order`]).

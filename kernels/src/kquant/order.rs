@@ -1,4 +1,4 @@
-//! The interleaved order in which wasm32 keeps a K-quant super-block's quants.
+//! The interleaved order in which the kernels keep a K-quant super-block's quants.
 //!
 //! GGUF keeps the 128 quant bytes as four 32-byte chunks: byte l of chunk c holds value l of
 //! sub-block 2c in its low nibble and of sub-block 2c + 1 in its high one. Q5_K's 32 bytes of
@@ -23,8 +23,12 @@
 //! to word 4k + 2h + six of region r's 64 bytes (and `qh` likewise): each vector holds four
 //! bytes of each of the four, and a dot over one unpacked quarter leaves one run per lane.
 //!
-//! The activations are permuted the same way once per matmul ([`activation_index`]), so every
-//! product pairs the same two values as before and the integer sums are exact as ever.
+//! AVX2's vectors are 32 bytes: each holds two of these 16-byte vectors (k = 2v and 2v + 1),
+//! so its lanes c and c + 4 sum the same sub-block (run), folded together once per
+//! super-block. The activations are permuted the same way once per matmul
+//! ([`activation_index`]), the values that meet one kernel vector's bytes side by side, so
+//! every product pairs the same two values as in GGUF's order and the integer sums are exact
+//! as ever.
 //! bench/NOTES.md has what it gains.
 //!
 //! The relayout is a permutation within each super-block: the same bytes, none added, so a
@@ -32,8 +36,9 @@
 
 use super::{KQuant, SUPER};
 
-/// Whether this target's kernels read super-blocks interleaved.
-pub(super) const INTERLEAVED: bool = cfg!(target_arch = "wasm32");
+/// The 16-byte vectors of the interleaved order in one vector of this target's kernels:
+/// SIMD128's 16 bytes in wasm32, AVX2's 32 elsewhere (the portable loop reads any order).
+const HALVES: usize = if cfg!(target_arch = "wasm32") { 1 } else { 2 };
 
 /// Where a Q4_K or Q5_K super-block's quant bytes start.
 pub(super) fn quants_at(kind: KQuant) -> usize {
@@ -92,34 +97,40 @@ pub(super) fn interleave_block(kind: KQuant, block: &mut [u8]) {
     }
 }
 
-/// The 128 quant bytes into the interleaved order: word k of chunk c to word 4k + c. In
+/// The 128 quant bytes into the interleaved order: word k of chunk c to word 4k + c, whole
+/// words at a time (byte by byte, natively, the Phi-3 file's load took 2 s longer). In
 /// wasm32 `simd128::interleave_quants` does the same by shuffles.
 #[cfg(not(target_arch = "wasm32"))]
 fn interleave_quants(quants: &mut [u8; 128]) {
-    let gguf = *quants;
-    for (i, byte) in quants.iter_mut().enumerate() {
-        let (k, chunk, t) = (i / 16, (i / 4) % 4, i % 4);
-        *byte = gguf[32 * chunk + 4 * k + t];
+    let word = |i: usize| {
+        [
+            quants[4 * i],
+            quants[4 * i + 1],
+            quants[4 * i + 2],
+            quants[4 * i + 3],
+        ]
+    };
+    let gguf: [[u8; 4]; 32] = std::array::from_fn(word);
+    for (i, out) in quants.chunks_exact_mut(4).enumerate() {
+        let (k, chunk) = (i / 4, i % 4);
+        out.copy_from_slice(&gguf[8 * chunk + k]);
     }
 }
 
-/// A Q6_K super-block's `ql` and `qh` into the interleaved order ([`q6_bytes`]), four bytes
-/// at a time.
+/// A Q6_K super-block's `ql` and `qh` into the interleaved order ([`q6_bytes`]), a word at a
+/// time: word k of the 16 bytes of half h, region r and sixteen `six` to word 4k + 2h + six of
+/// region r's 64 bytes (`qh`: of its 64).
 fn interleave_q6(block: &mut [u8]) {
-    let mut gguf = [0u8; 192];
-    gguf.copy_from_slice(&block[..192]);
-    for half in 0..2 {
-        for region in 0..2 {
-            for l in (0..32).step_by(4) {
-                let (low, high) = q6_bytes(false, half, region, l);
-                let (to_low, to_high) = q6_bytes(true, half, region, l);
-                block[to_low..to_low + 4].copy_from_slice(&gguf[low..low + 4]);
-                if region == 0 {
-                    block[128 + to_high..128 + to_high + 4]
-                        .copy_from_slice(&gguf[128 + high..128 + high + 4]);
-                }
-            }
-        }
+    let word = |at: usize| [block[at], block[at + 1], block[at + 2], block[at + 3]];
+    let ql: [[u8; 4]; 32] = std::array::from_fn(|i| word(4 * i));
+    let qh: [[u8; 4]; 16] = std::array::from_fn(|i| word(128 + 4 * i));
+    for (i, out) in block[..192].chunks_exact_mut(4).enumerate() {
+        let (region, k, lane) = ((i / 16) % 2, (i / 4) % 4, i % 4);
+        let (half, six) = (lane / 2, lane % 2);
+        out.copy_from_slice(&match i {
+            0..32 => ql[16 * half + 8 * region + 4 * six + k],
+            _ => qh[8 * half + 4 * six + k],
+        });
     }
 }
 
@@ -148,20 +159,25 @@ fn transpose_bits(mut x: u64) -> u64 {
     x ^ t ^ (t << 28)
 }
 
-/// Where value `i` of a super-block's activation quants goes where [`INTERLEAVED`]: for Q4_K
-/// and Q5_K, value l = 4k + t of sub-block j = 2c + p from 32j + l to 32k + 16p + 4c + t; for
-/// Q6_K, value l = 16·six + 4k + t of quarter q of half h from 128h + 32q + l to
-/// 64k + 16q + 4(2h + six) + t, the order in which the decode unpacks them. Elsewhere nowhere.
+/// Where value `i` of a super-block's activation quants goes: in the order in which the
+/// kernels unpack the quants, 16·HALVES bytes per vector. Q4_K and Q5_K: value l = 4k + t
+/// of sub-block j = 2c + p meets lane c of 16-byte vector k's nibbles p; Q6_K: value
+/// l = 16·six + 4k + t of quarter q of half h meets lane 2h + six of vector k's quarter q.
+/// With one 16-byte vector per kernel vector (wasm32) that is 32k + 16p + 4c + t and
+/// 64k + 16q + 4(2h + six) + t; with two, the vectors k = 2v and 2v + 1 of the same nibbles
+/// or quarter lie side by side.
+#[allow(clippy::modulo_one)] // HALVES is 1 in wasm32.
 pub(super) fn activation_index(kind: KQuant, i: usize) -> usize {
-    if !INTERLEAVED {
-        return i;
-    }
+    // The kernel vector that holds 16-byte vector k's `part`, and where in it.
+    let at = |k: usize, part: usize, parts: usize| {
+        16 * HALVES * (parts * (k / HALVES) + part) + 16 * (k % HALVES)
+    };
     if kind == KQuant::Q6K {
         let (half, quarter, l) = (i / 128, (i / 32) % 4, i % 32);
-        return 64 * ((l % 16) / 4) + 16 * quarter + 4 * (2 * half + l / 16) + l % 4;
+        return at((l % 16) / 4, quarter, 4) + 4 * (2 * half + l / 16) + l % 4;
     }
     let (j, l) = (i / 32, i % 32);
-    32 * (l / 4) + 16 * (j % 2) + 4 * (j / 2) + l % 4
+    at(l / 4, j % 2, 2) + 4 * (j / 2) + l % 4
 }
 
 /// Activation quants, whole super-blocks, in the order of `kind`'s weights

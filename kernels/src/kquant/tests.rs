@@ -102,6 +102,18 @@ fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
                     out.iter().all(|v| v.to_bits() == expected),
                     "{kind:?}, {supers} super-blocks, {m} rows"
                 );
+                // Natively `dot_rows` takes AVX-VNNI where the CPU has it: the AVX2 path
+                // without it too.
+                #[cfg(target_arch = "x86_64")]
+                if avx2::available() {
+                    // SAFETY: the CPU has AVX2 and F16C; the lengths agree (as
+                    // `dot_rows` asserted above).
+                    unsafe { avx2::dot_rows(false, kind, row, &rows, &mut out) };
+                    assert!(
+                        out.iter().all(|v| v.to_bits() == expected),
+                        "{kind:?}, {supers} super-blocks, {m} rows, without AVX-VNNI"
+                    );
+                }
             }
         }
     }
