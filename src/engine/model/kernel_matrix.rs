@@ -35,9 +35,8 @@ enum Layout {
     Int8,
     /// Q4_1 packed four rows at a time ([`int4::pack_q4_1`]).
     Int4,
-    /// A K-quant, rows of super-blocks as GGUF stores them, re-laid in place where the
-    /// kernels read them otherwise ([`kquant::pack`]: in wasm32 each super-block's quants
-    /// interleaved).
+    /// A K-quant, rows of super-blocks as GGUF stores them, each super-block's quants
+    /// re-laid in place into the interleaved order the kernels read ([`kquant::pack`]).
     KQuant(KQuant),
 }
 
