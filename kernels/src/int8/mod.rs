@@ -4,8 +4,9 @@
 //! 32-value block, the four rows' scales as f32 and then their four runs of 32 quants: 144
 //! bytes read front to back. A decode step thus streams every weight once, in order; each
 //! activation block is widened once for four rows, and the four sums are scaled together.
-//! A prompt in a relaxed-SIMD build, where the browser's relaxed dot multiplies unsigned bytes
-//! (x86 with AVX-VNNI), takes four activation rows per vector instead (module `quads`).
+//! In a relaxed-SIMD build, where the browser's relaxed dot multiplies unsigned bytes (x86 with
+//! AVX-VNNI), the weights plus 128 are the dot's operand instead (module `quads`): a prompt
+//! takes four activation rows per vector, a decode step 16 products per dot.
 
 use thiserror::Error;
 
@@ -137,15 +138,33 @@ pub(crate) fn matmul_on(
     let m = x.len() / cols;
     let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
     #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
-    if m >= quads::MIN_ROWS && vnni_dot() {
-        let x = quads::Quads::new(&quants, &scales, m);
+    if vnni_dot() {
+        if m >= quads::MIN_ROWS {
+            let x = quads::Quads::new(&quants, &scales, m);
+            return Ok(by_groups(
+                pool,
+                packed,
+                group_bytes,
+                rows,
+                m,
+                |group, out| quads::dot4(&x, group, out),
+            ));
+        }
+        let corrections = quads::corrections(&quants);
         return Ok(by_groups(
             pool,
             packed,
             group_bytes,
             rows,
             m,
-            |group, out| quads::dot4(&x, group, out),
+            each_row(|r, group| {
+                quads::row_dot4(
+                    &quants[r * cols..(r + 1) * cols],
+                    &scales[r * blocks..(r + 1) * blocks],
+                    &corrections[r * blocks..(r + 1) * blocks],
+                    group,
+                )
+            }),
         ));
     }
     Ok(by_groups(

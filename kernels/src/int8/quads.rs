@@ -1,4 +1,4 @@
-//! A Q8_0 prompt by relaxed dots, where the browser multiplies the dot's second operand as
+//! A Q8_0 matmul by relaxed dots, where the browser multiplies the dot's second operand as
 //! unsigned bytes and adds the products without saturating: Chromium on x86-64 with AVX-VNNI,
 //! one `vpdpbusd` per sixteen products ([`unsigned_dot`] tells).
 //!
@@ -10,11 +10,13 @@
 //! four rows at once and a block's sums come out one row per lane, with no transposes; a quad's
 //! eight vectors are loaded once per block for the group's four weight rows, and each weight
 //! row is two loads and eight shuffles. 1.85–2.0× the i16 path at 64 rows in the kernel bench
-//! (bench/NOTES.md).
+//! (bench/NOTES.md). A decode step's one row ([`row_dot4`]) takes each weight row's 32 bytes,
+//! plus 128, by two dots, where the i16 path widens them in four loads and four
+//! `i32x4.dot_i16x8_s`.
 
 use std::arch::wasm32::*;
 
-use super::simd128::lanes;
+use super::simd128::{lanes, transpose_sum};
 use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
 
 /// Activation rows from which a matmul takes this path: fewer would leave most of a quad's
@@ -173,4 +175,53 @@ pub(super) fn dot4(x: &Quads, group: &[u8], out: &mut [[f32; GROUP]]) {
             *out = [rows[0][i], rows[1][i], rows[2][i], rows[3][i]];
         }
     }
+}
+
+/// Each block's −128·Σx of activation rows of quants `xq`, the correction [`row_dot4`] adds.
+pub(super) fn corrections(xq: &[i8]) -> Vec<i32> {
+    xq.chunks_exact(BLOCK)
+        .map(|block| -128 * block.iter().map(|&q| q as i32).sum::<i32>())
+        .collect()
+}
+
+/// One activation row (quants `xq`, block scales `xs`, [`corrections`]) against one packed
+/// group: each weight row's block, plus 128, by two relaxed dots with the activations, the four
+/// rows' sums transposed into one vector, the correction added, scaled as the SIMD128 `dot4`
+/// scales them; equal bit for bit to the portable loop. Only where [`unsigned_dot`] holds.
+#[target_feature(enable = "relaxed-simd")]
+pub(super) fn row_dot4(xq: &[i8], xs: &[f32], corrections: &[i32], group: &[u8]) -> [f32; GROUP] {
+    assert!(
+        xq.len() == xs.len() * BLOCK
+            && corrections.len() == xs.len()
+            && group.len() == xs.len() * GROUP_BLOCK_BYTES,
+        "int8 decode: activation row and weight group disagree in length"
+    );
+    let dot = i32x4_relaxed_dot_i8x16_i7x16_add;
+    let mut acc = f32x4_splat(0.0);
+    for (b, (&x_scale, &correction)) in xs.iter().zip(corrections).enumerate() {
+        // SAFETY: block b of the row holds 32 quants and block b of the group four f32 scales
+        // and four rows of 32 quants (asserted above).
+        unsafe {
+            let x = xq.as_ptr().add(b * BLOCK);
+            let (x0, x1) = (
+                v128_load(x as *const v128),
+                v128_load(x.add(16) as *const v128),
+            );
+            let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            let scales = v128_load(at as *const v128);
+            let row = |j: usize| {
+                let w = at.add(GROUP * 4 + BLOCK * j);
+                let w0 = v128_xor(v128_load(w as *const v128), u8x16_splat(0x80));
+                let w1 = v128_xor(v128_load(w.add(16) as *const v128), u8x16_splat(0x80));
+                dot(x1, w1, dot(x0, w0, i32x4_splat(0)))
+            };
+            let sums = i32x4_add(
+                transpose_sum(row(0), row(1), row(2), row(3)),
+                i32x4_splat(correction),
+            );
+            let scale = f32x4_mul(scales, f32x4_splat(x_scale));
+            acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sums), scale));
+        }
+    }
+    lanes(acc)
 }
