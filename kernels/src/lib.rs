@@ -25,7 +25,7 @@ pub use warm_up::warm_up;
 
 /// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
 /// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), with " (VNNI dot)"
-/// where the browser's relaxed dot is x86's `vpdpbusd` and a Q8_0 prompt takes its faster path
+/// where the browser's relaxed dot is x86's `vpdpbusd` and the Q8_0 matmul takes its faster paths
 /// (`int8::vnni_dot`); natively "AVX2" where the CPU has it (every matmul then runs AVX2 code)
 /// and "portable" elsewhere.
 pub fn instructions() -> &'static str {
