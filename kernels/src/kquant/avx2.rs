@@ -1,6 +1,7 @@
 use std::arch::x86_64::*;
 
 use super::{d_dmin, order, scaled, Activation, KQuant, Terms, SUPER};
+use crate::int8::avx2::transpose_sum;
 
 /// Whether the CPU has what these kernels need: AVX2, and F16C for the super-blocks' f16
 /// scales (detected once; later calls read a cached flag).
@@ -282,7 +283,7 @@ unsafe fn block_sums<D: Dot>(
 
 /// Four consecutive super-blocks' terms (`super::scaled`) as f32 lanes, each computed as the
 /// scalar code computes it: their sums ([`block_sums`]) summed across into one vector each
-/// by horizontal adds, their f16 scales converted together by F16C.
+/// by horizontal adds (the int8 matmul's `transpose_sum` for the eight-lane ones), their f16 scales converted together by F16C.
 ///
 /// # Safety
 /// `block` must point at the four super-blocks, `x_scales` at their four activation scales.
@@ -295,11 +296,7 @@ unsafe fn four_terms(
     x_scales: *const f32,
 ) -> __m128 {
     let [a, b, c, d] = sums;
-    let sumi = _mm256_hadd_epi32(_mm256_hadd_epi32(a.0, b.0), _mm256_hadd_epi32(c.0, d.0));
-    let sumi = _mm_cvtepi32_ps(_mm_add_epi32(
-        _mm256_castsi256_si128(sumi),
-        _mm256_extracti128_si256::<1>(sumi),
-    ));
+    let sumi = _mm_cvtepi32_ps(transpose_sum(a.0, b.0, c.0, d.0));
     // SAFETY: by the contract, each read is inside one of the four super-blocks or of the
     // four scales.
     unsafe {
