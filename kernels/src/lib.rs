@@ -26,8 +26,9 @@ pub use warm_up::warm_up;
 /// The vector instructions this build's kernels run on this machine, for the logs: in wasm32
 /// "SIMD128" or "SIMD128 + relaxed SIMD" (the `relaxed-simd` feature), with " (VNNI dot)"
 /// where the browser's relaxed dot is x86's `vpdpbusd` and the Q8_0 matmul takes its faster paths
-/// (`int8::vnni_dot`); natively "AVX2" where the CPU has it (every matmul then runs AVX2 code)
-/// and "portable" elsewhere.
+/// (`int8::vnni_dot`); natively "AVX2" where the CPU has it (every matmul then runs AVX2 code),
+/// "AVX2 + AVX-VNNI" where it also has AVX-VNNI (the Q8_0 and K-quant matmuls' dots then
+/// take `vpdpbusd`), and "portable" elsewhere.
 pub fn instructions() -> &'static str {
     if cfg!(all(target_arch = "wasm32", feature = "relaxed-simd")) {
         if int8::vnni_dot() {
@@ -38,9 +39,25 @@ pub fn instructions() -> &'static str {
     } else if cfg!(target_arch = "wasm32") {
         "SIMD128"
     } else if int8::accelerated() {
-        "AVX2"
+        if vnni() {
+            "AVX2 + AVX-VNNI"
+        } else {
+            "AVX2"
+        }
     } else {
         "portable"
+    }
+}
+
+/// Whether the CPU has AVX-VNNI (natively on x86-64; false elsewhere).
+fn vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        int8::avx2::vnni()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
     }
 }
 

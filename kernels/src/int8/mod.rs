@@ -1,12 +1,18 @@
 //! Q8_0 weights packed four rows at a time, and their matmul with 8-bit activations.
 //!
 //! A packed matrix holds, per group of four rows (the last padded with zero rows) and per
-//! 32-value block, the four rows' scales as f32 and then their four runs of 32 quants: 144
-//! bytes read front to back. A decode step thus streams every weight once, in order; each
-//! activation block is widened once for four rows, and the four sums are scaled together.
-//! In a relaxed-SIMD build, where the browser's relaxed dot multiplies unsigned bytes (x86 with
-//! AVX-VNNI), the weights plus 128 are the dot's operand instead (module `quads`): a prompt
-//! takes four activation rows per vector, a decode step 16 products per dot.
+//! 32-value block, the four rows' scales as f32 and then their quants a word (four quants) at a
+//! time: word 0 of rows 0, 1, 2 and 3, then word 1 of each, up to word 7: 144 bytes read front
+//! to back. A decode step thus streams every weight once, in order. Each 16 bytes of quants hold
+//! one word of the four rows, and the activations are laid beside them with each word repeated
+//! four times ([`Rows`]), so that a dot product of the two, four products per 32-bit lane, leaves
+//! each row's sum in its own lane: a block's vectors add up to the four rows' sums with no sums
+//! across lanes, and the four are scaled together.
+//!
+//! Where the dot multiplies unsigned bytes by signed ones in one instruction (x86's `vpdpbusd`:
+//! natively with AVX-VNNI, and in the browser's relaxed dot on such a CPU), the weights plus 128
+//! are its unsigned operand and each block's sums start at −128·Σx. A relaxed-SIMD build's
+//! prompts take four activation rows per vector there (module `quads`).
 
 use thiserror::Error;
 
@@ -19,8 +25,13 @@ pub const BLOCK: usize = 32;
 pub const Q8_0_BLOCK_BYTES: usize = 2 + BLOCK;
 /// Rows packed together.
 pub const GROUP: usize = 4;
-/// Bytes of one block of a group: four f32 scales, then four runs of 32 quants.
+/// Bytes of one block of a group: four f32 scales, then the four rows' 128 quants a word at a
+/// time.
 pub const GROUP_BLOCK_BYTES: usize = GROUP * 4 + GROUP * BLOCK;
+/// Quants per word: what one 32-bit lane of a dot product multiplies.
+pub(crate) const WORD: usize = 4;
+/// Bytes of one expanded activation block ([`Rows`]): each word repeated once per row of a group.
+pub(crate) const EXPANDED_BLOCK: usize = GROUP * BLOCK;
 
 /// Shapes and sizes that do not fit together.
 #[derive(Debug, Error, PartialEq)]
@@ -73,8 +84,10 @@ pub fn pack_q8_0(data: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Int8E
             let at = offset(row, b, blocks);
             let scale = half::f16::from_le_bytes([block[0], block[1]]).to_f32();
             packed[at + 4 * lane..at + 4 * lane + 4].copy_from_slice(&scale.to_le_bytes());
-            let quants = at + GROUP * 4 + BLOCK * lane;
-            packed[quants..quants + BLOCK].copy_from_slice(&block[2..]);
+            for (k, word) in block[2..].chunks_exact(WORD).enumerate() {
+                let to = at + quant_at(lane, k * WORD);
+                packed[to..to + WORD].copy_from_slice(word);
+            }
         }
     }
     Ok(packed)
@@ -85,23 +98,27 @@ fn offset(row: usize, b: usize, blocks: usize) -> usize {
     ((row / GROUP) * blocks + b) * GROUP_BLOCK_BYTES
 }
 
+/// Where quant `i` of the group's row `lane` lies in a packed block.
+fn quant_at(lane: usize, i: usize) -> usize {
+    GROUP * 4 + (i / WORD) * GROUP * WORD + lane * WORD + i % WORD
+}
+
 /// Row `row` of a packed matrix with `cols` columns, dequantized.
 pub fn unpack_row(packed: &[u8], cols: usize, row: usize) -> Vec<f32> {
     let blocks = cols / BLOCK;
     let lane = row % GROUP;
     let mut values = Vec::with_capacity(cols);
     for b in 0..blocks {
-        let at = offset(row, b, blocks);
-        let s = &packed[at + 4 * lane..at + 4 * lane + 4];
-        let scale = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-        let quants = at + GROUP * 4 + BLOCK * lane;
-        values.extend(
-            packed[quants..quants + BLOCK]
-                .iter()
-                .map(|&q| q as i8 as f32 * scale),
-        );
+        let block = &packed[offset(row, b, blocks)..][..GROUP_BLOCK_BYTES];
+        let scale = f32_at(block, 4 * lane);
+        values.extend((0..BLOCK).map(|i| block[quant_at(lane, i)] as i8 as f32 * scale));
     }
     values
+}
+
+/// The little-endian f32 at `at`.
+fn f32_at(bytes: &[u8], at: usize) -> f32 {
+    f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
 /// `out = x Wᵀ` for `x` holding rows of `cols` values and `W` a packed `[rows, cols]`
@@ -136,56 +153,93 @@ pub(crate) fn matmul_on(
         });
     }
     let m = x.len() / cols;
-    let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
+    let quantized = activations::quantize::<BLOCK>(x);
     #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
-    if vnni_dot() {
-        if m >= quads::MIN_ROWS {
-            let x = quads::Quads::new(&quants, &scales, m);
-            return Ok(by_groups(
-                pool,
-                packed,
-                group_bytes,
-                rows,
-                m,
-                |group, out| quads::dot4(&x, group, out),
-            ));
-        }
-        let corrections = quads::corrections(&quants);
+    if vnni_dot() && m >= quads::MIN_ROWS {
+        let x = quads::Quads::new(&quantized.quants, &quantized.scales, m);
         return Ok(by_groups(
             pool,
             packed,
             group_bytes,
             rows,
             m,
-            each_row(|r, group| {
-                quads::row_dot4(
-                    &quants[r * cols..(r + 1) * cols],
-                    &scales[r * blocks..(r + 1) * blocks],
-                    &corrections[r * blocks..(r + 1) * blocks],
-                    group,
-                )
-            }),
+            |group, out| quads::dot4(&x, group, out),
         ));
     }
+    let x = Rows::new(quantized, m);
     Ok(by_groups(
         pool,
         packed,
         group_bytes,
         rows,
         m,
-        each_row(|r, group| {
-            dot4(
-                &quants[r * cols..(r + 1) * cols],
-                &scales[r * blocks..(r + 1) * blocks],
-                group,
-            )
-        }),
+        each_row(|r, group| dot4(x.row(r), group)),
     ))
 }
 
-/// Whether this build's relaxed SIMD dot is x86's `vpdpbusd` (AVX-VNNI), so that a prompt of
-/// four rows or more takes four activation rows per vector (module `quads`); false in every
-/// other build.
+/// Quantized activation rows as the decode paths read them: each word of quants repeated once
+/// per row of a group (the 16 bytes beside a group's 16 bytes of that word), each block's scale,
+/// and each block's −128·Σx, which the dots of the weights plus 128 start from.
+pub(crate) struct Rows {
+    quants: Vec<i8>,
+    scales: Vec<f32>,
+    corrections: Vec<i32>,
+    blocks: usize,
+}
+
+/// One row of [`Rows`].
+#[derive(Clone, Copy)]
+pub(crate) struct Row<'a> {
+    /// [`EXPANDED_BLOCK`] bytes per block.
+    pub quants: &'a [i8],
+    /// One per block.
+    pub scales: &'a [f32],
+    /// One per block.
+    pub corrections: &'a [i32],
+}
+
+impl Rows {
+    /// The `m` rows of `quantized`, expanded.
+    fn new(quantized: Quantized, m: usize) -> Self {
+        let Quantized { quants, scales } = quantized;
+        let mut expanded = vec![0i8; quants.len() * GROUP];
+        for (word, out) in quants
+            .chunks_exact(WORD)
+            .zip(expanded.chunks_exact_mut(WORD * GROUP))
+        {
+            for copy in out.chunks_exact_mut(WORD) {
+                copy.copy_from_slice(word);
+            }
+        }
+        Rows {
+            quants: expanded,
+            corrections: corrections(&quants),
+            blocks: scales.len() / m.max(1),
+            scales,
+        }
+    }
+
+    /// Row `r`.
+    fn row(&self, r: usize) -> Row<'_> {
+        let blocks = r * self.blocks..(r + 1) * self.blocks;
+        Row {
+            quants: &self.quants[blocks.start * EXPANDED_BLOCK..blocks.end * EXPANDED_BLOCK],
+            scales: &self.scales[blocks.clone()],
+            corrections: &self.corrections[blocks],
+        }
+    }
+}
+
+/// Each block's −128·Σx of activation rows of quants `xq`.
+pub(crate) fn corrections(xq: &[i8]) -> Vec<i32> {
+    xq.chunks_exact(BLOCK)
+        .map(|block| -128 * block.iter().map(|&q| q as i32).sum::<i32>())
+        .collect()
+}
+
+/// Whether this build's relaxed SIMD dot is x86's `vpdpbusd` (AVX-VNNI), so that the weights
+/// plus 128 are its operand, and a prompt of four rows or more takes four activation rows per
+/// vector (module `quads`); false in every other build.
 pub(crate) fn vnni_dot() -> bool {
     #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
     {
@@ -260,27 +314,35 @@ pub(crate) fn grain(bytes: usize) -> usize {
     (32 * 1024 / bytes.max(1)).max(1)
 }
 
-/// Dot products of one quantized activation row with the four rows of a packed group.
-fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
+/// Dot products of one expanded activation row with the four rows of a packed group.
+fn dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
+    let blocks = x.scales.len();
     assert!(
-        xq.len() == xs.len() * BLOCK && group.len() == xs.len() * GROUP_BLOCK_BYTES,
+        x.quants.len() == blocks * EXPANDED_BLOCK
+            && x.corrections.len() == blocks
+            && group.len() == blocks * GROUP_BLOCK_BYTES,
         "int8 matmul: activation and weight group disagree in length"
     );
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    if vnni_dot() {
+        return quads::row_dot4(x, group);
+    }
     #[cfg(target_arch = "wasm32")]
     {
-        simd128::dot4(xq, xs, group)
+        simd128::dot4(x, group)
     }
     #[cfg(target_arch = "x86_64")]
     {
         if avx2::available() {
-            // SAFETY: the CPU has AVX2, checked just above.
-            return unsafe { avx2::dot4(xq, xs, group) };
+            // SAFETY: the CPU has AVX2 (and AVX-VNNI where `vnni` says so), checked just
+            // here; the lengths are asserted above.
+            return unsafe { avx2::dot4(avx2::vnni(), x, group) };
         }
-        portable_dot4(xq, xs, group)
+        portable_dot4(x, group)
     }
     #[cfg(not(any(target_arch = "wasm32", target_arch = "x86_64")))]
     {
-        portable_dot4(xq, xs, group)
+        portable_dot4(x, group)
     }
 }
 
@@ -301,200 +363,39 @@ pub fn accelerated() -> bool {
     }
 }
 
+/// What every SIMD path equals bit for bit: each block's products summed exactly in i32, then
+/// multiplied by the product of the two scales and added to the row's sum, block after block.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-fn portable_dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
+fn portable_dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
     let mut acc = [0f32; GROUP];
-    for ((x, &x_scale), block) in xq
-        .chunks_exact(BLOCK)
-        .zip(xs)
+    for ((xq, &x_scale), block) in x
+        .quants
+        .chunks_exact(EXPANDED_BLOCK)
+        .zip(x.scales)
         .zip(group.chunks_exact(GROUP_BLOCK_BYTES))
     {
-        let (scales, quants) = block.split_at(GROUP * 4);
         for (lane, acc) in acc.iter_mut().enumerate() {
-            let s = &scales[4 * lane..4 * lane + 4];
-            let scale = f32::from_le_bytes([s[0], s[1], s[2], s[3]]);
-            let w = &quants[BLOCK * lane..BLOCK * (lane + 1)];
-            let dot: i32 = x
-                .iter()
-                .zip(w)
-                .map(|(&a, &b)| a as i32 * b as i8 as i32)
+            let dot: i32 = (0..BLOCK)
+                .map(|i| {
+                    // The expanded activations repeat each word once per lane.
+                    let xi = xq[(i / WORD) * GROUP * WORD + i % WORD];
+                    xi as i32 * block[quant_at(lane, i)] as i8 as i32
+                })
                 .sum();
-            *acc += dot as f32 * (x_scale * scale);
+            *acc += dot as f32 * (x_scale * f32_at(block, 4 * lane));
         }
     }
     acc
 }
 
 #[cfg(target_arch = "wasm32")]
-pub(crate) mod simd128 {
-    use std::arch::wasm32::*;
-
-    use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
-
-    /// The products of one row's 32 quants with the widened activation block, summed
-    /// pairwise into four i32 lanes.
-    ///
-    /// # Safety
-    /// `w` must point at 32 readable bytes.
-    #[inline(always)]
-    unsafe fn row_dot(x: &[v128; 4], w: *const u8) -> v128 {
-        let low = i32x4_add(
-            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w as *const i8), x[0]),
-            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(8) as *const i8), x[1]),
-        );
-        let high = i32x4_add(
-            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(16) as *const i8), x[2]),
-            i32x4_dot_i16x8(i16x8_load_extend_i8x8(w.add(24) as *const i8), x[3]),
-        );
-        i32x4_add(low, high)
-    }
-
-    /// The 32 quants at `p`, widened to four i16x8 vectors.
-    ///
-    /// # Safety
-    /// `p` must point at 32 readable bytes.
-    #[inline(always)]
-    unsafe fn widen(p: *const i8) -> [v128; 4] {
-        [
-            i16x8_load_extend_i8x8(p),
-            i16x8_load_extend_i8x8(p.add(8)),
-            i16x8_load_extend_i8x8(p.add(16)),
-            i16x8_load_extend_i8x8(p.add(24)),
-        ]
-    }
-
-    /// The high nibble of each byte of `v`, as a byte. V8 lowers `i8x16.shr_u` to a 16-bit
-    /// shift and a mask it builds anew at every use (five instructions on x86-64); a 16-bit
-    /// shift and a constant mask are two, and the Q4_K decode ran 1.16× faster for it. The
-    /// K-quant kernels shift 16-bit lanes wherever a mask follows for the same reason.
-    #[inline(always)]
-    pub(crate) fn high_nibbles(v: v128) -> v128 {
-        v128_and(u16x8_shr(v, 4), u8x16_splat(0x0F))
-    }
-
-    /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
-    #[inline(always)]
-    pub(crate) fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
-        let ab = i32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(a, b),
-            i32x4_shuffle::<2, 6, 3, 7>(a, b),
-        );
-        let cd = i32x4_add(
-            i32x4_shuffle::<0, 4, 1, 5>(c, d),
-            i32x4_shuffle::<2, 6, 3, 7>(c, d),
-        );
-        i32x4_add(
-            i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
-            i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
-        )
-    }
-
-    pub(crate) fn lanes(v: v128) -> [f32; 4] {
-        [
-            f32x4_extract_lane::<0>(v),
-            f32x4_extract_lane::<1>(v),
-            f32x4_extract_lane::<2>(v),
-            f32x4_extract_lane::<3>(v),
-        ]
-    }
-
-    pub(super) fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
-        let mut acc = f32x4_splat(0.0);
-        for (b, &x_scale) in xs.iter().enumerate() {
-            // SAFETY: `dot4` checked that the activation row holds `xs.len()` blocks of 32
-            // quants and the group `xs.len()` blocks of GROUP_BLOCK_BYTES.
-            unsafe {
-                let x = widen(xq.as_ptr().add(b * BLOCK));
-                let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
-                let scales = v128_load(at as *const v128);
-                let w = at.add(GROUP * 4);
-                let sums = transpose_sum(
-                    row_dot(&x, w),
-                    row_dot(&x, w.add(BLOCK)),
-                    row_dot(&x, w.add(2 * BLOCK)),
-                    row_dot(&x, w.add(3 * BLOCK)),
-                );
-                let scale = f32x4_mul(scales, f32x4_splat(x_scale));
-                acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sums), scale));
-            }
-        }
-        lanes(acc)
-    }
-}
+pub(crate) mod simd128;
 
 #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
 mod quads;
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
-
-    /// Whether the CPU has AVX2 (detected once; later calls read a cached flag).
-    pub(crate) fn available() -> bool {
-        std::is_x86_feature_detected!("avx2")
-    }
-
-    /// Eight i32 partial sums of one row's 32 quants times the activation block.
-    ///
-    /// `maddubs` multiplies unsigned by signed bytes, so it gets `|w|` and `x` carrying
-    /// `w`'s sign. `|-128|` reads as 128 unsigned, so every weight is exact; the activation
-    /// quants lie in -127..=127, so no pair of products saturates the i16 sums.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2, and `w` must point at 32 readable bytes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn row_dot(x: __m256i, w: *const u8) -> __m256i {
-        let w = _mm256_loadu_si256(w as *const __m256i);
-        let products = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
-        _mm256_madd_epi16(products, _mm256_set1_epi16(1))
-    }
-
-    /// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    pub(crate) fn transpose_sum(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
-        let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
-        _mm_add_epi32(
-            _mm256_castsi256_si128(abcd),
-            _mm256_extracti128_si256::<1>(abcd),
-        )
-    }
-
-    /// The AVX2 twin of the SIMD128 `dot4`, equal to the portable one bit for bit (whole
-    /// blocks summed exactly in i32, then scaled and added in the same order).
-    ///
-    /// # Safety
-    /// The CPU must have AVX2; `xq` must hold `xs.len()` blocks of 32 quants and `group`
-    /// `xs.len()` blocks of GROUP_BLOCK_BYTES (`super::dot4` asserts both).
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dot4(xq: &[i8], xs: &[f32], group: &[u8]) -> [f32; 4] {
-        let mut acc = _mm_setzero_ps();
-        for (b, &x_scale) in xs.iter().enumerate() {
-            // SAFETY: in bounds by this function's contract.
-            unsafe {
-                let x = _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i);
-                let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
-                let scales = _mm_loadu_ps(at as *const f32);
-                let w = at.add(GROUP * 4);
-                let sums = transpose_sum(
-                    row_dot(x, w),
-                    row_dot(x, w.add(BLOCK)),
-                    row_dot(x, w.add(2 * BLOCK)),
-                    row_dot(x, w.add(3 * BLOCK)),
-                );
-                let scale = _mm_mul_ps(scales, _mm_set1_ps(x_scale));
-                acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(sums), scale));
-            }
-        }
-        let mut out = [0f32; 4];
-        // SAFETY: `out` holds four f32.
-        unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
-        out
-    }
-}
+pub(crate) mod avx2;
 
 #[cfg(test)]
 mod tests {
@@ -557,8 +458,9 @@ mod tests {
         }
     }
 
-    /// Whatever SIMD path this target dispatches to (SIMD128, AVX2) against the portable
-    /// loops: weights across the whole i8 range, -128 included; the activations of
+    /// Whatever SIMD path this target dispatches to (SIMD128, relaxed dots, AVX2 natively both
+    /// with and without AVX-VNNI where the CPU has it) against the portable loop: weights
+    /// across the whole i8 range, -128 included; the activations of
     /// [`activations::awkward_values`].
     #[test]
     fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
@@ -571,11 +473,17 @@ mod tests {
             })
             .collect();
         let values = activations::awkward_values(blocks, BLOCK);
-        let Quantized {
-            quants: xq,
-            scales: xs,
-        } = activations::quantize::<BLOCK>(&values);
-        assert_eq!(dot4(&xq, &xs, &group), portable_dot4(&xq, &xs, &group));
+        let x = Rows::new(activations::quantize::<BLOCK>(&values), 1);
+        let expected = portable_dot4(x.row(0), &group);
+        assert_eq!(dot4(x.row(0), &group), expected);
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            for vnni in [false, avx2::vnni()] {
+                // SAFETY: AVX2 is checked above, AVX-VNNI by `avx2::vnni`; `dot4`'s lengths.
+                let got = unsafe { avx2::dot4(vnni, x.row(0), &group) };
+                assert_eq!(got, expected, "AVX-VNNI: {vnni}");
+            }
+        }
     }
 
     /// Matmuls of several activation rows (in a relaxed-SIMD build whose relaxed dot is
@@ -601,17 +509,11 @@ mod tests {
                 .copied()
                 .collect();
             let got = matmul_on(None, &packed, rows, cols, &x).unwrap();
-            let Quantized { quants, scales } = activations::quantize::<BLOCK>(&x);
+            let expanded = Rows::new(activations::quantize::<BLOCK>(&x), m);
             for r in 0..m {
                 let expected: Vec<f32> = packed
                     .chunks_exact(group_bytes)
-                    .flat_map(|group| {
-                        portable_dot4(
-                            &quants[r * cols..(r + 1) * cols],
-                            &scales[r * blocks..(r + 1) * blocks],
-                            group,
-                        )
-                    })
+                    .flat_map(|group| portable_dot4(expanded.row(r), group))
                     .take(rows)
                     .collect();
                 let got = &got[r * rows..(r + 1) * rows];

@@ -9,15 +9,15 @@
 //! quants 4k..4k+4), so that one weight row's four quants, spread over the lanes, multiply all
 //! four rows at once and a block's sums come out one row per lane, with no transposes; a quad's
 //! eight vectors are loaded once per block for the group's four weight rows, and each weight
-//! row is two loads and eight shuffles. 1.85–2.0× the i16 path at 64 rows in the kernel bench
-//! (bench/NOTES.md). A decode step's one row ([`row_dot4`]) takes each weight row's 32 bytes,
-//! plus 128, by two dots, where the i16 path widens them in four loads and four
-//! `i32x4.dot_i16x8_s`.
+//! row is two loads and eight shuffles (the group's words, plus 128, are transposed back into
+//! rows once per group). 1.85–2.0× the i16 path at 64 rows in the kernel bench
+//! (bench/NOTES.md). A decode step's one row ([`row_dot4`])
+//! takes each vector of the group's words, plus 128, by one dot with the expanded activations.
 
 use std::arch::wasm32::*;
 
-use super::simd128::{lanes, transpose_sum};
-use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
+use super::simd128::lanes;
+use super::{Row, BLOCK, EXPANDED_BLOCK, GROUP, GROUP_BLOCK_BYTES, WORD};
 
 /// Activation rows from which a matmul takes this path: fewer would leave most of a quad's
 /// lanes padding.
@@ -127,15 +127,20 @@ pub(super) fn dot4(x: &Quads, group: &[u8], out: &mut [[f32; GROUP]]) {
         group.len() == blocks * GROUP_BLOCK_BYTES && out.len() <= x.rows(),
         "int8 prompt: activation quads and weight group disagree in length"
     );
-    // The quants plus 128, as unsigned bytes: the dot's second operand.
+    // The quants plus 128, as unsigned bytes: the dot's second operand, each row's 32 quants
+    // in two vectors. A block's vector k holds word k of the four rows, so that four of them,
+    // transposed, are four rows' words 0..4 (or 4..8).
     let mut offset = Vec::with_capacity(8 * blocks);
     for block in group.chunks_exact(GROUP_BLOCK_BYTES) {
-        for w in block[GROUP * 4..].chunks_exact(16) {
-            // SAFETY: each chunk holds 16 bytes.
-            offset.push(v128_xor(
-                unsafe { v128_load(w.as_ptr() as *const v128) },
-                u8x16_splat(0x80),
-            ));
+        let words: [v128; 8] = std::array::from_fn(|k| {
+            // SAFETY: a block's quants are eight vectors.
+            let w = unsafe { v128_load(block[GROUP * 4 + 16 * k..].as_ptr() as *const v128) };
+            v128_xor(w, u8x16_splat(0x80))
+        });
+        let low = transpose([words[0], words[1], words[2], words[3]]);
+        let high = transpose([words[4], words[5], words[6], words[7]]);
+        for (low, high) in low.into_iter().zip(high) {
+            offset.extend([low, high]);
         }
     }
     let dot = i32x4_relaxed_dot_i8x16_i7x16_add;
@@ -177,49 +182,31 @@ pub(super) fn dot4(x: &Quads, group: &[u8], out: &mut [[f32; GROUP]]) {
     }
 }
 
-/// Each block's −128·Σx of activation rows of quants `xq`, the correction [`row_dot4`] adds.
-pub(super) fn corrections(xq: &[i8]) -> Vec<i32> {
-    xq.chunks_exact(BLOCK)
-        .map(|block| -128 * block.iter().map(|&q| q as i32).sum::<i32>())
-        .collect()
-}
-
-/// One activation row (quants `xq`, block scales `xs`, [`corrections`]) against one packed
-/// group: each weight row's block, plus 128, by two relaxed dots with the activations, the four
-/// rows' sums transposed into one vector, the correction added, scaled as the SIMD128 `dot4`
-/// scales them; equal bit for bit to the portable loop. Only where [`unsigned_dot`] holds.
+/// One expanded activation row against one packed group: each of a block's eight vectors of
+/// words (one word of each of the four rows), plus 128, by one relaxed dot with the same word of
+/// the activations repeated four times, from the block's correction, so that each row's sum
+/// lands in its own lane; scaled as the SIMD128 `dot4` scales them, equal bit for bit to the
+/// portable loop. Only where [`unsigned_dot`] holds.
 #[target_feature(enable = "relaxed-simd")]
-pub(super) fn row_dot4(xq: &[i8], xs: &[f32], corrections: &[i32], group: &[u8]) -> [f32; GROUP] {
-    assert!(
-        xq.len() == xs.len() * BLOCK
-            && corrections.len() == xs.len()
-            && group.len() == xs.len() * GROUP_BLOCK_BYTES,
-        "int8 decode: activation row and weight group disagree in length"
-    );
-    let dot = i32x4_relaxed_dot_i8x16_i7x16_add;
+pub(super) fn row_dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
     let mut acc = f32x4_splat(0.0);
-    for (b, (&x_scale, &correction)) in xs.iter().zip(corrections).enumerate() {
-        // SAFETY: block b of the row holds 32 quants and block b of the group four f32 scales
-        // and four rows of 32 quants (asserted above).
+    for (b, (&x_scale, &correction)) in x.scales.iter().zip(x.corrections).enumerate() {
+        // SAFETY: `super::dot4` asserted that the row holds `x.scales.len()` expanded blocks
+        // and the group as many blocks of GROUP_BLOCK_BYTES, four f32 scales first.
         unsafe {
-            let x = xq.as_ptr().add(b * BLOCK);
-            let (x0, x1) = (
-                v128_load(x as *const v128),
-                v128_load(x.add(16) as *const v128),
-            );
+            let xq = x.quants.as_ptr().add(b * EXPANDED_BLOCK);
             let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
-            let scales = v128_load(at as *const v128);
-            let row = |j: usize| {
-                let w = at.add(GROUP * 4 + BLOCK * j);
-                let w0 = v128_xor(v128_load(w as *const v128), u8x16_splat(0x80));
-                let w1 = v128_xor(v128_load(w.add(16) as *const v128), u8x16_splat(0x80));
-                dot(x1, w1, dot(x0, w0, i32x4_splat(0)))
-            };
-            let sums = i32x4_add(
-                transpose_sum(row(0), row(1), row(2), row(3)),
-                i32x4_splat(correction),
-            );
-            let scale = f32x4_mul(scales, f32x4_splat(x_scale));
+            let w = at.add(GROUP * 4);
+            let mut sums = i32x4_splat(correction);
+            for k in 0..BLOCK / WORD {
+                let word = GROUP * WORD * k;
+                sums = i32x4_relaxed_dot_i8x16_i7x16_add(
+                    v128_load(xq.add(word) as *const v128),
+                    v128_xor(v128_load(w.add(word) as *const v128), u8x16_splat(0x80)),
+                    sums,
+                );
+            }
+            let scale = f32x4_mul(v128_load(at as *const v128), f32x4_splat(x_scale));
             acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(sums), scale));
         }
     }

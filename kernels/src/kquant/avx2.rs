@@ -2,17 +2,12 @@ use std::arch::x86_64::*;
 
 use super::{d_dmin, order, scaled, Activation, KQuant, Terms, SUPER};
 use crate::int8::avx2::transpose_sum;
+pub(super) use crate::int8::avx2::vnni;
 
 /// Whether the CPU has what these kernels need: AVX2, and F16C for the super-blocks' f16
 /// scales (detected once; later calls read a cached flag).
 pub(super) fn available() -> bool {
     crate::int8::avx2::available() && std::is_x86_feature_detected!("f16c")
-}
-
-/// Whether the CPU has AVX-VNNI, whose `vpdpbusd` multiplies 32 byte pairs and adds them
-/// four by four into i32 lanes in one instruction.
-pub(super) fn vnni() -> bool {
-    std::is_x86_feature_detected!("avxvnni")
 }
 
 /// How 32 unsigned quants meet 32 activation quants: each i32 lane of the result is `acc`'s
