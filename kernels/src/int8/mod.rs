@@ -178,12 +178,13 @@ pub(crate) fn matmul_on(
 }
 
 /// Quantized activation rows as the decode paths read them: each word of quants repeated once
-/// per row of a group (the 16 bytes beside a group's 16 bytes of that word), each block's scale,
-/// and each block's −128·Σx, which the dots of the weights plus 128 start from.
+/// per row of a group (the 16 bytes beside a group's 16 bytes of that word), and each block's
+/// scale and Σx (the dots of Q8_0's weights plus 128 start from −128·Σx; Q4_1's minimums
+/// multiply it). The Q4_1 matmul reads them too.
 pub(crate) struct Rows {
     quants: Vec<i8>,
     scales: Vec<f32>,
-    corrections: Vec<i32>,
+    sums: Vec<i32>,
     blocks: usize,
 }
 
@@ -194,13 +195,13 @@ pub(crate) struct Row<'a> {
     pub quants: &'a [i8],
     /// One per block.
     pub scales: &'a [f32],
-    /// One per block.
-    pub corrections: &'a [i32],
+    /// Σx, one per block.
+    pub sums: &'a [i32],
 }
 
 impl Rows {
     /// The `m` rows of `quantized`, expanded.
-    fn new(quantized: Quantized, m: usize) -> Self {
+    pub(crate) fn new(quantized: Quantized, m: usize) -> Self {
         let Quantized { quants, scales } = quantized;
         let mut expanded = vec![0i8; quants.len() * GROUP];
         for (word, out) in quants
@@ -212,29 +213,25 @@ impl Rows {
             }
         }
         Rows {
+            sums: quants
+                .chunks_exact(BLOCK)
+                .map(|block| block.iter().map(|&q| q as i32).sum())
+                .collect(),
             quants: expanded,
-            corrections: corrections(&quants),
             blocks: scales.len() / m.max(1),
             scales,
         }
     }
 
     /// Row `r`.
-    fn row(&self, r: usize) -> Row<'_> {
+    pub(crate) fn row(&self, r: usize) -> Row<'_> {
         let blocks = r * self.blocks..(r + 1) * self.blocks;
         Row {
             quants: &self.quants[blocks.start * EXPANDED_BLOCK..blocks.end * EXPANDED_BLOCK],
             scales: &self.scales[blocks.clone()],
-            corrections: &self.corrections[blocks],
+            sums: &self.sums[blocks],
         }
     }
-}
-
-/// Each block's −128·Σx of activation rows of quants `xq`.
-pub(crate) fn corrections(xq: &[i8]) -> Vec<i32> {
-    xq.chunks_exact(BLOCK)
-        .map(|block| -128 * block.iter().map(|&q| q as i32).sum::<i32>())
-        .collect()
 }
 
 /// Whether this build's relaxed SIMD dot is x86's `vpdpbusd` (AVX-VNNI), so that the weights
@@ -319,7 +316,7 @@ fn dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
     let blocks = x.scales.len();
     assert!(
         x.quants.len() == blocks * EXPANDED_BLOCK
-            && x.corrections.len() == blocks
+            && x.sums.len() == blocks
             && group.len() == blocks * GROUP_BLOCK_BYTES,
         "int8 matmul: activation and weight group disagree in length"
     );
@@ -392,7 +389,7 @@ fn portable_dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
 pub(crate) mod simd128;
 
 #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
-mod quads;
+pub(crate) mod quads;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;

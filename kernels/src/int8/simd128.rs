@@ -1,35 +1,10 @@
-//! The SIMD128 Q8_0 matmul, and the vector helpers the other wasm32 kernels share.
+//! The SIMD128 Q8_0 matmul, and the lanes of a vector, which the other wasm32 kernels read too.
 
 use std::arch::wasm32::*;
 
 use super::{Row, BLOCK, EXPANDED_BLOCK, GROUP, GROUP_BLOCK_BYTES, WORD};
 
-/// The high nibble of each byte of `v`, as a byte. V8 lowers `i8x16.shr_u` to a 16-bit
-/// shift and a mask it builds anew at every use (five instructions on x86-64); a 16-bit
-/// shift and a constant mask are two, and the Q4_K decode ran 1.16× faster for it. The
-/// K-quant kernels shift 16-bit lanes wherever a mask follows for the same reason.
-#[inline(always)]
-pub(crate) fn high_nibbles(v: v128) -> v128 {
-    v128_and(u16x8_shr(v, 4), u8x16_splat(0x0F))
-}
-
-/// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
-#[inline(always)]
-pub(crate) fn transpose_sum(a: v128, b: v128, c: v128, d: v128) -> v128 {
-    let ab = i32x4_add(
-        i32x4_shuffle::<0, 4, 1, 5>(a, b),
-        i32x4_shuffle::<2, 6, 3, 7>(a, b),
-    );
-    let cd = i32x4_add(
-        i32x4_shuffle::<0, 4, 1, 5>(c, d),
-        i32x4_shuffle::<2, 6, 3, 7>(c, d),
-    );
-    i32x4_add(
-        i32x4_shuffle::<0, 1, 4, 5>(ab, cd),
-        i32x4_shuffle::<2, 3, 6, 7>(ab, cd),
-    )
-}
-
+/// The four lanes of `v` as f32.
 pub(crate) fn lanes(v: v128) -> [f32; 4] {
     [
         f32x4_extract_lane::<0>(v),

@@ -1,7 +1,6 @@
 use std::arch::x86_64::*;
 
 use super::{d_dmin, order, scaled, Activation, KQuant, Terms, SUPER};
-use crate::int8::avx2::transpose_sum;
 pub(super) use crate::int8::avx2::vnni;
 
 /// Whether the CPU has what these kernels need: AVX2, and F16C for the super-blocks' f16
@@ -43,6 +42,17 @@ impl Dot for Madd {
         let pairs = _mm256_maddubs_epi16(q, x);
         _mm256_add_epi32(acc, _mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
     }
+}
+
+/// `[Σa, Σb, Σc, Σd]`: the lanes of four vectors summed, one vector per output lane.
+#[inline]
+#[target_feature(enable = "avx2")]
+fn transpose_sum(a: __m256i, b: __m256i, c: __m256i, d: __m256i) -> __m128i {
+    let abcd = _mm256_hadd_epi32(_mm256_hadd_epi32(a, b), _mm256_hadd_epi32(c, d));
+    _mm_add_epi32(
+        _mm256_castsi256_si128(abcd),
+        _mm256_extracti128_si256::<1>(abcd),
+    )
 }
 
 /// The lanes of `v` summed.
@@ -278,7 +288,7 @@ unsafe fn block_sums<D: Dot>(
 
 /// Four consecutive super-blocks' terms (`super::scaled`) as f32 lanes, each computed as the
 /// scalar code computes it: their sums ([`block_sums`]) summed across into one vector each
-/// by horizontal adds (the int8 matmul's `transpose_sum` for the eight-lane ones), their f16 scales converted together by F16C.
+/// by horizontal adds ([`transpose_sum`] for the eight-lane ones), their f16 scales converted together by F16C.
 ///
 /// # Safety
 /// `block` must point at the four super-blocks, `x_scales` at their four activation scales.

@@ -63,8 +63,10 @@ impl Constants {
     }
 }
 
-/// The high nibble of each byte of `v`, by a 16-bit shift and a mask (`int8::simd128::
-/// high_nibbles` says why not a byte shift).
+/// The high nibble of each byte of `v`, by a 16-bit shift and a mask. V8 lowers `i8x16.shr_u`
+/// to a 16-bit shift and a mask it builds anew at every use (five instructions on x86-64); a
+/// 16-bit shift and a mask kept in a register are two, and the Q4_K decode ran 1.16× faster for
+/// it. The kernels shift 16-bit lanes wherever a mask follows for the same reason.
 #[inline(always)]
 fn high_nibbles(c: &Constants, v: v128) -> v128 {
     v128_and(u16x8_shr(v, 4), c.low_nibbles)

@@ -3,24 +3,28 @@
 //! A Q4_1 block is 32 values `d·q + m`, `q` in 0..16: an f16 scale `d`, an f16 minimum `m`
 //! and 16 bytes holding value `j` in the low nibble of byte `j` and value `j + 16` in the high
 //! one. A packed matrix holds, per group of four rows (the last padded with zero rows) and
-//! per block, the four rows' scales and then their minimums as f32, then their four runs of
-//! 16 bytes as the file stores them: 96 bytes read front to back, as [`crate::int8`] lays out
-//! Q8_0. Against an activation block of quants `x` and scale `s`, a row's block gives
-//! `d·s·Σq·x + m·s·Σx`; `s·Σx` is worked out once per activation block.
+//! per block, the four rows' scales and then their minimums as f32, then their quants a word
+//! (four bytes) at a time, word 0 of rows 0, 1, 2 and 3, then word 1 of each (as
+//! [`crate::int8`] lays out Q8_0): 96 bytes read front to back. A word's low nibbles are values
+//! 4k..4k + 4 and its high nibbles values 16 + 4k.., so against words k and k + 4 of the
+//! activations, each repeated four times ([`Rows`]), a dot product leaves each row's sum in its
+//! own lane. Against an activation block of quants `x` and scale `s`, a row's block gives
+//! `d·s·Σq·x + m·s·Σx`.
 //!
 //! candle has SIMD code for Q4_1 neither in wasm32 nor on x86-64.
 
 use thiserror::Error;
 
-use crate::activations::{self, Quantized};
-use crate::int8::{by_groups, each_row, GROUP};
+use crate::activations;
+use crate::int8::{by_groups, each_row, Row, Rows, EXPANDED_BLOCK, GROUP, WORD};
 use crate::pool::{self, Pool};
 
 /// Values per block.
 pub const BLOCK: usize = 32;
 /// Bytes of one Q4_1 block in a GGUF file: f16 scale and minimum, then 16 bytes of quants.
 pub const Q4_1_BLOCK_BYTES: usize = 4 + BLOCK / 2;
-/// Bytes of one block of a group: four f32 scales, four f32 minimums, four runs of quants.
+/// Bytes of one block of a group: four f32 scales, four f32 minimums, the four rows' 64 bytes
+/// of quants a word at a time.
 pub const GROUP_BLOCK_BYTES: usize = GROUP * 8 + GROUP * BLOCK / 2;
 
 /// Shapes and sizes that do not fit together.
@@ -80,8 +84,10 @@ pub fn pack_q4_1(data: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Int4E
             packed[at + 4 * lane..at + 4 * lane + 4].copy_from_slice(&f16(&block[0..2]));
             let min = at + GROUP * 4 + 4 * lane;
             packed[min..min + 4].copy_from_slice(&f16(&block[2..4]));
-            let quants = at + GROUP * 8 + BLOCK / 2 * lane;
-            packed[quants..quants + BLOCK / 2].copy_from_slice(&block[4..]);
+            for (k, word) in block[4..].chunks_exact(WORD).enumerate() {
+                let to = at + byte_at(lane, k * WORD);
+                packed[to..to + WORD].copy_from_slice(word);
+            }
         }
     }
     Ok(packed)
@@ -90,6 +96,11 @@ pub fn pack_q4_1(data: &[u8], rows: usize, cols: usize) -> Result<Vec<u8>, Int4E
 /// Where block `b` of `row`'s group starts in a packed matrix of `blocks` blocks per row.
 fn offset(row: usize, b: usize, blocks: usize) -> usize {
     ((row / GROUP) * blocks + b) * GROUP_BLOCK_BYTES
+}
+
+/// Where byte `j` of the group's row `lane`'s quants lies in a packed block.
+fn byte_at(lane: usize, j: usize) -> usize {
+    GROUP * 8 + (j / WORD) * GROUP * WORD + lane * WORD + j % WORD
 }
 
 fn f32_at(bytes: &[u8], at: usize) -> f32 {
@@ -105,8 +116,8 @@ pub fn unpack_row(packed: &[u8], cols: usize, row: usize) -> Vec<f32> {
         let at = offset(row, b, blocks);
         let scale = f32_at(packed, at + 4 * lane);
         let min = f32_at(packed, at + GROUP * 4 + 4 * lane);
-        let quants = at + GROUP * 8 + BLOCK / 2 * lane;
-        for (j, &byte) in packed[quants..quants + BLOCK / 2].iter().enumerate() {
+        for j in 0..BLOCK / 2 {
+            let byte = packed[at + byte_at(lane, j)];
             out[j] = (byte & 0xF) as f32 * scale + min;
             out[j + BLOCK / 2] = (byte >> 4) as f32 * scale + min;
         }
@@ -146,59 +157,55 @@ pub(crate) fn matmul_on(
         });
     }
     let m = x.len() / cols;
-    let Quantized { quants, scales } = activations::quantize::<BLOCK>(x);
-    let sums = scaled_sums(&quants, &scales);
+    let quantized = activations::quantize::<BLOCK>(x);
+    #[cfg(all(target_arch = "wasm32", feature = "relaxed-simd"))]
+    if m >= crate::int8::quads::MIN_ROWS {
+        let x = crate::int8::quads::Quads::new(&quantized.quants, &quantized.scales, m);
+        return Ok(by_groups(
+            pool,
+            packed,
+            group_bytes,
+            rows,
+            m,
+            |group, out| simd128::prompt(&x, group, out),
+        ));
+    }
+    let x = Rows::new(quantized, m);
     Ok(by_groups(
         pool,
         packed,
         group_bytes,
         rows,
         m,
-        each_row(|r, group| {
-            let blocks = r * blocks..(r + 1) * blocks;
-            dot4(
-                &quants[r * cols..(r + 1) * cols],
-                &scales[blocks.clone()],
-                &sums[blocks],
-                group,
-            )
-        }),
+        each_row(|r, group| dot4(x.row(r), group)),
     ))
 }
 
-/// `s·Σx` per activation block: what the minimums are multiplied by.
-fn scaled_sums(quants: &[i8], scales: &[f32]) -> Vec<f32> {
-    quants
-        .chunks_exact(BLOCK)
-        .zip(scales)
-        .map(|(q, &s)| s * q.iter().map(|&q| q as i32).sum::<i32>() as f32)
-        .collect()
-}
-
-/// Dot products of one quantized activation row (quants, scales and [`scaled_sums`] per
-/// block) with the four rows of a packed group.
-fn dot4(xq: &[i8], xs: &[f32], sums: &[f32], group: &[u8]) -> [f32; GROUP] {
+/// Dot products of one expanded activation row with the four rows of a packed group.
+fn dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
+    let blocks = x.scales.len();
     assert!(
-        xq.len() == xs.len() * BLOCK
-            && sums.len() == xs.len()
-            && group.len() == xs.len() * GROUP_BLOCK_BYTES,
+        x.quants.len() == blocks * EXPANDED_BLOCK
+            && x.sums.len() == blocks
+            && group.len() == blocks * GROUP_BLOCK_BYTES,
         "int4 matmul: activation and weight group disagree in length"
     );
     #[cfg(target_arch = "wasm32")]
     {
-        simd128::dot4(xq, xs, sums, group)
+        simd128::dot4(x, group)
     }
     #[cfg(target_arch = "x86_64")]
     {
         if crate::int8::avx2::available() {
-            // SAFETY: the CPU has AVX2, checked just above; the lengths are asserted.
-            return unsafe { avx2::dot4(xq, xs, sums, group) };
+            // SAFETY: the CPU has AVX2 (and AVX-VNNI where `vnni` says so), checked just
+            // here; the lengths are asserted above.
+            return unsafe { avx2::dot4(crate::int8::avx2::vnni(), x, group) };
         }
-        portable_dot4(xq, xs, sums, group)
+        portable_dot4(x, group)
     }
     #[cfg(not(any(target_arch = "wasm32", target_arch = "x86_64")))]
     {
-        portable_dot4(xq, xs, sums, group)
+        portable_dot4(x, group)
     }
 }
 
@@ -207,23 +214,31 @@ pub fn accelerated() -> bool {
     crate::int8::accelerated()
 }
 
+/// What every SIMD path equals bit for bit: each block's products summed exactly in i32 and
+/// multiplied by the product of the two scales, then the minimum times `s·Σx`, each added to the
+/// row's sum, block after block.
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
-fn portable_dot4(xq: &[i8], xs: &[f32], sums: &[f32], group: &[u8]) -> [f32; GROUP] {
+fn portable_dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
+    // The expanded activations repeat each word once per lane.
+    let at = |i: usize| (i / WORD) * GROUP * WORD + i % WORD;
     let mut acc = [0f32; GROUP];
-    for (((x, &x_scale), &x_sum), block) in xq
-        .chunks_exact(BLOCK)
-        .zip(xs)
-        .zip(sums)
+    for (((xq, &x_scale), &x_sum), block) in x
+        .quants
+        .chunks_exact(EXPANDED_BLOCK)
+        .zip(x.scales)
+        .zip(x.sums)
         .zip(group.chunks_exact(GROUP_BLOCK_BYTES))
     {
+        let x_sum = x_scale * x_sum as f32;
         for (lane, acc) in acc.iter_mut().enumerate() {
             let scale = f32_at(block, 4 * lane);
             let min = f32_at(block, GROUP * 4 + 4 * lane);
-            let w = &block[GROUP * 8 + BLOCK / 2 * lane..][..BLOCK / 2];
-            let dot: i32 = w
-                .iter()
-                .enumerate()
-                .map(|(j, &b)| (b & 0xF) as i32 * x[j] as i32 + (b >> 4) as i32 * x[j + 16] as i32)
+            let dot: i32 = (0..BLOCK / 2)
+                .map(|j| {
+                    let byte = block[byte_at(lane, j)];
+                    (byte & 0xF) as i32 * xq[at(j)] as i32
+                        + (byte >> 4) as i32 * xq[at(j + BLOCK / 2)] as i32
+                })
                 .sum();
             *acc += dot as f32 * (x_scale * scale);
             *acc += min * x_sum;
@@ -233,160 +248,10 @@ fn portable_dot4(xq: &[i8], xs: &[f32], sums: &[f32], group: &[u8]) -> [f32; GRO
 }
 
 #[cfg(target_arch = "wasm32")]
-mod simd128 {
-    use std::arch::wasm32::*;
-
-    use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
-    use crate::int8::simd128::{high_nibbles, lanes, transpose_sum};
-
-    /// One row's 16 bytes of quants at `w` times the activation block `x`, as four i32 sums.
-    ///
-    /// # Safety
-    /// `w` must point at 16 readable bytes.
-    #[cfg(not(feature = "relaxed-simd"))]
-    #[inline(always)]
-    unsafe fn row_dot(x: &[v128; 4], w: *const u8) -> v128 {
-        let q = v128_load(w as *const v128);
-        let (low, high) = (v128_and(q, u8x16_splat(0x0F)), high_nibbles(q));
-        i32x4_add(
-            i32x4_add(
-                i32x4_dot_i16x8(u16x8_extend_low_u8x16(low), x[0]),
-                i32x4_dot_i16x8(u16x8_extend_high_u8x16(low), x[1]),
-            ),
-            i32x4_add(
-                i32x4_dot_i16x8(u16x8_extend_low_u8x16(high), x[2]),
-                i32x4_dot_i16x8(u16x8_extend_high_u8x16(high), x[3]),
-            ),
-        )
-    }
-
-    /// The 32 activation quants at `p`, widened to four i16x8 vectors.
-    ///
-    /// # Safety
-    /// `p` must point at 32 readable bytes.
-    #[cfg(not(feature = "relaxed-simd"))]
-    #[inline(always)]
-    unsafe fn activations(p: *const i8) -> [v128; 4] {
-        [
-            i16x8_load_extend_i8x8(p),
-            i16x8_load_extend_i8x8(p.add(8)),
-            i16x8_load_extend_i8x8(p.add(16)),
-            i16x8_load_extend_i8x8(p.add(24)),
-        ]
-    }
-
-    /// [`row_dot`] by relaxed SIMD's `i32x4.relaxed_dot_i8x16_i7x16_add_s`, sixteen products
-    /// per instruction; exact, because the quants (0..16) are its 7-bit operand.
-    ///
-    /// # Safety
-    /// `w` must point at 16 readable bytes.
-    #[cfg(feature = "relaxed-simd")]
-    #[inline(always)]
-    unsafe fn row_dot(x: &[v128; 2], w: *const u8) -> v128 {
-        let q = v128_load(w as *const v128);
-        let (low, high) = (v128_and(q, u8x16_splat(0x0F)), high_nibbles(q));
-        let low = i32x4_relaxed_dot_i8x16_i7x16_add(x[0], low, i32x4_splat(0));
-        i32x4_relaxed_dot_i8x16_i7x16_add(x[1], high, low)
-    }
-
-    /// The 32 activation quants at `p` as two vectors of sixteen bytes.
-    ///
-    /// # Safety
-    /// `p` must point at 32 readable bytes.
-    #[cfg(feature = "relaxed-simd")]
-    #[inline(always)]
-    unsafe fn activations(p: *const i8) -> [v128; 2] {
-        [
-            v128_load(p as *const v128),
-            v128_load(p.add(16) as *const v128),
-        ]
-    }
-
-    /// The SIMD128 twin of `portable_dot4`, equal to it bit for bit (whole blocks summed
-    /// exactly in i32, then scaled and added in the same order).
-    #[cfg_attr(feature = "relaxed-simd", target_feature(enable = "relaxed-simd"))]
-    pub(super) fn dot4(xq: &[i8], xs: &[f32], sums: &[f32], group: &[u8]) -> [f32; GROUP] {
-        let mut acc = f32x4_splat(0.0);
-        for (b, (&x_scale, &x_sum)) in xs.iter().zip(sums).enumerate() {
-            // SAFETY: `super::dot4` checked that the activation row holds `xs.len()` blocks
-            // of 32 quants and the group `xs.len()` blocks of GROUP_BLOCK_BYTES.
-            unsafe {
-                let x = activations(xq.as_ptr().add(b * BLOCK));
-                let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
-                let scales = v128_load(at as *const v128);
-                let mins = v128_load(at.add(GROUP * 4) as *const v128);
-                let w = at.add(GROUP * 8);
-                let dots = transpose_sum(
-                    row_dot(&x, w),
-                    row_dot(&x, w.add(BLOCK / 2)),
-                    row_dot(&x, w.add(BLOCK)),
-                    row_dot(&x, w.add(3 * BLOCK / 2)),
-                );
-                let scale = f32x4_mul(scales, f32x4_splat(x_scale));
-                acc = f32x4_add(acc, f32x4_mul(f32x4_convert_i32x4(dots), scale));
-                acc = f32x4_add(acc, f32x4_mul(mins, f32x4_splat(x_sum)));
-            }
-        }
-        lanes(acc)
-    }
-}
+mod simd128;
 
 #[cfg(target_arch = "x86_64")]
-mod avx2 {
-    use std::arch::x86_64::*;
-
-    use super::{BLOCK, GROUP, GROUP_BLOCK_BYTES};
-    use crate::int8::avx2::transpose_sum;
-
-    /// Eight i32 partial sums of one row's 16 bytes of quants at `w` times the activation
-    /// block: the low nibbles (values 0..16) and high nibbles (16..32) side by side, as the
-    /// activations lie, multiplied by `maddubs` (unsigned 0..16 by signed, no saturation).
-    ///
-    /// # Safety
-    /// The CPU must have AVX2, and `w` must point at 16 readable bytes.
-    #[inline]
-    #[target_feature(enable = "avx2")]
-    unsafe fn row_dot(x: __m256i, w: *const u8) -> __m256i {
-        let q = _mm_loadu_si128(w as *const __m128i);
-        let nibbles = _mm256_and_si256(
-            _mm256_set_m128i(_mm_srli_epi16::<4>(q), q),
-            _mm256_set1_epi8(0x0F),
-        );
-        _mm256_madd_epi16(_mm256_maddubs_epi16(nibbles, x), _mm256_set1_epi16(1))
-    }
-
-    /// The AVX2 twin of `portable_dot4`, equal to it bit for bit.
-    ///
-    /// # Safety
-    /// The CPU must have AVX2; the lengths must be as `super::dot4` asserts.
-    #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn dot4(xq: &[i8], xs: &[f32], sums: &[f32], group: &[u8]) -> [f32; 4] {
-        let mut acc = _mm_setzero_ps();
-        for (b, (&x_scale, &x_sum)) in xs.iter().zip(sums).enumerate() {
-            // SAFETY: in bounds by this function's contract.
-            unsafe {
-                let x = _mm256_loadu_si256(xq.as_ptr().add(b * BLOCK) as *const __m256i);
-                let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
-                let scales = _mm_loadu_ps(at as *const f32);
-                let mins = _mm_loadu_ps(at.add(GROUP * 4) as *const f32);
-                let w = at.add(GROUP * 8);
-                let dots = transpose_sum(
-                    row_dot(x, w),
-                    row_dot(x, w.add(BLOCK / 2)),
-                    row_dot(x, w.add(BLOCK)),
-                    row_dot(x, w.add(3 * BLOCK / 2)),
-                );
-                let scale = _mm_mul_ps(scales, _mm_set1_ps(x_scale));
-                acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(dots), scale));
-                acc = _mm_add_ps(acc, _mm_mul_ps(mins, _mm_set1_ps(x_sum)));
-            }
-        }
-        let mut out = [0f32; GROUP];
-        // SAFETY: `out` holds four f32.
-        unsafe { _mm_storeu_ps(out.as_mut_ptr(), acc) };
-        out
-    }
-}
+mod avx2;
 
 #[cfg(test)]
 mod tests {
@@ -456,7 +321,8 @@ mod tests {
     }
 
     /// Whatever SIMD path this target dispatches to (SIMD128 with or without relaxed SIMD,
-    /// AVX2) against the portable loops: every nibble value in both halves of a byte, and the
+    /// AVX2 natively both with and without AVX-VNNI where the CPU has it) against the portable
+    /// loop: every nibble value in both halves of a byte, and the
     /// activations of [`activations::awkward_values`].
     #[test]
     fn the_simd_paths_equal_the_portable_loops_bit_for_bit() {
@@ -469,15 +335,51 @@ mod tests {
             })
             .collect();
         let values = activations::awkward_values(blocks, BLOCK);
-        let Quantized {
-            quants: xq,
-            scales: xs,
-        } = activations::quantize::<BLOCK>(&values);
-        let sums = scaled_sums(&xq, &xs);
-        assert_eq!(
-            dot4(&xq, &xs, &sums, &group),
-            portable_dot4(&xq, &xs, &sums, &group)
-        );
+        let x = Rows::new(activations::quantize::<BLOCK>(&values), 1);
+        let expected = portable_dot4(x.row(0), &group);
+        assert_eq!(dot4(x.row(0), &group), expected);
+        #[cfg(target_arch = "x86_64")]
+        if crate::int8::avx2::available() {
+            for vnni in [false, crate::int8::avx2::vnni()] {
+                // SAFETY: AVX2 is checked above, AVX-VNNI by `vnni`; `dot4`'s lengths.
+                let got = unsafe { avx2::dot4(vnni, x.row(0), &group) };
+                assert_eq!(got, expected, "AVX-VNNI: {vnni}");
+            }
+        }
+    }
+
+    /// Matmuls of several activation rows (in a relaxed-SIMD build, from four rows on, four
+    /// activation rows per vector) against the portable loop row by row, bit for bit: two
+    /// groups, the last padded; each row the activations of [`activations::awkward_values`],
+    /// shifted.
+    #[test]
+    fn prompts_equal_the_portable_loops_bit_for_bit() {
+        let (rows, blocks) = (7, 5);
+        let cols = blocks * BLOCK;
+        let packed = pack_q4_1(&q4_1(rows, cols).0, rows, cols).unwrap();
+        let group_bytes = blocks * GROUP_BLOCK_BYTES;
+        for m in [1, 4, 5, 9] {
+            let awkward = activations::awkward_values(blocks, BLOCK);
+            let x: Vec<f32> = (0..m)
+                .flat_map(|r| awkward.iter().cycle().skip(3 * r).take(cols))
+                .copied()
+                .collect();
+            let got = matmul_on(None, &packed, rows, cols, &x).unwrap();
+            let expanded = Rows::new(activations::quantize::<BLOCK>(&x), m);
+            for r in 0..m {
+                let expected: Vec<f32> = packed
+                    .chunks_exact(group_bytes)
+                    .flat_map(|group| portable_dot4(expanded.row(r), group))
+                    .take(rows)
+                    .collect();
+                let got = &got[r * rows..(r + 1) * rows];
+                assert_eq!(
+                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                    "row {r} of {m}: {got:?} against {expected:?}"
+                );
+            }
+        }
     }
 
     #[test]
