@@ -348,38 +348,20 @@ mod tests {
         }
     }
 
-    /// Matmuls of several activation rows (in a relaxed-SIMD build, from four rows on, four
-    /// activation rows per vector) against the portable loop row by row, bit for bit: two
-    /// groups, the last padded; each row the activations of [`activations::awkward_values`],
-    /// shifted.
+    /// Matmuls of several activation rows against the portable loop row by row, bit for bit
+    /// (`int8::assert_prompts_equal_portable`): two groups, the last padded.
     #[test]
     fn prompts_equal_the_portable_loops_bit_for_bit() {
         let (rows, blocks) = (7, 5);
         let cols = blocks * BLOCK;
         let packed = pack_q4_1(&q4_1(rows, cols).0, rows, cols).unwrap();
-        let group_bytes = blocks * GROUP_BLOCK_BYTES;
-        for m in [1, 4, 5, 9] {
-            let awkward = activations::awkward_values(blocks, BLOCK);
-            let x: Vec<f32> = (0..m)
-                .flat_map(|r| awkward.iter().cycle().skip(3 * r).take(cols))
-                .copied()
-                .collect();
-            let got = matmul_on(None, &packed, rows, cols, &x).unwrap();
-            let expanded = Rows::new(activations::quantize::<BLOCK>(&x), m);
-            for r in 0..m {
-                let expected: Vec<f32> = packed
-                    .chunks_exact(group_bytes)
-                    .flat_map(|group| portable_dot4(expanded.row(r), group))
-                    .take(rows)
-                    .collect();
-                let got = &got[r * rows..(r + 1) * rows];
-                assert_eq!(
-                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "row {r} of {m}: {got:?} against {expected:?}"
-                );
-            }
-        }
+        crate::int8::assert_prompts_equal_portable(
+            &packed,
+            rows,
+            cols,
+            |x| matmul_on(None, &packed, rows, cols, x).unwrap(),
+            portable_dot4,
+        );
     }
 
     #[test]

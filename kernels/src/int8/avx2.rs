@@ -1,5 +1,5 @@
-//! The AVX2 Q8_0 matmul, with AVX-VNNI where the CPU has it; the Q4_1 matmul shares its
-//! detection, its halves' fold and its prefetch distance.
+//! The AVX2 Q8_0 matmul, with AVX-VNNI where the CPU has it, and the decode loop the Q4_1 one
+//! shares ([`dot4`] over a [`Block`]).
 
 use std::arch::x86_64::*;
 
@@ -16,12 +16,18 @@ pub(crate) fn vnni() -> bool {
     std::is_x86_feature_detected!("avxvnni")
 }
 
-/// How a block's four vectors of quants (each two words of the four rows) meet the expanded
-/// activations: the four rows' exact sums, one per lane.
-trait Block {
+/// A packed format's block, and how its quants meet the expanded activations by one way of
+/// multiplying bytes: the four rows' exact sums, one per lane.
+pub(crate) trait Block {
+    /// Bytes of one block of a group.
+    const BYTES: usize;
+    /// Whether four f32 minimums follow the four f32 scales (Q4_1), each multiplied by s·Σx.
+    const MINS: bool;
+
     /// # Safety
-    /// The CPU must have the instructions; `w` must point at a packed block's 128 quants, `x`
-    /// at its [`EXPANDED_BLOCK`] activations; `sum` is the block's Σx.
+    /// The CPU must have the instructions; `w` must point at a packed block's quants (after
+    /// its scales and minimums), `x` at its [`EXPANDED_BLOCK`] activations; `sum` is the
+    /// block's Σx.
     unsafe fn sums(w: *const u8, x: *const i8, sum: i32) -> __m128i;
 }
 
@@ -32,11 +38,14 @@ pub(crate) fn fold(v: __m256i) -> __m128i {
     _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v))
 }
 
-/// AVX-VNNI: the weights plus 128 by one `vpdpbusd` per vector, in two chains started at
-/// −128·Σx and at zero.
-struct Vnni;
+/// Q8_0 by AVX-VNNI: the weights plus 128 by one `vpdpbusd` per vector, in two chains started
+/// at −128·Σx and at zero.
+pub(super) struct Vnni;
 
 impl Block for Vnni {
+    const BYTES: usize = GROUP_BLOCK_BYTES;
+    const MINS: bool = false;
+
     #[inline]
     #[target_feature(enable = "avx2,avxvnni")]
     unsafe fn sums(w: *const u8, x: *const i8, sum: i32) -> __m128i {
@@ -55,12 +64,15 @@ impl Block for Vnni {
     }
 }
 
-/// AVX2: `maddubs` multiplies `|w|` (unsigned; `|-128|` reads as 128, so every weight is exact)
-/// by `x` carrying `w`'s sign, summing pairs as i16 (the activation quants lie in -127..=127, so
-/// no pair saturates), and `madd` by ones sums the pairs into i32.
-struct Madd;
+/// Q8_0 by AVX2: `maddubs` multiplies `|w|` (unsigned; `|-128|` reads as 128, so every weight is
+/// exact) by `x` carrying `w`'s sign, summing pairs as i16 (the activation quants lie in
+/// -127..=127, so no pair saturates), and `madd` by ones sums the pairs into i32.
+pub(super) struct Madd;
 
 impl Block for Madd {
+    const BYTES: usize = GROUP_BLOCK_BYTES;
+    const MINS: bool = false;
+
     #[inline]
     #[target_feature(enable = "avx2")]
     unsafe fn sums(w: *const u8, x: *const i8, _sum: i32) -> __m128i {
@@ -86,26 +98,32 @@ impl Block for Madd {
 /// matrices); 2 KiB ahead it reads 11.1–11.7.
 pub(crate) const PREFETCH: usize = 2048;
 
-/// The SIMD128 `dot4`'s AVX2 twin, equal to the portable loop bit for bit (whole blocks summed
-/// exactly in i32, then scaled and added in the same order).
+/// The SIMD128 `dot4`s' AVX2 twin, equal to the portable loops bit for bit (whole blocks summed
+/// exactly in i32, then scaled and added in the same order; then, for Q4_1, the minimum times
+/// s·Σx).
 ///
 /// # Safety
-/// The CPU must have AVX2 and what `B` uses; the lengths must be as `super::dot4` asserts.
+/// The CPU must have AVX2 and what `B` uses; the lengths must be as the format's `dot4` asserts.
 #[inline(always)]
 unsafe fn dot4_with<B: Block>(x: Row, group: &[u8]) -> [f32; GROUP] {
+    let quants = if B::MINS { GROUP * 8 } else { GROUP * 4 };
     let mut acc = _mm_setzero_ps();
     for (b, (&x_scale, &sum)) in x.scales.iter().zip(x.sums).enumerate() {
         // SAFETY: in bounds by this function's contract.
         unsafe {
-            let at = group.as_ptr().add(b * GROUP_BLOCK_BYTES);
+            let at = group.as_ptr().add(b * B::BYTES);
             _mm_prefetch::<_MM_HINT_T0>(at.wrapping_add(PREFETCH) as *const i8);
             let sums = B::sums(
-                at.add(GROUP * 4),
+                at.add(quants),
                 x.quants.as_ptr().add(b * EXPANDED_BLOCK),
                 sum,
             );
             let scale = _mm_mul_ps(_mm_loadu_ps(at as *const f32), _mm_set1_ps(x_scale));
             acc = _mm_add_ps(acc, _mm_mul_ps(_mm_cvtepi32_ps(sums), scale));
+            if B::MINS {
+                let mins = _mm_loadu_ps(at.add(GROUP * 4) as *const f32);
+                acc = _mm_add_ps(acc, _mm_mul_ps(mins, _mm_set1_ps(x_scale * sum as f32)));
+            }
         }
     }
     let mut out = [0f32; GROUP];
@@ -115,30 +133,30 @@ unsafe fn dot4_with<B: Block>(x: Row, group: &[u8]) -> [f32; GROUP] {
 }
 
 #[target_feature(enable = "avx2,avxvnni")]
-unsafe fn dot4_vnni(x: Row, group: &[u8]) -> [f32; GROUP] {
+unsafe fn dot4_vnni<B: Block>(x: Row, group: &[u8]) -> [f32; GROUP] {
     // SAFETY: as `dot4`'s contract.
-    unsafe { dot4_with::<Vnni>(x, group) }
+    unsafe { dot4_with::<B>(x, group) }
 }
 
 #[target_feature(enable = "avx2")]
-unsafe fn dot4_madd(x: Row, group: &[u8]) -> [f32; GROUP] {
+unsafe fn dot4_madd<B: Block>(x: Row, group: &[u8]) -> [f32; GROUP] {
     // SAFETY: as `dot4`'s contract.
-    unsafe { dot4_with::<Madd>(x, group) }
+    unsafe { dot4_with::<B>(x, group) }
 }
 
-/// One expanded activation row against one packed group: by `vpdpbusd` when `vnni`, else by
-/// `maddubs`.
+/// One expanded activation row against one packed group: by `V` (the format's `vpdpbusd`
+/// blocks) when `vnni`, else by `M` (its `maddubs` ones).
 ///
 /// # Safety
-/// The CPU must have AVX2, and AVX-VNNI when `vnni`; the lengths must be as `super::dot4`
-/// asserts.
-pub(super) unsafe fn dot4(vnni: bool, x: Row, group: &[u8]) -> [f32; GROUP] {
+/// The CPU must have AVX2, and AVX-VNNI when `vnni`; the lengths must be as the format's
+/// `dot4` asserts.
+pub(crate) unsafe fn dot4<V: Block, M: Block>(vnni: bool, x: Row, group: &[u8]) -> [f32; GROUP] {
     // SAFETY: as this function's contract.
     unsafe {
         if vnni {
-            dot4_vnni(x, group)
+            dot4_vnni::<V>(x, group)
         } else {
-            dot4_madd(x, group)
+            dot4_madd::<M>(x, group)
         }
     }
 }

@@ -333,7 +333,7 @@ fn dot4(x: Row, group: &[u8]) -> [f32; GROUP] {
         if avx2::available() {
             // SAFETY: the CPU has AVX2 (and AVX-VNNI where `vnni` says so), checked just
             // here; the lengths are asserted above.
-            return unsafe { avx2::dot4(avx2::vnni(), x, group) };
+            return unsafe { avx2::dot4::<avx2::Vnni, avx2::Madd>(avx2::vnni(), x, group) };
         }
         portable_dot4(x, group)
     }
@@ -393,6 +393,43 @@ pub(crate) mod quads;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx2;
+
+/// Checks a packed matmul, `matmul(x)` for `x` rows of `cols` values, of 1, 4, 5 and 9 activation
+/// rows (in a relaxed-SIMD build, from four rows on, four activation rows per vector) against
+/// `portable` row by row and group by group, bit for bit: each row the activations of
+/// [`activations::awkward_values`], shifted. `packed` holds `rows` rows in groups of four.
+#[cfg(test)]
+pub(crate) fn assert_prompts_equal_portable(
+    packed: &[u8],
+    rows: usize,
+    cols: usize,
+    matmul: impl Fn(&[f32]) -> Vec<f32>,
+    portable: impl Fn(Row, &[u8]) -> [f32; GROUP],
+) {
+    let group_bytes = packed.len() / rows.div_ceil(GROUP);
+    let awkward = activations::awkward_values(cols / BLOCK, BLOCK);
+    for m in [1, 4, 5, 9] {
+        let x: Vec<f32> = (0..m)
+            .flat_map(|r| awkward.iter().cycle().skip(3 * r).take(cols))
+            .copied()
+            .collect();
+        let got = matmul(&x);
+        let expanded = Rows::new(activations::quantize::<BLOCK>(&x), m);
+        for r in 0..m {
+            let expected: Vec<f32> = packed
+                .chunks_exact(group_bytes)
+                .flat_map(|group| portable(expanded.row(r), group))
+                .take(rows)
+                .collect();
+            let got = &got[r * rows..(r + 1) * rows];
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "row {r} of {m}: {got:?} against {expected:?}"
+            );
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {
@@ -477,7 +514,7 @@ mod tests {
         if avx2::available() {
             for vnni in [false, avx2::vnni()] {
                 // SAFETY: AVX2 is checked above, AVX-VNNI by `avx2::vnni`; `dot4`'s lengths.
-                let got = unsafe { avx2::dot4(vnni, x.row(0), &group) };
+                let got = unsafe { avx2::dot4::<avx2::Vnni, avx2::Madd>(vnni, x.row(0), &group) };
                 assert_eq!(got, expected, "AVX-VNNI: {vnni}");
             }
         }
@@ -498,29 +535,13 @@ mod tests {
             }
         }
         let packed = pack_q8_0(&bytes, rows, cols).unwrap();
-        let group_bytes = blocks * GROUP_BLOCK_BYTES;
-        for m in [1, 4, 5, 9] {
-            let awkward = activations::awkward_values(blocks, BLOCK);
-            let x: Vec<f32> = (0..m)
-                .flat_map(|r| awkward.iter().cycle().skip(3 * r).take(cols))
-                .copied()
-                .collect();
-            let got = matmul_on(None, &packed, rows, cols, &x).unwrap();
-            let expanded = Rows::new(activations::quantize::<BLOCK>(&x), m);
-            for r in 0..m {
-                let expected: Vec<f32> = packed
-                    .chunks_exact(group_bytes)
-                    .flat_map(|group| portable_dot4(expanded.row(r), group))
-                    .take(rows)
-                    .collect();
-                let got = &got[r * rows..(r + 1) * rows];
-                assert_eq!(
-                    got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    expected.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                    "row {r} of {m}: {got:?} against {expected:?}"
-                );
-            }
-        }
+        assert_prompts_equal_portable(
+            &packed,
+            rows,
+            cols,
+            |x| matmul_on(None, &packed, rows, cols, x).unwrap(),
+            portable_dot4,
+        );
     }
 
     #[test]
