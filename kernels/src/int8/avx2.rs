@@ -94,7 +94,7 @@ impl Block for Madd {
 
 /// How far ahead of the block being read a decode asks for the weights (past the group's end,
 /// the next group's, which `by_groups` takes next). The hardware's own prefetching left a decode
-/// step at about 10.7 GB/s of a 12.5 GB/s single-thread read (`examples/int8.rs`, SmolLM2's
+/// step at about 10.7 GB/s of a 12.5 GB/s single-thread read (`examples/smollm2.rs`, SmolLM2's
 /// matrices); 2 KiB ahead it reads 11.1–11.7.
 pub(crate) const PREFETCH: usize = 2048;
 

@@ -288,7 +288,8 @@ unsafe fn block_sums<D: Dot>(
 
 /// Four consecutive super-blocks' terms (`super::scaled`) as f32 lanes, each computed as the
 /// scalar code computes it: their sums ([`block_sums`]) summed across into one vector each
-/// by horizontal adds ([`transpose_sum`] for the eight-lane ones), their f16 scales converted together by F16C.
+/// by horizontal adds ([`transpose_sum`] for the eight-lane ones), their f16 scales converted
+/// together by F16C.
 ///
 /// # Safety
 /// `block` must point at the four super-blocks, `x_scales` at their four activation scales.
