@@ -16,7 +16,7 @@
 use thiserror::Error;
 
 use crate::activations;
-use crate::int8::{by_groups, each_row, Row, Rows, EXPANDED_BLOCK, GROUP, WORD};
+use crate::int8::{by_groups, each_row, f32_at, Row, Rows, EXPANDED_BLOCK, GROUP, WORD};
 use crate::pool::{self, Pool};
 
 /// Values per block.
@@ -101,10 +101,6 @@ fn offset(row: usize, b: usize, blocks: usize) -> usize {
 /// Where byte `j` of the group's row `lane`'s quants lies in a packed block.
 fn byte_at(lane: usize, j: usize) -> usize {
     GROUP * 8 + (j / WORD) * GROUP * WORD + lane * WORD + j % WORD
-}
-
-fn f32_at(bytes: &[u8], at: usize) -> f32 {
-    f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
 /// Row `row` of a packed matrix with `cols` columns, dequantized as llama.cpp does (`d·q + m`).

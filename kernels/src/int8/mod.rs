@@ -116,8 +116,8 @@ pub fn unpack_row(packed: &[u8], cols: usize, row: usize) -> Vec<f32> {
     values
 }
 
-/// The little-endian f32 at `at`.
-fn f32_at(bytes: &[u8], at: usize) -> f32 {
+/// The little-endian f32 at `at` (a packed block's scale; Q4_1's minimums too).
+pub(crate) fn f32_at(bytes: &[u8], at: usize) -> f32 {
     f32::from_le_bytes([bytes[at], bytes[at + 1], bytes[at + 2], bytes[at + 3]])
 }
 
