@@ -38,6 +38,9 @@ struct Args {
     /// Print one JSON object (for `make bench`) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run Mimir's engine alone, without loading candle-transformers' (for profiling it).
+    #[arg(long)]
+    no_reference: bool,
 }
 
 /// Seconds spent loading, on prefill (the first token's logits) and on decoding.
@@ -105,6 +108,25 @@ fn open(path: &Path) -> anyhow::Result<BufReader<File>> {
     ))
 }
 
+/// candle-transformers' model for the file's architecture.
+fn load_reference(path: &Path, shown: &str, arch: &str) -> anyhow::Result<Reference> {
+    let mut reader = open(path)?;
+    let content = gguf_file::Content::read(&mut reader).with_context(|| shown.to_string())?;
+    Ok(match arch {
+        "llama" => Reference::Llama(quantized_llama::ModelWeights::from_gguf(
+            content,
+            &mut reader,
+            &Device::Cpu,
+        )?),
+        _ => Reference::Phi3(quantized_phi3::ModelWeights::from_gguf(
+            false,
+            content,
+            &mut reader,
+            &Device::Cpu,
+        )?),
+    })
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     if let Some(threads) = args.threads {
@@ -137,34 +159,18 @@ fn main() -> anyhow::Result<()> {
         .map(|i| (100 + (i * 7919 + 13) % (vocab - 200)) as u32)
         .collect();
 
-    let start = Instant::now();
-    let mut reader = open(&args.model)?;
-    let content = gguf_file::Content::read(&mut reader).with_context(|| shown.clone())?;
-    let reference = match arch {
-        "llama" => Reference::Llama(quantized_llama::ModelWeights::from_gguf(
-            content,
-            &mut reader,
-            &Device::Cpu,
-        )?),
-        _ => Reference::Phi3(quantized_phi3::ModelWeights::from_gguf(
-            false,
-            content,
-            &mut reader,
-            &Device::Cpu,
-        )?),
-    };
-    let reference_load_s = start.elapsed().as_secs_f64();
-
     let mut ours = Ours(ours);
-    let mut reference = reference;
-    let runners: [(&str, f64, &mut dyn Runner); 2] = [
-        ("mimir", ours_load_s, &mut ours),
-        ("candle-transformers", reference_load_s, &mut reference),
-    ];
-    let mut engines = Vec::new();
-    for (name, load_s, runner) in runners {
-        let t = run(runner, load_s, &prompt, args.decode_tokens)?;
-        engines.push((name, t));
+    let mut engines = vec![(
+        "mimir",
+        run(&mut ours, ours_load_s, &prompt, args.decode_tokens)?,
+    )];
+    drop(ours);
+    if !args.no_reference {
+        let start = Instant::now();
+        let mut reference = load_reference(&args.model, &shown, arch)?;
+        let load_s = start.elapsed().as_secs_f64();
+        let t = run(&mut reference, load_s, &prompt, args.decode_tokens)?;
+        engines.push(("candle-transformers", t));
     }
     if args.json {
         let engines: Vec<serde_json::Value> = engines
