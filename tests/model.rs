@@ -55,9 +55,10 @@ fn reference_logits(ids: &[u32]) -> Vec<f32> {
 }
 
 /// Largest logit difference accepted on Q4_1 weights (logits span about 30 here). Measured on
-/// x86-64 (AVX2): cached steps against one pass differ by 0.63-1.20 per position, the same
-/// steps on the Q8_0 file by 0.56-1.12; ours against candle by less.
-const QUANTIZED_TOLERANCE: f32 = 1.5;
+/// x86-64 (AVX2): cached steps against one pass differ by 0.61-1.64 per position since the
+/// steps' attention runs the kernels' loops and the pass's gemm (0.63-1.20 when both ran
+/// gemm's), the same steps on the Q8_0 file by 0.56-1.12 then; ours against candle by less.
+const QUANTIZED_TOLERANCE: f32 = 2.0;
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
@@ -65,6 +66,23 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
         .zip(b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0, f32::max)
+}
+
+/// How far below the top logit a token may lie in one pass and still be the one another pass
+/// picks: the passes' last-bit differences, through 8-bit activations in every layer, move
+/// logits by up to about a unit here, so near ties may swap places (0.35 apart at one
+/// position of the cached steps below).
+const NEAR_TIE: f32 = 0.5;
+
+/// Asserts that the token `got`'s logits pick is `expected`'s, or a near tie of it there.
+fn assert_same_pick(got: &[f32], expected: &[f32], what: &str) {
+    let (picked, top) = (argmax(got), argmax(expected));
+    let gap = expected[top] - expected[picked];
+    assert!(
+        gap <= NEAR_TIE,
+        "{what}: token {picked} picked, {gap} below token {top}'s logit {}",
+        expected[top]
+    );
 }
 
 fn argmax(v: &[f32]) -> usize {
@@ -126,7 +144,7 @@ fn cached_decoding_equals_one_pass() {
             diff <= QUANTIZED_TOLERANCE,
             "position {i}: max abs diff {diff}"
         );
-        assert_eq!(argmax(&logits), argmax(&all[i]), "position {i}");
+        assert_same_pick(&logits, &all[i], &format!("position {i}"));
     }
     assert_eq!(stepwise.cached_len(), prompt.len());
 
@@ -143,7 +161,7 @@ fn cached_decoding_equals_one_pass() {
         diff <= QUANTIZED_TOLERANCE,
         "prefix reuse: max abs diff {diff}"
     );
-    assert_eq!(argmax(&resumed), argmax(expected));
+    assert_same_pick(&resumed, expected, "prefix reuse");
 }
 
 #[test]

@@ -1,9 +1,9 @@
 //! Mimir's numeric inner loops, over plain slices: the matmuls of Q8_0 and Q4_1 weights
 //! (packed four rows at a time), the matmul of K-quant weights (Q4_K, Q5_K, Q6_K), the
 //! attention of one query over the KV cache and the gated MLP's activation, with SIMD128 code
-//! on wasm32, AVX2 code for the matmuls on x86-64 (chosen at run time), and portable loops
-//! elsewhere. The engine uses each matmul wherever it has SIMD code, the attention in wasm32
-//! only (natively gemm's kernels win there), and the activation everywhere. [`warm_up`] runs
+//! on wasm32, AVX2 code for the matmuls and the attention on x86-64 (chosen at run time), and
+//! portable loops elsewhere. The engine uses each matmul and the attention wherever they have
+//! SIMD code (elsewhere candle's and gemm's kernels), and the activation everywhere. [`warm_up`] runs
 //! each of them on small data, so that a browser has compiled them optimised before a prompt.
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
@@ -12,7 +12,7 @@
 
 mod activations;
 pub mod attention;
-#[cfg(target_arch = "wasm32")]
+#[cfg(any(target_arch = "wasm32", target_arch = "x86_64"))]
 mod exp;
 pub mod int4;
 pub mod int8;

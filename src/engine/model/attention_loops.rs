@@ -1,18 +1,20 @@
 //! Attention of a single new position over the KV cache (every decode step), through
 //! `mimir-kernels`' loops over the cache's own storage.
 //!
-//! For one query row the general path's two matmuls go through gemm's packing, which in wasm32
-//! costs more than the arithmetic: 4.5 ms of a 21 ms SmolLM2 decode step in Chromium, against
-//! about 1.4 ms here. (A prefill is left to the matmuls: looping over its queries the same way
-//! was slower, 96 against 107 tok/s.)
+//! For one query row the general path's two matmuls go through gemm's packing, which costs
+//! more than the arithmetic: in wasm32 4.5 ms of a 21 ms SmolLM2 decode step in Chromium,
+//! against about 1.4 ms here; natively SmolLM2 Q8_0 decodes about 5 % faster here. (A prefill
+//! is left to the matmuls: in wasm32 looping over its queries the same way was slower, 96
+//! against 107 tok/s.)
 
 use candle_core::{CpuStorage, Device, Layout, Result, Storage, Tensor, WithDType};
 use half::f16;
 use mimir_kernels::attention::{one_query, CacheValue, CacheView};
 
-/// Whether decode steps take this path: in wasm32 only (natively gemm's AVX kernels win).
+/// Whether decode steps take this path: where the loops have SIMD code (wasm32, and x86-64
+/// CPUs with AVX2); the portable loops lose to gemm's.
 pub fn serves() -> bool {
-    cfg!(target_arch = "wasm32")
+    mimir_kernels::attention::accelerated()
 }
 
 /// `softmax(q kᵀ / √d) v` for `q` `[1, heads, 1, d]` against `k`/`v` `[1, kv_heads, n, d]`

@@ -1,18 +1,37 @@
 //! Attention of a single new position over the KV cache (every decode step).
 //!
 //! Each head is a dot product per cached position, a softmax and a weighted sum of the
-//! values, in f32x4 on wasm32 (the exponentials too). For one query row this beats a general
-//! matmul, whose packing costs more than the arithmetic. The heads are split across the
-//! matmuls' thread pool once the cache is long enough to be worth it: in a threaded SmolLM2
-//! decode step attention was a fifth of the engine thread's time, with the other thread idle.
+//! values, in f32x4 on wasm32 and f32x8 with AVX2 natively (the exponentials too). For one
+//! query row this beats a general matmul, whose packing costs more than the arithmetic. The
+//! heads are split across the matmuls' thread pool once the cache is long enough to be worth
+//! it: in a threaded SmolLM2 decode step attention was a fifth of the engine thread's time,
+//! with the other thread idle.
 //!
 //! The cache may hold f16 (Phi-3-mini's, whose f32 cache would not fit beside its weights in
-//! wasm32's 4 GiB): its values are widened in registers as they are read, four at a time,
-//! rather than the whole cache copied to f32 every step.
+//! wasm32's 4 GiB): its values are widened in registers as they are read, rather than the
+//! whole cache copied to f32 every step.
 
 use half::f16;
 
 use crate::pool::{self, Pool};
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod avx2;
+#[cfg(target_arch = "wasm32")]
+mod simd128;
+
+/// Whether [`one_query`] runs SIMD code here: in wasm32, and on x86-64 CPUs with AVX2, FMA and
+/// F16C (elsewhere its portable loops lose to a general matmul's).
+pub fn accelerated() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        avx2::available()
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        cfg!(target_arch = "wasm32")
+    }
+}
 
 /// One layer's cached keys or values: for each kv head, `n` rows of `d` values, the heads
 /// `head_stride` values apart.
@@ -24,63 +43,89 @@ pub struct CacheView<'a, T> {
     pub head_stride: usize,
 }
 
-/// A type the cache is stored in, and how attention reads a row of it. For f16 the results
-/// equal, bit for bit, those over the same values stored as f32.
-pub trait CacheValue: Copy + Sync {
-    /// `Σ qᵢ rowᵢ`.
-    fn dot(q: &[f32], row: &[Self]) -> f32;
-    /// `out += weight · row`.
-    fn add_scaled(out: &mut [f32], row: &[Self], weight: f32);
-}
-
-impl CacheValue for f32 {
-    fn dot(q: &[f32], row: &[f32]) -> f32 {
-        #[cfg(target_arch = "wasm32")]
-        {
-            simd128::dot(q, row)
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            q.iter().zip(row).map(|(x, y)| x * y).sum()
-        }
-    }
-
-    fn add_scaled(out: &mut [f32], row: &[f32], weight: f32) {
-        #[cfg(target_arch = "wasm32")]
-        {
-            simd128::add_scaled(out, row, weight)
-        }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            for (o, x) in out.iter_mut().zip(row) {
-                *o += weight * x;
-            }
-        }
+impl<'a, T> CacheView<'a, T> {
+    /// The first `len` values of head `h`.
+    fn head(&self, h: usize, len: usize) -> &'a [T] {
+        &self.data[h * self.head_stride..h * self.head_stride + len]
     }
 }
 
-impl CacheValue for f16 {
-    fn dot(q: &[f32], row: &[f16]) -> f32 {
+/// A type the cache is stored in: f32 or f16. For f16 the results equal, bit for bit, those
+/// over the same values stored as f32.
+pub trait CacheValue: Copy + Sync + sealed::Lanes {}
+
+impl CacheValue for f32 {}
+impl CacheValue for f16 {}
+
+/// How the loops read a cached type. Sealed: only the two types above implement it.
+mod sealed {
+    #[cfg(target_arch = "x86_64")]
+    use std::arch::x86_64::*;
+
+    use half::f16;
+
+    pub trait Lanes: Copy {
+        /// The value as f32, exactly.
+        fn to_f32(self) -> f32;
+
+        /// Four values from `p` as f32x4.
+        ///
+        /// # Safety
+        /// `p` must point at four readable values.
         #[cfg(target_arch = "wasm32")]
-        {
-            simd128::dot(q, row)
+        unsafe fn load4(p: *const Self) -> std::arch::wasm32::v128;
+
+        /// Eight values from `p` as f32x8.
+        ///
+        /// # Safety
+        /// The CPU must have AVX2 and F16C; `p` must point at eight readable values.
+        #[cfg(target_arch = "x86_64")]
+        unsafe fn load8(p: *const Self) -> __m256;
+    }
+
+    impl Lanes for f32 {
+        #[inline(always)]
+        fn to_f32(self) -> f32 {
+            self
         }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            q.iter().zip(row).map(|(x, y)| x * y.to_f32()).sum()
+
+        #[cfg(target_arch = "wasm32")]
+        #[inline(always)]
+        unsafe fn load4(p: *const f32) -> std::arch::wasm32::v128 {
+            // SAFETY: by the contract.
+            unsafe { std::arch::wasm32::v128_load(p.cast()) }
+        }
+
+        #[cfg(target_arch = "x86_64")]
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        unsafe fn load8(p: *const f32) -> __m256 {
+            // SAFETY: by the contract.
+            unsafe { _mm256_loadu_ps(p) }
         }
     }
 
-    fn add_scaled(out: &mut [f32], row: &[f16], weight: f32) {
-        #[cfg(target_arch = "wasm32")]
-        {
-            simd128::add_scaled(out, row, weight)
+    impl Lanes for f16 {
+        #[inline(always)]
+        fn to_f32(self) -> f32 {
+            f16::to_f32(self)
         }
-        #[cfg(not(target_arch = "wasm32"))]
-        {
-            for (o, x) in out.iter_mut().zip(row) {
-                *o += weight * x.to_f32();
-            }
+
+        #[cfg(target_arch = "wasm32")]
+        #[inline(always)]
+        unsafe fn load4(p: *const f16) -> std::arch::wasm32::v128 {
+            use std::arch::wasm32::u32x4_load_extend_u16x4;
+            // SAFETY: by the contract.
+            super::simd128::widen(unsafe { u32x4_load_extend_u16x4(p.cast()) })
+        }
+
+        /// F16C's conversion, exact as `half`'s (which uses it where the CPU has it).
+        #[cfg(target_arch = "x86_64")]
+        #[inline]
+        #[target_feature(enable = "avx2,f16c")]
+        unsafe fn load8(p: *const f16) -> __m256 {
+            // SAFETY: by the contract.
+            unsafe { _mm256_cvtph_ps(_mm_loadu_si128(p.cast())) }
         }
     }
 }
@@ -145,22 +190,77 @@ pub(crate) fn one_query_on<T: CacheValue>(
         let mut scores = vec![0f32; n];
         for h in range {
             let kv = h / group;
-            let query = &q[h * d..(h + 1) * d];
-            let head_keys = &keys.data[kv * keys.head_stride..kv * keys.head_stride + n * d];
-            for (score, key) in scores.iter_mut().zip(head_keys.chunks_exact(d)) {
-                *score = T::dot(query, key) * scale;
-            }
-            let total = softmax_numerators(&mut scores);
             // SAFETY: each head's values are written by the one task that has the head.
             let out = unsafe { shared.slice(h * d..(h + 1) * d) };
-            let head_values =
-                &values.data[kv * values.head_stride..kv * values.head_stride + n * d];
-            for (&weight, value) in scores.iter().zip(head_values.chunks_exact(d)) {
-                T::add_scaled(out, value, weight / total);
-            }
+            let query = &q[h * d..(h + 1) * d];
+            let (k, v) = (keys.head(kv, n * d), values.head(kv, n * d));
+            head(query, k, v, scale, &mut scores, out);
         }
     });
     out
+}
+
+/// One query head against its kv head's keys and values (rows of `query.len()` values, as many
+/// as `scores` holds): `out += Σⱼ softmax(scale · q·kⱼ)ⱼ vⱼ`, the scores computed in `scores`.
+fn head<T: CacheValue>(
+    query: &[f32],
+    keys: &[T],
+    values: &[T],
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: the CPU has the instructions.
+        return unsafe { avx2::head(query, keys, values, scale, scores, out) };
+    }
+    head_by_rows(query, keys, values, scale, scores, out)
+}
+
+/// [`head`] a row at a time: SIMD128 in wasm32, portable loops elsewhere.
+fn head_by_rows<T: CacheValue>(
+    query: &[f32],
+    keys: &[T],
+    values: &[T],
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = query.len();
+    for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
+        *score = dot(query, key) * scale;
+    }
+    let total = softmax_numerators(scores);
+    for (&weight, value) in scores.iter().zip(values.chunks_exact(d)) {
+        add_scaled(out, value, weight / total);
+    }
+}
+
+/// `Σ qᵢ rowᵢ`.
+fn dot<T: CacheValue>(q: &[f32], row: &[T]) -> f32 {
+    #[cfg(target_arch = "wasm32")]
+    {
+        simd128::dot(q, row)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        q.iter().zip(row).map(|(x, y)| x * y.to_f32()).sum()
+    }
+}
+
+/// `out += weight · row`.
+fn add_scaled<T: CacheValue>(out: &mut [f32], row: &[T], weight: f32) {
+    #[cfg(target_arch = "wasm32")]
+    {
+        simd128::add_scaled(out, row, weight)
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        for (o, x) in out.iter_mut().zip(row) {
+            *o += weight * x.to_f32();
+        }
+    }
 }
 
 /// The softmax of a prompt's attention scores under the causal mask, in place: `scores` holds
@@ -193,6 +293,11 @@ pub fn causal_softmax(scores: &mut [f32], total: usize, seq: usize, scale: f32) 
 
 /// Replaces each score `s` by `exp(s - max)` and returns their sum.
 fn softmax_numerators(scores: &mut [f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: the CPU has the instructions.
+        return unsafe { avx2::softmax_numerators(scores) };
+    }
     let max = scores.iter().fold(f32::NEG_INFINITY, |m, &s| m.max(s));
     #[cfg(target_arch = "wasm32")]
     {
@@ -206,139 +311,6 @@ fn softmax_numerators(scores: &mut [f32]) -> f32 {
             total += *score;
         }
         total
-    }
-}
-
-#[cfg(target_arch = "wasm32")]
-mod simd128 {
-    use std::arch::wasm32::*;
-
-    use half::f16;
-
-    use crate::exp::exp4;
-
-    /// A cached value type as f32 lanes.
-    pub(super) trait Widen: Copy {
-        /// Four values from `p` as f32x4.
-        ///
-        /// # Safety
-        /// `p` must point at four readable values.
-        unsafe fn load4(p: *const Self) -> v128;
-        fn to_f32(self) -> f32;
-    }
-
-    impl Widen for f32 {
-        #[inline(always)]
-        unsafe fn load4(p: *const f32) -> v128 {
-            v128_load(p as *const v128)
-        }
-
-        #[inline(always)]
-        fn to_f32(self) -> f32 {
-            self
-        }
-    }
-
-    impl Widen for f16 {
-        #[inline(always)]
-        unsafe fn load4(p: *const f16) -> v128 {
-            widen(u32x4_load_extend_u16x4(p as *const u16))
-        }
-
-        #[inline(always)]
-        fn to_f32(self) -> f32 {
-            f16::to_f32(self)
-        }
-    }
-
-    /// Four f16, the low halves of u32 lanes, as f32, exactly as `half` converts them: the
-    /// exponent and mantissa moved into place read as an f32 2¹¹² times too small (a
-    /// subnormal f16 lands on a subnormal f32, so the multiply makes it exact), infinities
-    /// and NaNs (at least 2¹⁶ once scaled) given the all-ones exponent, then the sign. The
-    /// multiply costs x86 a microcode assist on a subnormal f16, which a cache's values rarely
-    /// are; the conversion the K-quant scales need instead, often subnormal
-    /// (`kquant::simd128::scales_to_f32`), made this loop 1.45× slower on normal values (a
-    /// layer's decode attention over 2048 positions, 3.8–4.1 → 5.7–5.8 ms in Chromium).
-    #[inline(always)]
-    pub(super) fn widen(h: v128) -> v128 {
-        let moved = i32x4_shl(v128_and(h, u32x4_splat(0x7fff)), 13);
-        let value = f32x4_mul(moved, f32x4_splat(f32::from_bits((127 + 112) << 23)));
-        let special = v128_and(
-            f32x4_ge(value, f32x4_splat(65536.0)),
-            u32x4_splat(0x7f80_0000),
-        );
-        let sign = i32x4_shl(v128_and(h, u32x4_splat(0x8000)), 16);
-        v128_or(v128_or(value, special), sign)
-    }
-
-    pub(super) fn dot<T: Widen>(a: &[f32], b: &[T]) -> f32 {
-        let n = a.len().min(b.len());
-        let mut acc = f32x4_splat(0.0);
-        let mut i = 0;
-        while i + 4 <= n {
-            // SAFETY: `i + 4 <= n` and both slices hold at least `n` values.
-            unsafe {
-                let x = v128_load(a.as_ptr().add(i) as *const v128);
-                let y = T::load4(b.as_ptr().add(i));
-                acc = f32x4_add(acc, f32x4_mul(x, y));
-            }
-            i += 4;
-        }
-        let mut sum = f32x4_extract_lane::<0>(acc)
-            + f32x4_extract_lane::<1>(acc)
-            + f32x4_extract_lane::<2>(acc)
-            + f32x4_extract_lane::<3>(acc);
-        for j in i..n {
-            sum += a[j] * b[j].to_f32();
-        }
-        sum
-    }
-
-    /// Replaces each `s` by `eˢ⁻ᵐᵃˣ` and returns their sum, four at a time: the library's
-    /// scalar `expf` took a third of the attention's time.
-    pub(super) fn exp_minus(scores: &mut [f32], max: f32) -> f32 {
-        let n = scores.len();
-        let max4 = f32x4_splat(max);
-        let mut sum = f32x4_splat(0.0);
-        let mut i = 0;
-        while i + 4 <= n {
-            // SAFETY: `i + 4 <= n`.
-            unsafe {
-                let p = scores.as_mut_ptr().add(i) as *mut v128;
-                let e = exp4(f32x4_sub(v128_load(p), max4));
-                v128_store(p, e);
-                sum = f32x4_add(sum, e);
-            }
-            i += 4;
-        }
-        let mut total = f32x4_extract_lane::<0>(sum)
-            + f32x4_extract_lane::<1>(sum)
-            + f32x4_extract_lane::<2>(sum)
-            + f32x4_extract_lane::<3>(sum);
-        for score in &mut scores[i..] {
-            let e = f32x4_extract_lane::<0>(exp4(f32x4_splat(*score - max)));
-            *score = e;
-            total += e;
-        }
-        total
-    }
-
-    pub(super) fn add_scaled<T: Widen>(out: &mut [f32], x: &[T], weight: f32) {
-        let n = out.len().min(x.len());
-        let w = f32x4_splat(weight);
-        let mut i = 0;
-        while i + 4 <= n {
-            // SAFETY: `i + 4 <= n` and both slices hold at least `n` values.
-            unsafe {
-                let o = out.as_mut_ptr().add(i) as *mut v128;
-                let y = T::load4(x.as_ptr().add(i));
-                v128_store(o, f32x4_add(v128_load(o), f32x4_mul(w, y)));
-            }
-            i += 4;
-        }
-        for j in i..n {
-            out[j] += weight * x[j].to_f32();
-        }
     }
 }
 
@@ -496,6 +468,44 @@ mod tests {
             assert_eq!(one_query_on(Some(&pool), &q, view, view, 2, n, d), alone);
         }
         assert!(pool.work().tasks > 0, "nothing was offered to the pool");
+    }
+
+    /// AVX2's loops (which the tests above run where the CPU has them) against the portable
+    /// ones, on rows with tails past the lanes.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_head_gives_what_the_portable_one_gives() {
+        assert!(avx2::available(), "the CPU lacks AVX2, FMA or F16C");
+        for (d, n) in [(64, 300), (13, 7), (24, 1)] {
+            let (q, data) = query_and_cache(1, d, 2 * n, 0);
+            let (keys, values) = data[..2 * n * d].split_at(n * d);
+            let halves: Vec<f16> = data.iter().map(|&x| f16::from_f32(x)).collect();
+            let (half_keys, half_values) = halves[..2 * n * d].split_at(n * d);
+            let run = |f: &dyn Fn(&mut [f32], &mut [f32])| {
+                let (mut scores, mut out) = (vec![0f32; n], vec![0.5f32; d]);
+                f(&mut scores, &mut out);
+                out
+            };
+            let scale = 0.3;
+            let pairs = [
+                (
+                    run(&|s, o| unsafe { avx2::head(&q, keys, values, scale, s, o) }),
+                    run(&|s, o| head_by_rows(&q, keys, values, scale, s, o)),
+                ),
+                (
+                    run(&|s, o| unsafe { avx2::head(&q, half_keys, half_values, scale, s, o) }),
+                    run(&|s, o| head_by_rows(&q, half_keys, half_values, scale, s, o)),
+                ),
+            ];
+            for (got, want) in pairs {
+                for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+                    assert!(
+                        (g - w).abs() <= 1e-5,
+                        "d {d}, n {n}, value {i}: {g} against {w}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
