@@ -210,16 +210,24 @@ fn head<T: CacheValue>(
     scores: &mut [f32],
     out: &mut [f32],
 ) {
-    #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
-        // SAFETY: the CPU has the instructions.
-        return unsafe { avx2::head(query, keys, values, scale, scores, out) };
+    #[cfg(target_arch = "wasm32")]
+    {
+        simd128::head(query, keys, values, scale, scores, out)
     }
-    head_by_rows(query, keys, values, scale, scores, out)
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        #[cfg(target_arch = "x86_64")]
+        if avx2::available() {
+            // SAFETY: the CPU has the instructions.
+            return unsafe { avx2::head(query, keys, values, scale, scores, out) };
+        }
+        portable_head(query, keys, values, scale, scores, out)
+    }
 }
 
-/// [`head`] a row at a time: SIMD128 in wasm32, portable loops elsewhere.
-fn head_by_rows<T: CacheValue>(
+/// [`head`] in portable loops, a value at a time.
+#[cfg(not(target_arch = "wasm32"))]
+fn portable_head<T: CacheValue>(
     query: &[f32],
     keys: &[T],
     values: &[T],
@@ -229,36 +237,18 @@ fn head_by_rows<T: CacheValue>(
 ) {
     let d = query.len();
     for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-        *score = dot(query, key) * scale;
+        *score = query
+            .iter()
+            .zip(key)
+            .map(|(q, k)| q * k.to_f32())
+            .sum::<f32>()
+            * scale;
     }
-    let total = softmax_numerators(scores);
+    let inverse = 1.0 / softmax_numerators(scores);
     for (&weight, value) in scores.iter().zip(values.chunks_exact(d)) {
-        add_scaled(out, value, weight / total);
-    }
-}
-
-/// `Σ qᵢ rowᵢ`.
-fn dot<T: CacheValue>(q: &[f32], row: &[T]) -> f32 {
-    #[cfg(target_arch = "wasm32")]
-    {
-        simd128::dot(q, row)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        q.iter().zip(row).map(|(x, y)| x * y.to_f32()).sum()
-    }
-}
-
-/// `out += weight · row`.
-fn add_scaled<T: CacheValue>(out: &mut [f32], row: &[T], weight: f32) {
-    #[cfg(target_arch = "wasm32")]
-    {
-        simd128::add_scaled(out, row, weight)
-    }
-    #[cfg(not(target_arch = "wasm32"))]
-    {
-        for (o, x) in out.iter_mut().zip(row) {
-            *o += weight * x.to_f32();
+        let weight = weight * inverse;
+        for (o, v) in out.iter_mut().zip(value) {
+            *o += weight * v.to_f32();
         }
     }
 }
@@ -373,56 +363,60 @@ mod tests {
 
     #[test]
     fn equals_the_softmax_of_the_scores_written_out() {
-        // Four query heads over two kv heads, three positions of 8 values, heads 40 apart.
-        let (d, n, stride) = (8, 3, 40);
-        let (q, data) = query_and_cache(4, d, n, stride);
-        let view = CacheView {
-            data: &data,
-            head_stride: stride,
-        };
-        let got = one_query(&q, view, view, 2, n, d);
-        for h in 0..4 {
-            let rows = |j: usize| &data[(h / 2) * stride + j * d..(h / 2) * stride + (j + 1) * d];
-            let scores: Vec<f32> = (0..n)
-                .map(|j| {
-                    q[h * d..(h + 1) * d]
-                        .iter()
-                        .zip(rows(j))
-                        .map(|(a, b)| a * b)
-                        .sum::<f32>()
-                        / (d as f32).sqrt()
-                })
-                .collect();
-            let total: f32 = scores.iter().map(|s| s.exp()).sum();
-            for i in 0..d {
-                let expected: f32 = (0..n).map(|j| scores[j].exp() / total * rows(j)[i]).sum();
-                assert!(
-                    (got[h * d + i] - expected).abs() < 1e-5,
-                    "head {h}, value {i}"
-                );
+        // Four query heads over two kv heads, heads `stride` apart: three positions of 8 values
+        // (rows one by one), and nine of 16 (two runs of four rows, then one).
+        for (d, n, stride) in [(8, 3, 40), (16, 9, 150)] {
+            let (q, data) = query_and_cache(4, d, n, stride);
+            let view = CacheView {
+                data: &data,
+                head_stride: stride,
+            };
+            let got = one_query(&q, view, view, 2, n, d);
+            for h in 0..4 {
+                let row = |j: usize| &data[(h / 2) * stride + j * d..][..d];
+                let scores: Vec<f32> = (0..n)
+                    .map(|j| {
+                        q[h * d..(h + 1) * d]
+                            .iter()
+                            .zip(row(j))
+                            .map(|(a, b)| a * b)
+                            .sum::<f32>()
+                            / (d as f32).sqrt()
+                    })
+                    .collect();
+                let total: f32 = scores.iter().map(|s| s.exp()).sum();
+                for i in 0..d {
+                    let expected: f32 = (0..n).map(|j| scores[j].exp() / total * row(j)[i]).sum();
+                    assert!(
+                        (got[h * d + i] - expected).abs() < 1e-5,
+                        "{n} positions of {d}: head {h}, value {i}"
+                    );
+                }
             }
         }
     }
 
     #[test]
     fn an_f16_cache_gives_what_the_f32_cache_of_its_values_gives_bit_for_bit() {
-        // Rows of 10 values, so that both the four-lane loops and their tails run.
-        let (d, n, stride) = (10, 5, 60);
-        let (q, data) = query_and_cache(4, d, n, stride);
-        let halves: Vec<f16> = data.iter().map(|&x| f16::from_f32(x * 3.0)).collect();
-        let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
-        let narrow = CacheView {
-            data: &halves[..],
-            head_stride: stride,
-        };
-        let wide = CacheView {
-            data: &widened[..],
-            head_stride: stride,
-        };
-        let narrow = one_query(&q, narrow, narrow, 2, n, d);
-        let wide = one_query(&q, wide, wide, 2, n, d);
-        let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
-        assert_eq!(bits(narrow), bits(wide));
+        // Rows of 10 values, so that both the vector loops and their tails run, and rows of 16
+        // in runs of four and one left over.
+        for (d, n, stride) in [(10, 5, 60), (16, 9, 150)] {
+            let (q, data) = query_and_cache(4, d, n, stride);
+            let halves: Vec<f16> = data.iter().map(|&x| f16::from_f32(x * 3.0)).collect();
+            let widened: Vec<f32> = halves.iter().map(|h| h.to_f32()).collect();
+            let narrow = CacheView {
+                data: &halves[..],
+                head_stride: stride,
+            };
+            let wide = CacheView {
+                data: &widened[..],
+                head_stride: stride,
+            };
+            let narrow = one_query(&q, narrow, narrow, 2, n, d);
+            let wide = one_query(&q, wide, wide, 2, n, d);
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(bits(narrow), bits(wide), "{n} positions of {d}");
+        }
     }
 
     /// Every f16, widened four at a time in registers, against the `half` crate.
@@ -490,11 +484,11 @@ mod tests {
             let pairs = [
                 (
                     run(&|s, o| unsafe { avx2::head(&q, keys, values, scale, s, o) }),
-                    run(&|s, o| head_by_rows(&q, keys, values, scale, s, o)),
+                    run(&|s, o| portable_head(&q, keys, values, scale, s, o)),
                 ),
                 (
                     run(&|s, o| unsafe { avx2::head(&q, half_keys, half_values, scale, s, o) }),
-                    run(&|s, o| head_by_rows(&q, half_keys, half_values, scale, s, o)),
+                    run(&|s, o| portable_head(&q, half_keys, half_values, scale, s, o)),
                 ),
             ];
             for (got, want) in pairs {

@@ -1,4 +1,5 @@
-//! The attention loops in SIMD128: four f32 lanes, f16 widened in registers.
+//! The attention loops in SIMD128: four f32 lanes, f16 widened in registers, and four cached
+//! rows at a time where rows are whole vectors.
 
 use std::arch::wasm32::*;
 
@@ -25,7 +26,94 @@ pub(super) fn widen(h: v128) -> v128 {
     v128_or(v128_or(value, special), sign)
 }
 
-pub(super) fn dot<T: Lanes>(a: &[f32], b: &[T]) -> f32 {
+/// [`super::head`]: the scores of four keys at a time, then each left over, their softmax's
+/// numerators, and four values at a time added to `out`, then each left over. Four rows in
+/// one pass share the query's loads and `out`'s, and their dots run in four chains rather
+/// than one (a 64-value row was sixteen dependent adds).
+pub(super) fn head<T: Lanes>(
+    query: &[f32],
+    keys: &[T],
+    values: &[T],
+    scale: f32,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = query.len();
+    let quads = if d.is_multiple_of(4) {
+        scores.len() / 4
+    } else {
+        0
+    };
+    for (j, four) in scores.chunks_exact_mut(4).take(quads).enumerate() {
+        let sums = f32x4_mul(dot_rows4(query, &keys[4 * j * d..]), f32x4_splat(scale));
+        // SAFETY: `four` holds four f32.
+        unsafe { v128_store(four.as_mut_ptr() as *mut v128, sums) };
+    }
+    for (j, score) in scores.iter_mut().enumerate().skip(4 * quads) {
+        *score = dot(query, &keys[j * d..(j + 1) * d]) * scale;
+    }
+    let inverse = 1.0 / super::softmax_numerators(scores);
+    for (j, four) in scores.chunks_exact(4).take(quads).enumerate() {
+        let weights = [0, 1, 2, 3].map(|r| four[r] * inverse);
+        add_rows4(out, &values[4 * j * d..], weights);
+    }
+    for (j, &weight) in scores.iter().enumerate().skip(4 * quads) {
+        add_scaled(out, &values[j * d..(j + 1) * d], weight * inverse);
+    }
+}
+
+/// The dots of `query` (whole vectors) with the four rows `rows` starts with, one per lane.
+#[inline(always)]
+fn dot_rows4<T: Lanes>(query: &[f32], rows: &[T]) -> v128 {
+    let d = query.len();
+    assert!(rows.len() >= 4 * d && d.is_multiple_of(4));
+    let mut acc = [f32x4_splat(0.0); 4];
+    for c in (0..d).step_by(4) {
+        // SAFETY: `c + 4 <= d`, and `rows` holds four rows of `d`.
+        unsafe {
+            let q = v128_load(query.as_ptr().add(c) as *const v128);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = f32x4_add(*acc, f32x4_mul(q, T::load4(rows.as_ptr().add(r * d + c))));
+            }
+        }
+    }
+    // Lane r of the result is the sum of acc[r]'s lanes: pairs of rows first, then the halves.
+    let [a, b, c, e] = acc;
+    let ab = f32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(a, b),
+        i32x4_shuffle::<2, 6, 3, 7>(a, b),
+    );
+    let ce = f32x4_add(
+        i32x4_shuffle::<0, 4, 1, 5>(c, e),
+        i32x4_shuffle::<2, 6, 3, 7>(c, e),
+    );
+    f32x4_add(
+        i32x4_shuffle::<0, 1, 4, 5>(ab, ce),
+        i32x4_shuffle::<2, 3, 6, 7>(ab, ce),
+    )
+}
+
+/// `out += Σᵣ weights[r] · row r` over the four rows `rows` starts with, in one pass over `out`
+/// (whole vectors): the sums [`add_scaled`] gives row by row, bit for bit.
+#[inline(always)]
+fn add_rows4<T: Lanes>(out: &mut [f32], rows: &[T], weights: [f32; 4]) {
+    let d = out.len();
+    assert!(rows.len() >= 4 * d && d.is_multiple_of(4));
+    let w = weights.map(|w| f32x4_splat(w));
+    for c in (0..d).step_by(4) {
+        // SAFETY: `c + 4 <= d`, and `rows` holds four rows of `d`.
+        unsafe {
+            let o = out.as_mut_ptr().add(c) as *mut v128;
+            let mut sum = v128_load(o);
+            for (r, w) in w.iter().enumerate() {
+                sum = f32x4_add(sum, f32x4_mul(*w, T::load4(rows.as_ptr().add(r * d + c))));
+            }
+            v128_store(o, sum);
+        }
+    }
+}
+
+fn dot<T: Lanes>(a: &[f32], b: &[T]) -> f32 {
     let n = a.len().min(b.len());
     let mut acc = f32x4_splat(0.0);
     let mut i = 0;
@@ -77,7 +165,7 @@ pub(super) fn exp_minus(scores: &mut [f32], max: f32) -> f32 {
     total
 }
 
-pub(super) fn add_scaled<T: Lanes>(out: &mut [f32], x: &[T], weight: f32) {
+fn add_scaled<T: Lanes>(out: &mut [f32], x: &[T], weight: f32) {
     let n = out.len().min(x.len());
     let w = f32x4_splat(weight);
     let mut i = 0;
