@@ -8,7 +8,7 @@
 use std::arch::x86_64::*;
 
 use super::sealed::Lanes;
-use super::CacheValue;
+use super::{CacheValue, Head};
 use crate::exp::exp8;
 
 /// Whether the CPU has the instructions these loops use.
@@ -23,20 +23,12 @@ pub(crate) fn available() -> bool {
 /// # Safety
 /// The CPU must have the instructions ([`available`]).
 #[target_feature(enable = "avx2,fma,f16c")]
-pub(super) unsafe fn head<T: CacheValue>(
-    query: &[f32],
-    keys: &[T],
-    values: &[T],
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let d = query.len();
-    for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-        *score = dot(query, key) * scale;
+pub(super) unsafe fn head<T: CacheValue>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
+    for (score, key) in scores.iter_mut().zip(head.key_rows()) {
+        *score = dot(head.query, key) * head.scale;
     }
     let inverse = 1.0 / softmax_numerators(scores);
-    for (&weight, value) in scores.iter().zip(values.chunks_exact(d)) {
+    for (&weight, value) in scores.iter().zip(head.value_rows()) {
         add_scaled(out, value, weight * inverse);
     }
 }

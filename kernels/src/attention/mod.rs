@@ -192,60 +192,75 @@ pub(crate) fn one_query_on<T: CacheValue>(
             let kv = h / group;
             // SAFETY: each head's values are written by the one task that has the head.
             let out = unsafe { shared.slice(h * d..(h + 1) * d) };
-            let query = &q[h * d..(h + 1) * d];
-            let (k, v) = (keys.head(kv, n * d), values.head(kv, n * d));
-            head(query, k, v, scale, &mut scores, out);
+            let this = Head {
+                query: &q[h * d..(h + 1) * d],
+                keys: keys.head(kv, n * d),
+                values: values.head(kv, n * d),
+                scale,
+            };
+            head(this, &mut scores, out);
         }
     });
     out
 }
 
-/// One query head against its kv head's keys and values (rows of `query.len()` values, as many
-/// as `scores` holds): `out += Σⱼ softmax(scale · q·kⱼ)ⱼ vⱼ`, the scores computed in `scores`.
-fn head<T: CacheValue>(
-    query: &[f32],
-    keys: &[T],
-    values: &[T],
+/// One query head and its kv head's cached rows, `query.len()` values each: what [`head`]
+/// attends over.
+#[derive(Clone, Copy)]
+struct Head<'a, T> {
+    query: &'a [f32],
+    keys: &'a [T],
+    values: &'a [T],
+    /// What the dots are multiplied by: 1/√d.
     scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
+}
+
+/// The rows one at a time (the SIMD128 loops take them four at a time).
+#[cfg(not(target_arch = "wasm32"))]
+impl<'a, T> Head<'a, T> {
+    /// Each key.
+    fn key_rows(&self) -> std::slice::ChunksExact<'a, T> {
+        self.keys.chunks_exact(self.query.len())
+    }
+
+    /// Each value.
+    fn value_rows(&self) -> std::slice::ChunksExact<'a, T> {
+        self.values.chunks_exact(self.query.len())
+    }
+}
+
+/// `out += Σⱼ softmax(scale · q·kⱼ)ⱼ vⱼ` over as many rows as `scores` holds, the scores
+/// computed in `scores`.
+fn head<T: CacheValue>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
     #[cfg(target_arch = "wasm32")]
     {
-        simd128::head(query, keys, values, scale, scores, out)
+        simd128::head(head, scores, out)
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
         #[cfg(target_arch = "x86_64")]
         if avx2::available() {
             // SAFETY: the CPU has the instructions.
-            return unsafe { avx2::head(query, keys, values, scale, scores, out) };
+            return unsafe { avx2::head(head, scores, out) };
         }
-        portable_head(query, keys, values, scale, scores, out)
+        portable_head(head, scores, out)
     }
 }
 
 /// [`head`] in portable loops, a value at a time.
 #[cfg(not(target_arch = "wasm32"))]
-fn portable_head<T: CacheValue>(
-    query: &[f32],
-    keys: &[T],
-    values: &[T],
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let d = query.len();
-    for (score, key) in scores.iter_mut().zip(keys.chunks_exact(d)) {
-        *score = query
+fn portable_head<T: CacheValue>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
+    for (score, key) in scores.iter_mut().zip(head.key_rows()) {
+        let dot: f32 = head
+            .query
             .iter()
             .zip(key)
             .map(|(q, k)| q * k.to_f32())
-            .sum::<f32>()
-            * scale;
+            .sum();
+        *score = dot * head.scale;
     }
     let inverse = 1.0 / softmax_numerators(scores);
-    for (&weight, value) in scores.iter().zip(values.chunks_exact(d)) {
+    for (&weight, value) in scores.iter().zip(head.value_rows()) {
         let weight = weight * inverse;
         for (o, v) in out.iter_mut().zip(value) {
             *o += weight * v.to_f32();
@@ -480,15 +495,27 @@ mod tests {
                 f(&mut scores, &mut out);
                 out
             };
-            let scale = 0.3;
+            let wide = Head {
+                query: &q,
+                keys,
+                values,
+                scale: 0.3,
+            };
+            let narrow = Head {
+                query: &q,
+                keys: half_keys,
+                values: half_values,
+                scale: 0.3,
+            };
+            // SAFETY (both `avx2::head` calls): the CPU has the instructions, asserted above.
             let pairs = [
                 (
-                    run(&|s, o| unsafe { avx2::head(&q, keys, values, scale, s, o) }),
-                    run(&|s, o| portable_head(&q, keys, values, scale, s, o)),
+                    run(&|s, o| unsafe { avx2::head(wide, s, o) }),
+                    run(&|s, o| portable_head(wide, s, o)),
                 ),
                 (
-                    run(&|s, o| unsafe { avx2::head(&q, half_keys, half_values, scale, s, o) }),
-                    run(&|s, o| portable_head(&q, half_keys, half_values, scale, s, o)),
+                    run(&|s, o| unsafe { avx2::head(narrow, s, o) }),
+                    run(&|s, o| portable_head(narrow, s, o)),
                 ),
             ];
             for (got, want) in pairs {

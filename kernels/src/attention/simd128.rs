@@ -4,6 +4,7 @@
 use std::arch::wasm32::*;
 
 use super::sealed::Lanes;
+use super::Head;
 use crate::exp::exp4;
 
 /// Four f16, the low halves of u32 lanes, as f32, exactly as `half` converts them: the
@@ -30,15 +31,9 @@ pub(super) fn widen(h: v128) -> v128 {
 /// numerators, and four values at a time added to `out`, then each left over. Four rows in
 /// one pass share the query's loads and `out`'s, and their dots run in four chains rather
 /// than one (a 64-value row was sixteen dependent adds).
-pub(super) fn head<T: Lanes>(
-    query: &[f32],
-    keys: &[T],
-    values: &[T],
-    scale: f32,
-    scores: &mut [f32],
-    out: &mut [f32],
-) {
-    let d = query.len();
+pub(super) fn head<T: Lanes>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
+    let (query, d) = (head.query, head.query.len());
+    let (keys, values, scale) = (head.keys, head.values, head.scale);
     let quads = if d.is_multiple_of(4) {
         scores.len() / 4
     } else {
