@@ -1,6 +1,6 @@
 //! The gated MLP's activation, `silu(gate) · up` with `silu(g) = g / (1 + e⁻ᵍ)`, value by
 //! value. In wasm32 candle's SiLU calls the library's scalar `expf` for every value, 3.6 % of a
-//! SmolLM2 decode step in Chromium; here the exponentials are SIMD128.
+//! SmolLM2 decode step in Chromium; here the exponentials are SIMD128 (AVX2 natively).
 
 /// `silu(gateᵢ) · upᵢ` for each `i`.
 ///
@@ -46,9 +46,50 @@ fn swiglu_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
+        #[cfg(target_arch = "x86_64")]
+        if crate::attention::avx2::available() {
+            // SAFETY: the CPU has the instructions.
+            return unsafe { avx2::swiglu_into(gate, up, out) };
+        }
         // SiLU as candle computes it.
         for ((out, &g), &u) in out.iter_mut().zip(gate).zip(up) {
             *out = g / (1.0 + (-g).exp()) * u;
+        }
+    }
+}
+
+/// Eight values at a time natively: the library's scalar `expf` per value was about 5 % of a
+/// native SmolLM2 prompt (9.2 M exponentials for 200 positions).
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use std::arch::x86_64::*;
+
+    use crate::exp::exp8;
+
+    /// # Safety
+    /// The CPU must have AVX2 and FMA.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn swiglu_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
+        let n = gate.len();
+        assert!(up.len() == n && out.len() == n);
+        let one = _mm256_set1_ps(1.0);
+        let silu_times = |g: __m256, u: __m256| {
+            let e = exp8(_mm256_sub_ps(_mm256_setzero_ps(), g));
+            _mm256_mul_ps(_mm256_div_ps(g, _mm256_add_ps(one, e)), u)
+        };
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: `i + 8 <= n`, the length of all three.
+            unsafe {
+                let g = _mm256_loadu_ps(gate.as_ptr().add(i));
+                let u = _mm256_loadu_ps(up.as_ptr().add(i));
+                _mm256_storeu_ps(out.as_mut_ptr().add(i), silu_times(g, u));
+            }
+            i += 8;
+        }
+        for j in i..n {
+            let lanes = silu_times(_mm256_set1_ps(gate[j]), _mm256_set1_ps(up[j]));
+            out[j] = _mm256_cvtss_f32(lanes);
         }
     }
 }
