@@ -108,6 +108,7 @@ fn add_rows4<T: Lanes>(out: &mut [f32], rows: &[T], weights: [f32; 4]) {
     }
 }
 
+/// `Σ aᵢ bᵢ` of one row, four lanes at a time.
 fn dot<T: Lanes>(a: &[f32], b: &[T]) -> f32 {
     let n = a.len().min(b.len());
     let mut acc = f32x4_splat(0.0);
@@ -160,6 +161,7 @@ pub(super) fn exp_minus(scores: &mut [f32], max: f32) -> f32 {
     total
 }
 
+/// `out += weight · x` for one row, four lanes at a time.
 fn add_scaled<T: Lanes>(out: &mut [f32], x: &[T], weight: f32) {
     let n = out.len().min(x.len());
     let w = f32x4_splat(weight);
