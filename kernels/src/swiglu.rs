@@ -58,8 +58,8 @@ fn swiglu_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
-/// Eight values at a time natively: the library's scalar `expf` per value was about 5 % of a
-/// native SmolLM2 prompt (9.2 M exponentials for 200 positions).
+/// Eight values at a time natively, where the library's scalar `expf` ran once per value
+/// (9.2 M calls for a 200-token SmolLM2 prompt): the native prefill about 1.03× faster.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     use std::arch::x86_64::*;
