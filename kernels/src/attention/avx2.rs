@@ -24,12 +24,77 @@ pub(crate) fn available() -> bool {
 /// The CPU must have the instructions ([`available`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn head<T: CacheValue>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
-    for (score, key) in scores.iter_mut().zip(head.key_rows()) {
+    let d = head.query.len();
+    let quads = if d.is_multiple_of(8) {
+        scores.len() / 4
+    } else {
+        0
+    };
+    for (j, four) in scores.chunks_exact_mut(4).take(quads).enumerate() {
+        let sums = _mm_mul_ps(
+            dot_rows4(head.query, &head.keys[4 * j * d..]),
+            _mm_set1_ps(head.scale),
+        );
+        // SAFETY: `four` holds four f32.
+        unsafe { _mm_storeu_ps(four.as_mut_ptr(), sums) };
+    }
+    for (score, key) in scores.iter_mut().zip(head.key_rows()).skip(4 * quads) {
         *score = dot(head.query, key) * head.scale;
     }
     let inverse = 1.0 / softmax_numerators(scores);
-    for (&weight, value) in scores.iter().zip(head.value_rows()) {
+    for (j, four) in scores.chunks_exact(4).take(quads).enumerate() {
+        let weights = [0, 1, 2, 3].map(|r| four[r] * inverse);
+        add_rows4(out, &head.values[4 * j * d..], weights);
+    }
+    for (&weight, value) in scores.iter().zip(head.value_rows()).skip(4 * quads) {
         add_scaled(out, value, weight * inverse);
+    }
+}
+
+/// The dots of `query` (whole vectors) with the four rows `rows` starts with, one per lane.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_rows4<T: Lanes>(query: &[f32], rows: &[T]) -> __m128 {
+    let d = query.len();
+    assert!(rows.len() >= 4 * d && d.is_multiple_of(8));
+    let mut acc = [_mm256_setzero_ps(); 4];
+    for c in (0..d).step_by(8) {
+        // SAFETY: `c + 8 <= d`, and `rows` holds four rows of `d`.
+        unsafe {
+            let q = _mm256_loadu_ps(query.as_ptr().add(c));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                *acc = _mm256_fmadd_ps(q, T::load8(rows.as_ptr().add(r * d + c)), *acc);
+            }
+        }
+    }
+    // Pairs within each row, then pairs of pairs: lane r of each half holds half of row r's
+    // sum; the halves added give it whole.
+    let [a, b, c, e] = acc;
+    let sums = _mm256_hadd_ps(_mm256_hadd_ps(a, b), _mm256_hadd_ps(c, e));
+    _mm_add_ps(
+        _mm256_castps256_ps128(sums),
+        _mm256_extractf128_ps::<1>(sums),
+    )
+}
+
+/// `out += Σᵣ weights[r] · row r` over the four rows `rows` starts with, in one pass over `out`
+/// (whole vectors): the sums [`add_scaled`] gives row by row, bit for bit.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn add_rows4<T: Lanes>(out: &mut [f32], rows: &[T], weights: [f32; 4]) {
+    let d = out.len();
+    assert!(rows.len() >= 4 * d && d.is_multiple_of(8));
+    let w = weights.map(|w| _mm256_set1_ps(w));
+    for c in (0..d).step_by(8) {
+        // SAFETY: `c + 8 <= d`, and `rows` holds four rows of `d`.
+        unsafe {
+            let o = out.as_mut_ptr().add(c);
+            let mut sum = _mm256_loadu_ps(o);
+            for (r, w) in w.iter().enumerate() {
+                sum = _mm256_fmadd_ps(*w, T::load8(rows.as_ptr().add(r * d + c)), sum);
+            }
+            _mm256_storeu_ps(o, sum);
+        }
     }
 }
 
