@@ -44,6 +44,13 @@ pub(crate) fn exp4(x: std::arch::wasm32::v128) -> std::arch::wasm32::v128 {
     f32x4_mul(y, two_k)
 }
 
+/// Whether the CPU has what [`exp8`] needs: AVX2 and FMA (detected once; later calls read a
+/// cached flag).
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx2_fma() -> bool {
+    std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")
+}
+
 /// [`exp4`]'s eight-lane twin in AVX2, its multiply-adds fused (within the same 2 ulp, not
 /// bit for bit equal), for CPUs that have AVX2 and FMA.
 #[cfg(target_arch = "x86_64")]
@@ -99,10 +106,7 @@ mod tests {
         #[cfg(target_arch = "x86_64")]
         {
             use std::arch::x86_64::*;
-            assert!(
-                crate::attention::avx2::available(),
-                "the CPU lacks AVX2 and FMA"
-            );
+            assert!(super::avx2_fma(), "the CPU lacks AVX2 and FMA");
             let mut out = [0f32; 8];
             // SAFETY: the CPU has AVX2 and FMA, and `out` holds eight f32.
             unsafe {

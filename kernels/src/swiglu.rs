@@ -47,7 +47,7 @@ fn swiglu_into(gate: &[f32], up: &[f32], out: &mut [f32]) {
     #[cfg(not(target_arch = "wasm32"))]
     {
         #[cfg(target_arch = "x86_64")]
-        if crate::attention::avx2::available() {
+        if crate::exp::avx2_fma() {
             // SAFETY: the CPU has the instructions.
             return unsafe { avx2::swiglu_into(gate, up, out) };
         }

@@ -1,6 +1,7 @@
 //! The attention loops in AVX2 with FMA: eight f32 lanes, f16 widened by F16C, the
-//! exponentials by [`exp8`], and four cached rows at a time where rows are whole vectors. Natively, a decode step's attention went through gemm's matmuls
-//! (one query row per head, packed like any matrix); with these loops SmolLM2 Q8_0 decodes
+//! exponentials by [`exp8`], and four cached rows at a time where rows are whole vectors
+//! (driven by [`super::by_fours`]). Natively, a decode step's attention went through gemm's
+//! matmuls (one query row per head, packed like any matrix); with these loops SmolLM2 Q8_0 decodes
 //! about 5 % faster after a 200-token prompt (`bench --threads 1`), where the step's keys and
 //! values, 12 MB in f32, are read at about what one thread reads from the L3
 //! (`examples/attention.rs`).
@@ -8,46 +9,56 @@
 use std::arch::x86_64::*;
 
 use super::sealed::Lanes;
-use super::{CacheValue, Head};
+use super::{by_fours, CacheValue, Head, RowKernels};
 use crate::exp::exp8;
 
-/// Whether the CPU has the instructions these loops use.
+/// Whether the CPU has the instructions these loops use: [`exp8`]'s, and F16C for an f16
+/// cache.
 pub(crate) fn available() -> bool {
-    std::is_x86_feature_detected!("avx2")
-        && std::is_x86_feature_detected!("fma")
-        && std::is_x86_feature_detected!("f16c")
+    crate::exp::avx2_fma() && std::is_x86_feature_detected!("f16c")
 }
 
-/// [`super::head`]: the scores, their softmax's numerators and the weighted sum of the values.
+/// [`super::head`] by [`super::by_fours`] over these loops, inlined here so that they are
+/// compiled with the instructions.
 ///
 /// # Safety
 /// The CPU must have the instructions ([`available`]).
 #[target_feature(enable = "avx2,fma,f16c")]
 pub(super) unsafe fn head<T: CacheValue>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
-    let d = head.query.len();
-    let quads = if d.is_multiple_of(8) {
-        scores.len() / 4
-    } else {
-        0
-    };
-    for (j, four) in scores.chunks_exact_mut(4).take(quads).enumerate() {
-        let sums = _mm_mul_ps(
-            dot_rows4(head.query, &head.keys[4 * j * d..]),
-            _mm_set1_ps(head.scale),
-        );
-        // SAFETY: `four` holds four f32.
-        unsafe { _mm_storeu_ps(four.as_mut_ptr(), sums) };
+    // SAFETY: by the contract.
+    unsafe { by_fours::<Avx2, T>(head, scores, out) }
+}
+
+/// The AVX2 loops, for [`super::by_fours`].
+struct Avx2;
+
+impl RowKernels for Avx2 {
+    const LANES: usize = 8;
+
+    #[inline(always)]
+    unsafe fn dot4<T: Lanes>(query: &[f32], rows: &[T]) -> [f32; 4] {
+        let mut dots = [0f32; 4];
+        // SAFETY: the CPU has the instructions (the contract); `dots` holds four f32.
+        unsafe { _mm_storeu_ps(dots.as_mut_ptr(), dot_rows4(query, rows)) };
+        dots
     }
-    for (score, key) in scores.iter_mut().zip(head.key_rows()).skip(4 * quads) {
-        *score = dot(head.query, key) * head.scale;
+
+    #[inline(always)]
+    unsafe fn add4<T: Lanes>(out: &mut [f32], rows: &[T], weights: [f32; 4]) {
+        // SAFETY: by the contract.
+        unsafe { add_rows4(out, rows, weights) }
     }
-    let inverse = 1.0 / softmax_numerators(scores);
-    for (j, four) in scores.chunks_exact(4).take(quads).enumerate() {
-        let weights = [0, 1, 2, 3].map(|r| four[r] * inverse);
-        add_rows4(out, &head.values[4 * j * d..], weights);
+
+    #[inline(always)]
+    unsafe fn dot<T: Lanes>(a: &[f32], b: &[T]) -> f32 {
+        // SAFETY: by the contract.
+        unsafe { dot(a, b) }
     }
-    for (&weight, value) in scores.iter().zip(head.value_rows()).skip(4 * quads) {
-        add_scaled(out, value, weight * inverse);
+
+    #[inline(always)]
+    unsafe fn add_scaled<T: Lanes>(out: &mut [f32], row: &[T], weight: f32) {
+        // SAFETY: by the contract.
+        unsafe { add_scaled(out, row, weight) }
     }
 }
 

@@ -16,7 +16,7 @@ use half::f16;
 use crate::pool::{self, Pool};
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) mod avx2;
+mod avx2;
 #[cfg(target_arch = "wasm32")]
 mod simd128;
 
@@ -215,8 +215,6 @@ struct Head<'a, T> {
     scale: f32,
 }
 
-/// The rows one at a time (the SIMD128 loops take them four at a time).
-#[cfg(not(target_arch = "wasm32"))]
 impl<'a, T> Head<'a, T> {
     /// Each key.
     fn key_rows(&self) -> std::slice::ChunksExact<'a, T> {
@@ -229,12 +227,88 @@ impl<'a, T> Head<'a, T> {
     }
 }
 
+/// One instruction set's loops over cached rows, which [`by_fours`] drives.
+///
+/// # Safety
+/// Each method needs the CPU to have the implementation's instructions.
+trait RowKernels {
+    /// f32 lanes in one vector: rows of a multiple of this many values go four at a time.
+    const LANES: usize;
+
+    /// The dots of `query` with the four rows `rows` starts with.
+    ///
+    /// # Panics
+    /// When `rows` holds fewer than four rows of `query.len()`, or that is not a multiple of
+    /// [`Self::LANES`].
+    unsafe fn dot4<T: sealed::Lanes>(query: &[f32], rows: &[T]) -> [f32; 4];
+
+    /// `out += Σᵣ weights[r] · row r` over the four rows `rows` starts with, in one pass over
+    /// `out`: bit for bit the sums [`Self::add_scaled`] gives row by row.
+    ///
+    /// # Panics
+    /// As [`Self::dot4`], with `out` for the query.
+    unsafe fn add4<T: sealed::Lanes>(out: &mut [f32], rows: &[T], weights: [f32; 4]);
+
+    /// `Σ aᵢ bᵢ` of one row of any length.
+    unsafe fn dot<T: sealed::Lanes>(a: &[f32], b: &[T]) -> f32;
+
+    /// `out += weight · row` for one row of any length.
+    unsafe fn add_scaled<T: sealed::Lanes>(out: &mut [f32], row: &[T], weight: f32);
+}
+
+/// [`head`] by `K`'s loops: the scores of four keys at a time where rows are whole vectors,
+/// then each key left over, their softmax's numerators, and four values at a time added to
+/// `out`, then each value left over. Four rows in one pass share the query's loads and `out`'s,
+/// and their dots run in four chains rather than one (in SIMD128 a 64-value row's dot was
+/// sixteen dependent adds). Inlined into a caller compiled with `K`'s instructions, so that
+/// its loops are too.
+///
+/// # Safety
+/// The CPU must have `K`'s instructions.
+#[inline(always)]
+unsafe fn by_fours<K: RowKernels, T: CacheValue>(
+    head: Head<T>,
+    scores: &mut [f32],
+    out: &mut [f32],
+) {
+    let d = head.query.len();
+    let quads = if d.is_multiple_of(K::LANES) {
+        scores.len() / 4
+    } else {
+        0
+    };
+    let keys = head.keys.chunks_exact(4 * d);
+    for (four, keys) in scores.chunks_exact_mut(4).take(quads).zip(keys) {
+        // SAFETY: by the contract.
+        let dots = unsafe { K::dot4(head.query, keys) };
+        for (score, dot) in four.iter_mut().zip(dots) {
+            *score = dot * head.scale;
+        }
+    }
+    for (score, key) in scores.iter_mut().zip(head.key_rows()).skip(4 * quads) {
+        // SAFETY: by the contract.
+        *score = unsafe { K::dot(head.query, key) } * head.scale;
+    }
+    let inverse = 1.0 / softmax_numerators(scores);
+    let values = head.values.chunks_exact(4 * d);
+    for (four, values) in scores.chunks_exact(4).take(quads).zip(values) {
+        let weights = [0, 1, 2, 3].map(|r| four[r] * inverse);
+        // SAFETY: by the contract.
+        unsafe { K::add4(out, values, weights) };
+    }
+    for (&weight, value) in scores.iter().zip(head.value_rows()).skip(4 * quads) {
+        // SAFETY: by the contract.
+        unsafe { K::add_scaled(out, value, weight * inverse) };
+    }
+}
+
 /// `out += Σⱼ softmax(scale · q·kⱼ)ⱼ vⱼ` over as many rows as `scores` holds, the scores
 /// computed in `scores`.
 fn head<T: CacheValue>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
     #[cfg(target_arch = "wasm32")]
     {
-        simd128::head(head, scores, out)
+        // SAFETY: every wasm32 build has SIMD128 (`.cargo/config.toml`).
+        unsafe { by_fours::<simd128::Simd128, T>(head, scores, out) }
     }
     #[cfg(not(target_arch = "wasm32"))]
     {

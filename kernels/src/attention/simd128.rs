@@ -1,10 +1,10 @@
 //! The attention loops in SIMD128: four f32 lanes, f16 widened in registers, and four cached
-//! rows at a time where rows are whole vectors.
+//! rows at a time where rows are whole vectors (driven by [`super::by_fours`]).
 
 use std::arch::wasm32::*;
 
 use super::sealed::Lanes;
-use super::Head;
+use super::RowKernels;
 use crate::exp::exp4;
 
 /// Four f16, the low halves of u32 lanes, as f32, exactly as `half` converts them: the
@@ -27,33 +27,33 @@ pub(super) fn widen(h: v128) -> v128 {
     v128_or(v128_or(value, special), sign)
 }
 
-/// [`super::head`]: the scores of four keys at a time, then each left over, their softmax's
-/// numerators, and four values at a time added to `out`, then each left over. Four rows in
-/// one pass share the query's loads and `out`'s, and their dots run in four chains rather
-/// than one (a 64-value row was sixteen dependent adds).
-pub(super) fn head<T: Lanes>(head: Head<T>, scores: &mut [f32], out: &mut [f32]) {
-    let (query, d) = (head.query, head.query.len());
-    let (keys, values, scale) = (head.keys, head.values, head.scale);
-    let quads = if d.is_multiple_of(4) {
-        scores.len() / 4
-    } else {
-        0
-    };
-    for (j, four) in scores.chunks_exact_mut(4).take(quads).enumerate() {
-        let sums = f32x4_mul(dot_rows4(query, &keys[4 * j * d..]), f32x4_splat(scale));
-        // SAFETY: `four` holds four f32.
-        unsafe { v128_store(four.as_mut_ptr() as *mut v128, sums) };
+/// The SIMD128 loops, for [`super::by_fours`].
+pub(super) struct Simd128;
+
+impl RowKernels for Simd128 {
+    const LANES: usize = 4;
+
+    #[inline(always)]
+    unsafe fn dot4<T: Lanes>(query: &[f32], rows: &[T]) -> [f32; 4] {
+        let mut dots = [0f32; 4];
+        // SAFETY: `dots` holds four f32.
+        unsafe { v128_store(dots.as_mut_ptr().cast(), dot_rows4(query, rows)) };
+        dots
     }
-    for (j, score) in scores.iter_mut().enumerate().skip(4 * quads) {
-        *score = dot(query, &keys[j * d..(j + 1) * d]) * scale;
+
+    #[inline(always)]
+    unsafe fn add4<T: Lanes>(out: &mut [f32], rows: &[T], weights: [f32; 4]) {
+        add_rows4(out, rows, weights)
     }
-    let inverse = 1.0 / super::softmax_numerators(scores);
-    for (j, four) in scores.chunks_exact(4).take(quads).enumerate() {
-        let weights = [0, 1, 2, 3].map(|r| four[r] * inverse);
-        add_rows4(out, &values[4 * j * d..], weights);
+
+    #[inline(always)]
+    unsafe fn dot<T: Lanes>(a: &[f32], b: &[T]) -> f32 {
+        dot(a, b)
     }
-    for (j, &weight) in scores.iter().enumerate().skip(4 * quads) {
-        add_scaled(out, &values[j * d..(j + 1) * d], weight * inverse);
+
+    #[inline(always)]
+    unsafe fn add_scaled<T: Lanes>(out: &mut [f32], row: &[T], weight: f32) {
+        add_scaled(out, row, weight)
     }
 }
 
