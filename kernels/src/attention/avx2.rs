@@ -1,9 +1,9 @@
 //! The attention loops in AVX2 with FMA: eight f32 lanes, f16 widened by F16C, the
 //! exponentials by [`exp8`], and four cached rows at a time where rows are whole vectors
 //! (driven by [`super::by_fours`]). Natively, a decode step's attention went through gemm's
-//! matmuls (one query row per head, packed like any matrix); with these loops SmolLM2 Q8_0 decodes
-//! about 5 % faster after a 200-token prompt (`bench --threads 1`), where the step's keys and
-//! values, 12 MB in f32, are read at about what one thread reads from the L3
+//! matmuls (one query row per head, packed like any matrix); with these loops SmolLM2 Q8_0
+//! decodes about 5 % faster after a 200-token prompt (`bench --threads 1`), where the step's
+//! keys and values, 12 MB in f32, are read at about what one thread reads from the L3
 //! (`examples/attention.rs`).
 
 use std::arch::x86_64::*;
