@@ -3,8 +3,9 @@
 //! attention of one query over the KV cache and the gated MLP's activation, with SIMD128 code
 //! on wasm32, AVX2 code for the matmuls and the attention on x86-64 (chosen at run time), and
 //! portable loops elsewhere. The engine uses each matmul and the attention wherever they have
-//! SIMD code (elsewhere candle's and gemm's kernels), and the activation everywhere. [`warm_up`] runs
-//! each of them on small data, so that a browser has compiled them optimised before a prompt.
+//! SIMD code (elsewhere candle's and gemm's kernels), and the activation everywhere.
+//! [`warm_up`] runs each of them on small data, so that a browser has compiled them optimised
+//! before a prompt.
 //!
 //! They live in a crate of their own so that every build optimises them: in a dev build the
 //! workspace's own crates are compiled at opt-level 0, where these loops are 10 to 50 times
